@@ -1,0 +1,4 @@
+//! The gRPC edge: the service, proto ⇄ domain conversions, status mapping.
+pub mod convert;
+pub mod service;
+pub mod status;

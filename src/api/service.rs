@@ -1,0 +1,334 @@
+//! The `ChatModelService` implementation: Invoke folds the Stream chunks,
+//! StreamEvents wraps them; all three share `Pipeline::start`.
+
+use std::{
+    collections::BTreeMap,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use futures_util::{stream, Stream, StreamExt};
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+use super::{convert, status::to_status};
+use crate::{
+    chat::{aggregate::Aggregator, pipeline::Pipeline, types as d},
+    error::{Error, Kind},
+    pb::{self, chat_model_service_server::ChatModelService},
+    provider::{ChunkStream, Route},
+};
+
+/// The service; cheap to clone.
+#[derive(Clone)]
+pub struct ChatService {
+    pipeline: Arc<Pipeline>,
+    draining: Arc<AtomicBool>,
+}
+
+impl ChatService {
+    pub fn new(pipeline: Arc<Pipeline>, draining: Arc<AtomicBool>) -> Self {
+        Self { pipeline, draining }
+    }
+}
+
+/// A validated, routed request.
+struct Prepared {
+    input: pb::ChatRequest,
+    request: d::ChatRequest,
+    routes: Vec<Route>,
+    run_id: String,
+    name: String,
+    tags: Vec<String>,
+    metadata: BTreeMap<String, String>,
+    deadline: Option<Instant>,
+}
+
+impl Prepared {
+    fn fallback_id(&self) -> String {
+        format!("run-{}", self.run_id)
+    }
+
+    fn model(&self) -> String {
+        self.routes
+            .first()
+            .map(|r| r.model.clone())
+            .unwrap_or_default()
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+impl ChatService {
+    fn prepare(&self, req: Request<pb::ChatRequest>) -> Result<Prepared, Status> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Err(to_status(&Error::new(
+                Kind::Unavailable,
+                "DRAINING",
+                "this server is shutting down; retry on another replica",
+            )));
+        }
+        let deadline = grpc_timeout(req.metadata()).map(|t| Instant::now() + t);
+        let input = req.into_inner();
+        let request = convert::request(&input).map_err(|e| to_status(&e))?;
+        let routes = self
+            .pipeline
+            .registry
+            .resolve(&input.model)
+            .map_err(|e| to_status(&e))?;
+        let config = input.config.clone().unwrap_or_default();
+        let run_id = if config.run_id.is_empty() {
+            uuid::Uuid::now_v7().to_string()
+        } else {
+            config.run_id.clone()
+        };
+        let name = if config.run_name.is_empty() {
+            routes
+                .first()
+                .map(|r| r.provider.info().chat_class.to_string())
+                .unwrap_or_default()
+        } else {
+            config.run_name.clone()
+        };
+        Ok(Prepared {
+            request,
+            routes,
+            run_id,
+            name,
+            tags: config.tags.clone(),
+            metadata: config.metadata.into_iter().collect(),
+            deadline,
+            input,
+        })
+    }
+
+    async fn start(&self, p: &Prepared) -> Result<(Route, ChunkStream), Error> {
+        let started = self
+            .pipeline
+            .start(
+                p.routes.clone(),
+                p.request.clone(),
+                p.fallback_id(),
+                p.deadline,
+            )
+            .await?;
+        tracing::info!(model = %started.route.qualified, run_id = %p.run_id, "call started");
+        Ok((started.route, started.chunks))
+    }
+}
+
+#[tonic::async_trait]
+impl ChatModelService for ChatService {
+    async fn invoke(
+        &self,
+        req: Request<pb::ChatRequest>,
+    ) -> Result<Response<pb::ChatMessage>, Status> {
+        let p = self.prepare(req)?;
+        let (route, mut chunks) = self.start(&p).await.map_err(|e| to_status(&e))?;
+        let mut agg = Aggregator::new(route.model.clone());
+        while let Some(c) = chunks.next().await {
+            agg.push(&c.map_err(|e| to_status(&e))?);
+        }
+        Ok(Response::new(convert::message_out(&agg.snapshot())))
+    }
+
+    type StreamStream = BoxStream<pb::MessageChunk>;
+
+    async fn stream(
+        &self,
+        req: Request<pb::ChatRequest>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let p = self.prepare(req)?;
+        let (_, chunks) = self.start(&p).await.map_err(|e| to_status(&e))?;
+        let out = chunks.map(|c| c.map(|c| convert::chunk(&c)).map_err(|e| to_status(&e)));
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    type StreamEventsStream = BoxStream<pb::ChatEvent>;
+
+    async fn stream_events(
+        &self,
+        req: Request<pb::ChatRequest>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        let p = self.prepare(req)?;
+        let state = Events {
+            phase: Phase::Start,
+            agg: Aggregator::new(p.model()),
+            service: self.clone(),
+            p,
+            route: None,
+        };
+        Ok(Response::new(Box::pin(stream::unfold(state, Events::next))))
+    }
+
+    async fn list_models(
+        &self,
+        _req: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let reg = &self.pipeline.registry;
+        let mut models = Vec::new();
+        let mut providers = Vec::new();
+        for p in reg.providers() {
+            let info = p.info();
+            providers.push(pb::ProviderInfo {
+                name: info.name.to_string(),
+                configured: info.configured,
+                base_url: info.base_url.clone(),
+                features: info.features.iter().map(|f| f.to_string()).collect(),
+            });
+            for m in info.models {
+                let name = format!("{}:{m}", info.name);
+                models.push(pb::ModelInfo {
+                    streaming: reg.options_for(&name).streaming,
+                    target: name.clone(),
+                    name,
+                    provider: info.name.to_string(),
+                });
+            }
+        }
+        for (name, alias) in reg.aliases() {
+            let target = alias.targets.first().cloned().unwrap_or_default();
+            models.push(pb::ModelInfo {
+                name: name.clone(),
+                provider: target.split(':').next().unwrap_or_default().to_string(),
+                target,
+                streaming: alias.options.streaming,
+            });
+        }
+        Ok(Response::new(pb::ListModelsResponse { models, providers }))
+    }
+}
+
+enum Phase {
+    Start,
+    Starting,
+    Streaming(ChunkStream),
+    Failed(Status),
+    Done,
+}
+
+/// The StreamEvents state machine: start, stream…, end | error.
+struct Events {
+    phase: Phase,
+    agg: Aggregator,
+    service: ChatService,
+    p: Prepared,
+    route: Option<Route>,
+}
+
+impl Events {
+    fn event(&self, route: Option<&Route>, ev: pb::chat_event::Event) -> pb::ChatEvent {
+        let mut metadata: std::collections::HashMap<String, String> = self
+            .p
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(r) = route.or(self.p.routes.first()) {
+            metadata.insert("ls_provider".into(), r.provider.info().name.into());
+            metadata.insert("ls_model_name".into(), r.model.clone());
+        }
+        pb::ChatEvent {
+            run_id: self.p.run_id.clone(),
+            name: self.p.name.clone(),
+            tags: self.p.tags.clone(),
+            metadata,
+            event: Some(ev),
+        }
+    }
+
+    fn fail(&mut self, route: Option<&Route>, e: &Error) -> pb::ChatEvent {
+        let status = to_status(e);
+        let ev = pb::chat_event::Event::Error(pb::ErrorEvent {
+            code: status.code() as i32,
+            message: status.message().to_string(),
+            partial: Some(convert::message_out(&self.agg.snapshot())),
+        });
+        self.event(route, ev)
+    }
+
+    /// The `error` event now; the same status ends the stream next.
+    fn failed(mut self, e: Error) -> (Result<pb::ChatEvent, Status>, Self) {
+        let route = self.route.clone();
+        let ev = self.fail(route.as_ref(), &e);
+        self.phase = Phase::Failed(to_status(&e));
+        (Ok(ev), self)
+    }
+
+    async fn next(mut self) -> Option<(Result<pb::ChatEvent, Status>, Self)> {
+        use pb::chat_event::Event as E;
+        loop {
+            match std::mem::replace(&mut self.phase, Phase::Done) {
+                Phase::Start => {
+                    self.phase = Phase::Starting;
+                    let ev = self.event(
+                        None,
+                        E::Start(pb::StartEvent {
+                            input: Some(self.p.input.clone()),
+                        }),
+                    );
+                    return Some((Ok(ev), self));
+                }
+                Phase::Starting => match self.service.start(&self.p).await {
+                    Ok((route, chunks)) => {
+                        self.route = Some(route);
+                        self.phase = Phase::Streaming(chunks);
+                    }
+                    Err(e) => return Some(self.failed(e)),
+                },
+                Phase::Streaming(mut chunks) => match chunks.next().await {
+                    Some(Ok(c)) => {
+                        self.agg.push(&c);
+                        self.phase = Phase::Streaming(chunks);
+                        let ev = self.event(
+                            self.route.as_ref(),
+                            E::Stream(pb::StreamEvent {
+                                chunk: Some(convert::chunk(&c)),
+                            }),
+                        );
+                        return Some((Ok(ev), self));
+                    }
+                    Some(Err(e)) => return Some(self.failed(e)),
+                    None => {
+                        self.phase = Phase::Done;
+                        let ev = self.event(
+                            self.route.as_ref(),
+                            E::End(pb::EndEvent {
+                                output: Some(convert::message_out(&self.agg.snapshot())),
+                            }),
+                        );
+                        return Some((Ok(ev), self));
+                    }
+                },
+                Phase::Failed(status) => {
+                    self.phase = Phase::Done;
+                    return Some((Err(status), self));
+                }
+                Phase::Done => return None,
+            }
+        }
+    }
+}
+
+/// The caller's `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).
+pub fn grpc_timeout(md: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let v = md.get("grpc-timeout")?.to_str().ok()?;
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = v.split_at(v.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}

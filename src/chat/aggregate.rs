@@ -1,0 +1,283 @@
+//! The one aggregator: folds chunks into the final message the way LangChain's
+//! `AIMessageChunk + AIMessageChunk` does. Invoke is this fold over the Stream
+//! chunks, and StreamEvents' `end.output` / `error.partial` come from it too,
+//! so the three RPCs cannot disagree.
+
+use super::types::{
+    Chunk, Content, Delta, InvalidToolCall, Reasoning, StopReason, ToolCall, Usage,
+};
+
+/// The folded answer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FinalMessage {
+    pub id: String,
+    pub model: String,
+    pub content: Vec<Content>,
+    pub tool_calls: Vec<ToolCall>,
+    pub invalid_tool_calls: Vec<InvalidToolCall>,
+    pub usage: Option<Usage>,
+    pub stop_reason: Option<StopReason>,
+}
+
+#[derive(Debug, Default)]
+struct PendingCall {
+    index: u32,
+    id: String,
+    name: String,
+    arguments: String,
+}
+
+/// Accumulates chunks; `finish` parses tool arguments once, at the end.
+#[derive(Debug, Default)]
+pub struct Aggregator {
+    id: String,
+    model: String,
+    content: Vec<Content>,
+    calls: Vec<PendingCall>,
+    usage: Option<Usage>,
+    stop_reason: Option<StopReason>,
+}
+
+impl Aggregator {
+    pub fn new(model: impl Into<String>) -> Self {
+        Self {
+            model: model.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds one chunk.
+    pub fn push(&mut self, chunk: &Chunk) {
+        if self.id.is_empty() && !chunk.id.is_empty() {
+            self.id.clone_from(&chunk.id);
+        }
+        if let Some(usage) = chunk.usage {
+            self.usage = Some(usage);
+        }
+        if chunk.stop_reason.is_some() {
+            self.stop_reason = chunk.stop_reason;
+        }
+        match &chunk.delta {
+            None => {}
+            Some(Delta::Text(t)) => match self.content.last_mut() {
+                Some(Content::Text(prev)) => prev.push_str(t),
+                _ => self.content.push(Content::Text(t.clone())),
+            },
+            Some(Delta::Refusal(t)) => match self.content.last_mut() {
+                Some(Content::Refusal(prev)) => prev.push_str(t),
+                _ => self.content.push(Content::Refusal(t.clone())),
+            },
+            Some(Delta::Reasoning(r)) => match self.content.last_mut() {
+                // A signature closes a reasoning block; redacted data is a block of its own.
+                Some(Content::Reasoning(prev))
+                    if prev.signature.is_empty()
+                        && prev.redacted.is_empty()
+                        && r.redacted.is_empty() =>
+                {
+                    prev.text.push_str(&r.text);
+                    prev.signature.push_str(&r.signature);
+                }
+                _ => self.content.push(Content::Reasoning(Reasoning {
+                    text: r.text.clone(),
+                    signature: r.signature.clone(),
+                    redacted: r.redacted.clone(),
+                })),
+            },
+            Some(Delta::ToolCall {
+                index,
+                id,
+                name,
+                arguments,
+            }) => match self.calls.iter_mut().find(|c| c.index == *index) {
+                Some(call) => {
+                    if call.id.is_empty() {
+                        call.id.clone_from(id);
+                    }
+                    if call.name.is_empty() {
+                        call.name.clone_from(name);
+                    }
+                    call.arguments.push_str(arguments);
+                }
+                None => self.calls.push(PendingCall {
+                    index: *index,
+                    id: id.clone(),
+                    name: name.clone(),
+                    arguments: arguments.clone(),
+                }),
+            },
+        }
+    }
+
+    /// The whole answer as chunks, one per content block and tool call, the last
+    /// one carrying usage, stop reason and `last` (non-streaming models).
+    pub fn collapsed(&self) -> std::collections::VecDeque<Chunk> {
+        let mut out: std::collections::VecDeque<Chunk> = self
+            .content
+            .iter()
+            .filter_map(|c| match c {
+                Content::Text(t) => Some(Delta::Text(t.clone())),
+                Content::Refusal(t) => Some(Delta::Refusal(t.clone())),
+                Content::Reasoning(r) => Some(Delta::Reasoning(r.clone())),
+                _ => None,
+            })
+            .chain(self.calls.iter().map(|c| Delta::ToolCall {
+                index: c.index,
+                id: c.id.clone(),
+                name: c.name.clone(),
+                arguments: c.arguments.clone(),
+            }))
+            .map(|d| Chunk {
+                id: self.id.clone(),
+                delta: Some(d),
+                ..Chunk::default()
+            })
+            .collect();
+        if out.is_empty() {
+            out.push_back(Chunk {
+                id: self.id.clone(),
+                ..Chunk::default()
+            });
+        }
+        if let Some(last) = out.back_mut() {
+            last.usage = self.usage;
+            last.stop_reason = self.stop_reason;
+            last.last = true;
+        }
+        out
+    }
+
+    /// The message so far (used for `error.partial` too).
+    pub fn snapshot(&self) -> FinalMessage {
+        let mut tool_calls = Vec::new();
+        let mut invalid_tool_calls = Vec::new();
+        for call in &self.calls {
+            // No arguments at all means "no arguments": `{}` (as LangChain's parser does).
+            let raw = if call.arguments.trim().is_empty() {
+                "{}"
+            } else {
+                call.arguments.as_str()
+            };
+            match serde_json::from_str::<serde_json::Value>(raw) {
+                Ok(serde_json::Value::Object(arguments)) => tool_calls.push(ToolCall {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments,
+                }),
+                Ok(other) => invalid_tool_calls.push(InvalidToolCall {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                    error: format!("arguments are not a JSON object but {}", kind_of(&other)),
+                }),
+                Err(e) => invalid_tool_calls.push(InvalidToolCall {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                    error: format!("arguments are not valid JSON: {e}"),
+                }),
+            }
+        }
+        FinalMessage {
+            id: self.id.clone(),
+            model: self.model.clone(),
+            content: self.content.clone(),
+            tool_calls,
+            invalid_tool_calls,
+            usage: self.usage,
+            stop_reason: self.stop_reason,
+        }
+    }
+}
+
+fn kind_of(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delta(d: Delta) -> Chunk {
+        Chunk {
+            id: "m1".into(),
+            delta: Some(d),
+            ..Chunk::default()
+        }
+    }
+
+    #[test]
+    fn merges_text_and_joins_tool_fragments_by_index() {
+        let mut agg = Aggregator::new("fake:x");
+        let call = |index, id: &str, name: &str, args: &str| Delta::ToolCall {
+            index,
+            id: id.into(),
+            name: name.into(),
+            arguments: args.into(),
+        };
+        for d in [
+            Delta::Text("Hel".into()),
+            Delta::Text("lo".into()),
+            call(0, "a", "f", "{\"x\":"),
+            call(1, "b", "g", "{\"y\""),
+            call(0, "", "", "1}"),
+            call(1, "", "", ": 2"),
+        ] {
+            agg.push(&delta(d));
+        }
+        agg.push(&Chunk {
+            id: "m1".into(),
+            usage: Some(Usage {
+                input: 3,
+                output: 4,
+                total: 7,
+                ..Usage::default()
+            }),
+            stop_reason: Some(StopReason::ToolUse),
+            last: true,
+            ..Chunk::default()
+        });
+        let m = agg.snapshot();
+        assert_eq!(m.id, "m1");
+        assert_eq!(m.content, vec![Content::Text("Hello".into())]);
+        assert_eq!(m.tool_calls.len(), 1);
+        assert_eq!(m.tool_calls[0].id, "a");
+        assert_eq!(m.tool_calls[0].arguments["x"], 1);
+        assert_eq!(m.invalid_tool_calls.len(), 1);
+        assert_eq!(m.invalid_tool_calls[0].arguments, "{\"y\": 2");
+        assert!(m.invalid_tool_calls[0].error.contains("not valid JSON"));
+        assert_eq!(m.usage.map(|u| u.total), Some(7));
+        assert_eq!(m.stop_reason, Some(StopReason::ToolUse));
+    }
+
+    #[test]
+    fn reasoning_signature_closes_a_block() {
+        let mut agg = Aggregator::new("m");
+        let r = |t: &str, s: &str| {
+            Delta::Reasoning(Reasoning {
+                text: t.into(),
+                signature: s.into(),
+                redacted: String::new(),
+            })
+        };
+        for d in [r("a", ""), r("b", ""), r("", "sig"), r("c", "")] {
+            agg.push(&delta(d));
+        }
+        let m = agg.snapshot();
+        assert_eq!(m.content.len(), 2);
+        assert_eq!(
+            m.content[0],
+            Content::Reasoning(Reasoning {
+                text: "ab".into(),
+                signature: "sig".into(),
+                redacted: String::new()
+            })
+        );
+    }
+}

@@ -1,0 +1,287 @@
+//! The command line: `serve` (the default), `check-config`, and a small client
+//! (`invoke`, `stream`, `events`, `models`) for people without grpcurl.
+
+use std::{io::Write, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures_util::StreamExt;
+
+use crate::pb::{self, chat_model_service_client::ChatModelServiceClient};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chatwire",
+    version,
+    about = "Every chat-model provider behind one typed streaming gRPC API"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+    /// Validate a config file and say what is wrong and where.
+    CheckConfig {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Call Invoke and print the final message as JSON.
+    Invoke(CallArgs),
+    /// Call Stream and print the chunks' text separated by `|`.
+    Stream(CallArgs),
+    /// Call StreamEvents and print one JSON event per line.
+    Events(CallArgs),
+    /// List the models and providers the server can route.
+    Models {
+        /// The server to call.
+        #[arg(long, default_value = "http://127.0.0.1:50051", env = "CHATWIRE_URL")]
+        addr: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CHATWIRE_ADDR")]
+    pub addr: Option<String>,
+    /// Optional TOML config file (see chatwire.example.toml).
+    #[arg(long, env = "CHATWIRE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format (level from RUST_LOG).
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// `provider:model` or an alias.
+    #[arg(long, default_value = "fake:echo")]
+    pub model: String,
+    /// The server to call.
+    #[arg(long, default_value = "http://127.0.0.1:50051", env = "CHATWIRE_URL")]
+    pub addr: String,
+    /// A system message.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Output token limit.
+    #[arg(long)]
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// The user message.
+    pub prompt: String,
+}
+
+fn text_message(role: pb::Role, text: &str) -> pb::Message {
+    pb::Message {
+        role: role as i32,
+        content: vec![pb::ContentBlock {
+            block: Some(pb::content_block::Block::Text(text.to_string())),
+        }],
+    }
+}
+
+impl CallArgs {
+    fn request(&self) -> pb::ChatRequest {
+        let mut messages = Vec::new();
+        if let Some(s) = &self.system {
+            messages.push(text_message(pb::Role::System, s));
+        }
+        messages.push(text_message(pb::Role::User, &self.prompt));
+        pb::ChatRequest {
+            model: self.model.clone(),
+            messages,
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            ..Default::default()
+        }
+    }
+}
+
+fn url(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// Runs a client subcommand; returns the process exit code.
+pub async fn client(cmd: Command) -> Result<i32, Box<dyn std::error::Error>> {
+    let addr = match &cmd {
+        Command::Invoke(a) | Command::Stream(a) | Command::Events(a) => url(&a.addr),
+        Command::Models { addr } => url(addr),
+        _ => return Ok(2),
+    };
+    let mut client = ChatModelServiceClient::connect(addr).await?;
+    let mut out = std::io::stdout().lock();
+    let result: Result<(), tonic::Status> = async {
+        match cmd {
+            Command::Invoke(a) => {
+                let m = client.invoke(a.request()).await?.into_inner();
+                let _ = writeln!(out, "{}", json::message(&m));
+            }
+            Command::Stream(a) => {
+                let mut s = client.stream(a.request()).await?.into_inner();
+                while let Some(c) = s.next().await {
+                    let c = c?;
+                    use pb::message_chunk::Delta;
+                    let piece = match &c.delta {
+                        Some(Delta::Text(t)) | Some(Delta::Refusal(t)) => t.clone(),
+                        Some(Delta::Reasoning(r)) => r.text.clone(),
+                        Some(Delta::ToolCall(t)) => format!("{}{}", t.name, t.arguments),
+                        None => continue,
+                    };
+                    let _ = write!(out, "{piece}|");
+                    let _ = out.flush();
+                }
+                let _ = writeln!(out);
+            }
+            Command::Events(a) => {
+                let mut s = client.stream_events(a.request()).await?.into_inner();
+                while let Some(e) = s.next().await {
+                    let _ = writeln!(out, "{}", json::event(&e?));
+                }
+            }
+            Command::Models { .. } => {
+                let r = client
+                    .list_models(pb::ListModelsRequest {})
+                    .await?
+                    .into_inner();
+                for p in &r.providers {
+                    let _ = writeln!(
+                        out,
+                        "provider {:<10} configured={:<5} {}",
+                        p.name, p.configured, p.base_url
+                    );
+                }
+                for m in &r.models {
+                    let _ = writeln!(
+                        out,
+                        "model    {:<30} -> {} (streaming={})",
+                        m.name, m.target, m.streaming
+                    );
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(0),
+        Err(s) => {
+            let _ = out.flush();
+            eprintln!("\nerror: {:?}: {}", s.code(), s.message());
+            Ok(1)
+        }
+    }
+}
+
+/// Small hand-written JSON views for the CLI (prost types carry no serde).
+mod json {
+    use serde_json::{json, Value};
+
+    use crate::{api::convert::struct_to_json, pb};
+
+    fn usage(u: &Option<pb::Usage>) -> Value {
+        match u {
+            None => Value::Null,
+            Some(u) => json!({
+                "inputTokens": u.input_tokens, "outputTokens": u.output_tokens,
+                "totalTokens": u.total_tokens, "cacheReadTokens": u.cache_read_tokens,
+                "cacheCreationTokens": u.cache_creation_tokens, "reasoningTokens": u.reasoning_tokens,
+            }),
+        }
+    }
+
+    fn stop(s: i32) -> Value {
+        pb::StopReason::try_from(s)
+            .map(|s| Value::from(s.as_str_name()))
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn message(m: &pb::ChatMessage) -> Value {
+        use pb::content_block::Block;
+        let content: Vec<Value> = m
+            .content
+            .iter()
+            .filter_map(|c| match &c.block {
+                Some(Block::Text(t)) => Some(json!({ "text": t })),
+                Some(Block::Refusal(t)) => Some(json!({ "refusal": t })),
+                Some(Block::Reasoning(r)) => {
+                    Some(json!({ "reasoning": { "text": r.text, "signature": r.signature } }))
+                }
+                _ => None,
+            })
+            .collect();
+        let calls: Vec<Value> = m
+            .tool_calls
+            .iter()
+            .map(|t| json!({ "id": t.id, "name": t.name, "arguments": t.arguments.as_ref().map(struct_to_json) }))
+            .collect();
+        let invalid: Vec<Value> = m
+            .invalid_tool_calls
+            .iter()
+            .map(|t| json!({ "id": t.id, "name": t.name, "arguments": t.arguments, "error": t.error }))
+            .collect();
+        json!({
+            "id": m.id, "model": m.model, "content": content, "toolCalls": calls,
+            "invalidToolCalls": invalid, "usage": usage(&m.usage), "stopReason": stop(m.stop_reason),
+        })
+    }
+
+    pub fn chunk(c: &pb::MessageChunk) -> Value {
+        use pb::message_chunk::Delta;
+        let mut v = json!({ "id": c.id });
+        match &c.delta {
+            Some(Delta::Text(t)) => v["text"] = json!(t),
+            Some(Delta::Refusal(t)) => v["refusal"] = json!(t),
+            Some(Delta::Reasoning(r)) => {
+                v["reasoning"] = json!({ "text": r.text, "signature": r.signature })
+            }
+            Some(Delta::ToolCall(t)) => {
+                v["toolCall"] = json!({ "index": t.index, "id": t.id, "name": t.name, "arguments": t.arguments })
+            }
+            None => {}
+        }
+        if c.usage.is_some() {
+            v["usage"] = usage(&c.usage);
+        }
+        if c.stop_reason != 0 {
+            v["stopReason"] = stop(c.stop_reason);
+        }
+        if c.last {
+            v["last"] = json!(true);
+        }
+        v
+    }
+
+    pub fn event(e: &pb::ChatEvent) -> Value {
+        use pb::chat_event::Event;
+        let (kind, data) = match &e.event {
+            Some(Event::Start(_)) => ("start", json!({})),
+            Some(Event::Stream(s)) => ("stream", json!({ "chunk": s.chunk.as_ref().map(chunk) })),
+            Some(Event::End(s)) => ("end", json!({ "output": s.output.as_ref().map(message) })),
+            Some(Event::Error(s)) => (
+                "error",
+                json!({ "code": s.code, "message": s.message, "partial": s.partial.as_ref().map(message) }),
+            ),
+            None => ("unknown", Value::Null),
+        };
+        json!({ "event": kind, "runId": e.run_id, "name": e.name, "tags": e.tags, "metadata": e.metadata, "data": data })
+    }
+}

@@ -1,0 +1,274 @@
+//! Configuration: flags > environment > optional TOML file. The file never holds
+//! a secret: a provider's key is read from the env var the file names.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
+
+use serde::Deserialize;
+
+use crate::{
+    chat::pipeline::{Limits, RetryPolicy, Timers},
+    error::Error,
+    provider::{Alias, ModelOptions},
+};
+
+/// The TOML file, as written (every table rejects unknown keys by name).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub addr: Option<String>,
+    pub log_format: Option<String>,
+    pub max_frame_bytes: Option<usize>,
+    pub max_request_bytes: Option<usize>,
+    pub max_concurrent_streams: Option<usize>,
+    pub shutdown_grace_secs: Option<u64>,
+    pub timers: Option<TimersFile>,
+    pub retry: Option<RetryFile>,
+    pub fake: Option<FakeFile>,
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderFile>,
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimersFile {
+    pub first_chunk_secs: Option<f64>,
+    pub idle_secs: Option<f64>,
+    pub total_secs: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFile {
+    pub max_retries: Option<u32>,
+    pub base_backoff_ms: Option<u64>,
+    pub max_backoff_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FakeFile {
+    pub token_delay_ms: Option<u64>,
+}
+
+/// A provider's settings. `api_key_env` names the variable holding the key.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderFile {
+    pub base_url: Option<String>,
+    pub api_key_env: Option<String>,
+    pub default_max_tokens: Option<u32>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A model entry: an alias (`target`, with optional `fallbacks`) or, when the
+/// table's name is itself `provider:model`, switches for that model.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFile {
+    pub target: Option<String>,
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    pub streaming: Option<bool>,
+    pub include_usage: Option<bool>,
+    pub max_completion_tokens: Option<bool>,
+    pub default_max_tokens: Option<u32>,
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub json_logs: bool,
+    pub max_frame_bytes: usize,
+    pub max_request_bytes: usize,
+    pub limits: Limits,
+    pub timers: Timers,
+    pub retry: RetryPolicy,
+    pub shutdown_grace: Duration,
+    pub fake_token_delay: Duration,
+    pub providers: BTreeMap<String, ProviderFile>,
+    pub aliases: BTreeMap<String, Alias>,
+    pub model_options: BTreeMap<String, ModelOptions>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            json_logs: false,
+            max_frame_bytes: crate::provider::http::DEFAULT_MAX_FRAME,
+            max_request_bytes: 32 * 1024 * 1024,
+            limits: Limits::default(),
+            timers: Timers::default(),
+            retry: RetryPolicy::default(),
+            shutdown_grace: Duration::from_secs(30),
+            fake_token_delay: Duration::ZERO,
+            providers: BTreeMap::new(),
+            aliases: BTreeMap::new(),
+            model_options: BTreeMap::new(),
+        }
+    }
+}
+
+pub const KNOWN_PROVIDERS: &[&str] = &["fake", "anthropic", "openai", "gemini", "ollama"];
+
+impl Config {
+    /// Reads and validates a TOML file; errors name the file, the key and where.
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::invalid(format!("{}: cannot read: {e}", path.display())))?;
+        Self::from_toml(&text).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let f: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut c = Config::default();
+        if let Some(a) = f.addr {
+            c.addr = a
+                .parse()
+                .map_err(|e| format!("addr: {a:?} is not host:port ({e})"))?;
+        }
+        match f.log_format.as_deref() {
+            None | Some("text") => {}
+            Some("json") => c.json_logs = true,
+            Some(o) => return Err(format!("log_format: {o:?} is not \"text\" or \"json\"")),
+        }
+        if let Some(v) = f.max_frame_bytes {
+            c.max_frame_bytes = v;
+        }
+        if let Some(v) = f.max_request_bytes {
+            c.max_request_bytes = v;
+        }
+        if let Some(v) = f.max_concurrent_streams {
+            c.limits.max_concurrent = v;
+        }
+        if let Some(v) = f.shutdown_grace_secs {
+            c.shutdown_grace = Duration::from_secs(v);
+        }
+        if let Some(t) = f.timers {
+            let secs = |name: &str, v: Option<f64>, d: Duration| -> Result<Duration, String> {
+                match v {
+                    None => Ok(d),
+                    Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
+                    Some(s) => Err(format!(
+                        "timers.{name}: {s} must be a positive number of seconds"
+                    )),
+                }
+            };
+            c.timers.first_chunk =
+                secs("first_chunk_secs", t.first_chunk_secs, c.timers.first_chunk)?;
+            c.timers.idle = secs("idle_secs", t.idle_secs, c.timers.idle)?;
+            c.timers.total = secs("total_secs", t.total_secs, c.timers.total)?;
+        }
+        if let Some(r) = f.retry {
+            if let Some(v) = r.max_retries {
+                c.retry.max_retries = v;
+            }
+            if let Some(v) = r.base_backoff_ms {
+                c.retry.base_backoff = Duration::from_millis(v);
+            }
+            if let Some(v) = r.max_backoff_ms {
+                c.retry.max_backoff = Duration::from_millis(v);
+            }
+        }
+        if let Some(fake) = f.fake {
+            c.fake_token_delay = Duration::from_millis(fake.token_delay_ms.unwrap_or(0));
+        }
+        for name in f.providers.keys() {
+            if !KNOWN_PROVIDERS.contains(&name.as_str()) || name == "fake" {
+                return Err(format!(
+                    "providers.{name}: unknown provider; configurable ones are anthropic, openai, gemini, ollama"
+                ));
+            }
+        }
+        c.providers = f.providers;
+        for (name, m) in f.models {
+            let options = ModelOptions {
+                streaming: m.streaming.unwrap_or(true),
+                include_usage: m.include_usage.unwrap_or(true),
+                max_completion_tokens: m.max_completion_tokens.unwrap_or(false),
+                default_max_tokens: m.default_max_tokens,
+            };
+            let check = |t: &str, key: &str| -> Result<(), String> {
+                match t.split_once(':') {
+                    Some((p, m)) if KNOWN_PROVIDERS.contains(&p) && !m.is_empty() => Ok(()),
+                    _ => Err(format!(
+                        "models.{name}.{key}: {t:?} is not provider:model with a known provider"
+                    )),
+                }
+            };
+            match m.target {
+                Some(target) => {
+                    if name.contains(':') {
+                        return Err(format!(
+                            "models.{name:?}: an alias name must not contain ':'"
+                        ));
+                    }
+                    check(&target, "target")?;
+                    for fb in &m.fallbacks {
+                        check(fb, "fallbacks")?;
+                    }
+                    let mut targets = vec![target];
+                    targets.extend(m.fallbacks);
+                    c.aliases.insert(name, Alias { targets, options });
+                }
+                None => {
+                    check(&name, "(name)").map_err(|_| {
+                        format!("models.{name}: needs `target` (an alias) or a provider:model name (switches for that model)")
+                    })?;
+                    if !m.fallbacks.is_empty() {
+                        return Err(format!(
+                            "models.{name}.fallbacks: only an alias (with `target`) has fallbacks"
+                        ));
+                    }
+                    c.model_options.insert(name, options);
+                }
+            }
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = Config::from_toml("adress = \"x\"")
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("adress"), "{e}");
+        let e = Config::from_toml("[timers]\nidle = 3")
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("idle"), "{e}");
+    }
+
+    #[test]
+    fn aliases_and_switches() {
+        let c = Config::from_toml(
+            "[models.fast]\ntarget = \"fake:echo\"\nfallbacks = [\"fake:script\"]\nstreaming = false\n[models.\"openai:llama\"]\ninclude_usage = false\n",
+        );
+        let c = c.unwrap_or_default_for_test();
+        assert_eq!(c.aliases["fast"].targets, vec!["fake:echo", "fake:script"]);
+        assert!(!c.aliases["fast"].options.streaming);
+        assert!(!c.model_options["openai:llama"].include_usage);
+        assert!(Config::from_toml("[models.x]\ntarget = \"nope\"").is_err());
+    }
+
+    trait OrDefault {
+        fn unwrap_or_default_for_test(self) -> Config;
+    }
+    impl OrDefault for Result<Config, String> {
+        fn unwrap_or_default_for_test(self) -> Config {
+            match self {
+                Ok(c) => c,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+}

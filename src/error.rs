@@ -1,0 +1,118 @@
+//! The one error type of the pipeline. `api::status` maps it to a `tonic::Status`
+//! (with `ErrorInfo` / `RetryInfo`); nothing else builds statuses. Messages are
+//! written for the caller: they never contain a credential.
+
+use std::{fmt, time::Duration};
+
+/// The gRPC-level class of a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    InvalidArgument,
+    NotFound,
+    FailedPrecondition,
+    Unauthenticated,
+    PermissionDenied,
+    ResourceExhausted,
+    Unavailable,
+    DeadlineExceeded,
+    Cancelled,
+    Internal,
+}
+
+/// A failure, with enough context for an actionable status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Error {
+    pub kind: Kind,
+    /// UPPER_SNAKE_CASE reason for `google.rpc.ErrorInfo`.
+    pub reason: &'static str,
+    /// A message a person can act on.
+    pub message: String,
+    /// The provider involved, when there is one.
+    pub provider: Option<String>,
+    /// The upstream HTTP status, when there is one.
+    pub upstream_status: Option<u16>,
+    /// When the upstream said to retry.
+    pub retry_after: Option<Duration>,
+}
+
+impl Error {
+    pub fn new(kind: Kind, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            reason,
+            message: message.into(),
+            provider: None,
+            upstream_status: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(Kind::InvalidArgument, "INVALID_REQUEST", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(Kind::Internal, "INTERNAL", message)
+    }
+
+    /// The upstream broke its own protocol (bad JSON, bad UTF-8, oversized event).
+    pub fn protocol(message: impl Into<String>) -> Self {
+        Self::new(Kind::Unavailable, "UPSTREAM_PROTOCOL_ERROR", message)
+    }
+
+    /// The upstream stream ended before its terminal event.
+    pub fn truncated(message: impl Into<String>) -> Self {
+        Self::new(Kind::Unavailable, "UPSTREAM_TRUNCATED", message)
+    }
+
+    pub fn with_provider(mut self, provider: &str) -> Self {
+        if self.provider.is_none() {
+            self.provider = Some(provider.to_string());
+        }
+        self
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.upstream_status = Some(status);
+        self
+    }
+
+    pub fn with_retry_after(mut self, after: Option<Duration>) -> Self {
+        self.retry_after = after;
+        self
+    }
+
+    /// Maps an upstream HTTP status to the contract's class, with the provider's own message.
+    pub fn from_upstream_status(status: u16, provider_message: &str) -> Self {
+        let (kind, reason) = match status {
+            400 | 413 | 422 => (Kind::InvalidArgument, "UPSTREAM_INVALID_REQUEST"),
+            401 | 403 => (Kind::PermissionDenied, "UPSTREAM_PERMISSION_DENIED"),
+            404 => (Kind::NotFound, "UPSTREAM_NOT_FOUND"),
+            408 => (Kind::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
+            429 => (Kind::ResourceExhausted, "UPSTREAM_RATE_LIMITED"),
+            529 => (Kind::Unavailable, "UPSTREAM_OVERLOADED"),
+            500..=599 => (Kind::Unavailable, "UPSTREAM_UNAVAILABLE"),
+            _ => (Kind::Internal, "UPSTREAM_UNEXPECTED_STATUS"),
+        };
+        let detail = if provider_message.is_empty() {
+            String::new()
+        } else {
+            format!(": {provider_message}")
+        };
+        let message = match kind {
+            Kind::PermissionDenied => {
+                format!("the upstream refused the server's credentials (HTTP {status}){detail}")
+            }
+            _ => format!("upstream returned HTTP {status}{detail}"),
+        };
+        Self::new(kind, reason, message).with_status(status)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,346 @@
+//! The built-in `fake` provider: deterministic, no network, always registered.
+//!
+//! - `fake:echo` streams the last user message back token by token, whitespace
+//!   kept (LangChain's GenericFakeChatModel splits on `(\s)`: every word and
+//!   every whitespace character is a token), with an optional per-token delay.
+//! - `fake:script` takes the whole response from the last user message, a JSON
+//!   script (see [`Script`]): every chunk kind, usage, stop reason, a delay, and a
+//!   failure before or after N chunks with a given status. Tests drive every
+//!   path of the real gRPC surface with it.
+
+use std::{collections::VecDeque, time::Duration};
+
+use futures_util::stream;
+use serde::Deserialize;
+
+use super::{BoxFuture, Call, ChunkStream, Provider, ProviderInfo, Relay};
+use crate::{
+    chat::types::{Delta, Part, Reasoning, Role, StopReason, Usage},
+    error::{Error, Kind},
+};
+
+/// The fake provider.
+pub struct Fake {
+    info: ProviderInfo,
+    token_delay: Duration,
+}
+
+impl Fake {
+    pub fn new(token_delay: Duration) -> Self {
+        Self {
+            info: ProviderInfo {
+                name: "fake",
+                chat_class: "FakeChatModel",
+                configured: true,
+                base_url: String::new(),
+                features: &["tools", "reasoning", "usage"],
+                models: &["echo", "script"],
+                how_to_configure: "nothing",
+            },
+            token_delay,
+        }
+    }
+}
+
+/// A scripted response (`fake:script`), in the last user message as JSON.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Script {
+    /// The message id (default `run-<runId>`).
+    #[serde(default)]
+    pub id: String,
+    /// The chunks, each one of `text`, `refusal`, `reasoning`, `toolCall`.
+    #[serde(default)]
+    pub chunks: Vec<ScriptChunk>,
+    pub usage: Option<ScriptUsage>,
+    /// `end_turn`, `max_tokens`, `stop_sequence`, `tool_use`, `content_filter`, `other`.
+    pub stop_reason: Option<String>,
+    /// Delay before each chunk, in milliseconds.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Fail instead of finishing.
+    pub fail: Option<ScriptFailure>,
+}
+
+/// One scripted chunk.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum ScriptChunk {
+    Text(String),
+    Refusal(String),
+    Reasoning {
+        #[serde(default)]
+        text: String,
+        #[serde(default)]
+        signature: String,
+    },
+    ToolCall {
+        index: u32,
+        #[serde(default)]
+        id: String,
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        arguments: String,
+    },
+}
+
+/// Scripted usage (proto JSON names).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ScriptUsage {
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    pub total_tokens: u32,
+    pub cache_read_tokens: u32,
+    pub cache_creation_tokens: u32,
+    pub reasoning_tokens: u32,
+}
+
+/// A scripted failure.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScriptFailure {
+    /// Fail after this many chunks were sent (0: before the first one).
+    #[serde(default)]
+    pub after_chunks: usize,
+    /// A gRPC code name (`UNAVAILABLE`, ...); default UNAVAILABLE.
+    pub code: Option<String>,
+    /// Behave as an upstream HTTP error with this status (mapped as the contract says).
+    pub http_status: Option<u16>,
+    /// With `httpStatus`: the upstream's retry-after, in seconds.
+    pub retry_after_secs: Option<u64>,
+    #[serde(default)]
+    pub message: String,
+}
+
+enum Step {
+    Part(Part),
+    Sleep(Duration),
+    Fail(Error),
+}
+
+impl Provider for Fake {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    fn stream(&self, call: Call) -> BoxFuture<Result<ChunkStream, Error>> {
+        let plan = match call.model.as_str() {
+            "script" => script_plan(&call),
+            _ => Ok(echo_plan(&call, self.token_delay)),
+        };
+        Box::pin(async move {
+            let mut steps = plan?;
+            // A failure before the first chunk is the RPC status, as for real upstreams.
+            if let Some(Step::Fail(_)) = steps.front() {
+                if let Some(Step::Fail(e)) = steps.pop_front() {
+                    return Err(e);
+                }
+            }
+            let relay = Relay::new(call.fallback_id);
+            let state = (steps, relay, VecDeque::new());
+            let s = stream::unfold(state, |(mut steps, mut relay, mut out)| async move {
+                loop {
+                    if let Some(c) = out.pop_front() {
+                        return Some((Ok(c), (steps, relay, out)));
+                    }
+                    match steps.pop_front()? {
+                        Step::Part(p) => relay.push(vec![p], &mut out),
+                        Step::Sleep(d) => tokio::time::sleep(d).await,
+                        Step::Fail(e) => {
+                            steps.clear();
+                            return Some((Err(e), (steps, relay, out)));
+                        }
+                    }
+                }
+            });
+            Ok(Box::pin(s) as ChunkStream)
+        })
+    }
+}
+
+/// GenericFakeChatModel's tokenization: words and single whitespace characters.
+pub fn tokens(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() {
+            if start < i {
+                out.push(&text[start..i]);
+            }
+            out.push(&text[i..i + c.len_utf8()]);
+            start = i + c.len_utf8();
+        }
+    }
+    if start < text.len() {
+        out.push(&text[start..]);
+    }
+    out
+}
+
+fn last_user_text(call: &Call) -> String {
+    call.request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::User)
+        .map(|m| m.text())
+        .unwrap_or_default()
+}
+
+fn echo_plan(call: &Call, delay: Duration) -> VecDeque<Step> {
+    let text = last_user_text(call);
+    let mut toks = tokens(&text);
+    if let Some(max) = call.request.max_tokens {
+        toks.truncate(max as usize);
+    }
+    let cut = toks.len() < tokens(&text).len();
+    let mut steps = VecDeque::new();
+    for t in &toks {
+        if !delay.is_zero() {
+            steps.push_back(Step::Sleep(delay));
+        }
+        steps.push_back(Step::Part(Part::Delta(Delta::Text((*t).to_string()))));
+    }
+    let input: usize = call
+        .request
+        .messages
+        .iter()
+        .map(|m| tokens(&m.text()).len())
+        .sum();
+    let input = u32::try_from(input).unwrap_or(u32::MAX);
+    let output = u32::try_from(toks.len()).unwrap_or(u32::MAX);
+    steps.push_back(Step::Part(Part::Usage(Usage {
+        input,
+        output,
+        total: input.saturating_add(output),
+        ..Usage::default()
+    })));
+    steps.push_back(Step::Part(Part::Stop(if cut {
+        StopReason::MaxTokens
+    } else {
+        StopReason::EndTurn
+    })));
+    steps.push_back(Step::Part(Part::Done));
+    steps
+}
+
+fn script_plan(call: &Call) -> Result<VecDeque<Step>, Error> {
+    let text = last_user_text(call);
+    let script: Script = serde_json::from_str(&text).map_err(|e| {
+        Error::invalid(format!(
+            "messages: fake:script takes a JSON script as the last user message: {e}"
+        ))
+    })?;
+    let mut steps = VecDeque::new();
+    steps.push_back(Step::Part(Part::Meta {
+        id: script.id.clone(),
+        model: "script".into(),
+    }));
+    let delay = Duration::from_millis(script.delay_ms);
+    let fail_at = script.fail.as_ref().map(|f| f.after_chunks);
+    let failure = script.fail.as_ref().map(failure_error).transpose()?;
+    for (i, chunk) in script.chunks.into_iter().enumerate() {
+        if fail_at == Some(i) {
+            break;
+        }
+        if !delay.is_zero() {
+            steps.push_back(Step::Sleep(delay));
+        }
+        steps.push_back(Step::Part(Part::Delta(match chunk {
+            ScriptChunk::Text(t) => Delta::Text(t),
+            ScriptChunk::Refusal(t) => Delta::Refusal(t),
+            ScriptChunk::Reasoning { text, signature } => Delta::Reasoning(Reasoning {
+                text,
+                signature,
+                redacted: String::new(),
+            }),
+            ScriptChunk::ToolCall {
+                index,
+                id,
+                name,
+                arguments,
+            } => Delta::ToolCall {
+                index,
+                id,
+                name,
+                arguments,
+            },
+        })));
+    }
+    if let Some(e) = failure {
+        steps.push_back(Step::Fail(e));
+        return Ok(steps);
+    }
+    if let Some(u) = script.usage {
+        steps.push_back(Step::Part(Part::Usage(Usage {
+            input: u.input_tokens,
+            output: u.output_tokens,
+            total: u.total_tokens,
+            cache_read: u.cache_read_tokens,
+            cache_creation: u.cache_creation_tokens,
+            reasoning: u.reasoning_tokens,
+        })));
+    }
+    let stop = match script.stop_reason.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("end_turn") => StopReason::EndTurn,
+        Some("max_tokens") => StopReason::MaxTokens,
+        Some("stop_sequence") => StopReason::StopSequence,
+        Some("tool_use") => StopReason::ToolUse,
+        Some("content_filter") => StopReason::ContentFilter,
+        Some("other") => StopReason::Other,
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "messages: fake:script stopReason {other:?} is not one of end_turn, max_tokens, stop_sequence, tool_use, content_filter, other"
+            )))
+        }
+    };
+    steps.push_back(Step::Part(Part::Stop(stop)));
+    steps.push_back(Step::Part(Part::Done));
+    Ok(steps)
+}
+
+fn failure_error(f: &ScriptFailure) -> Result<Error, Error> {
+    if let Some(status) = f.http_status {
+        return Ok(Error::from_upstream_status(status, &f.message)
+            .with_provider("fake")
+            .with_retry_after(f.retry_after_secs.map(Duration::from_secs)));
+    }
+    let code = f.code.as_deref().unwrap_or("UNAVAILABLE");
+    let kind = match code {
+        "INVALID_ARGUMENT" => Kind::InvalidArgument,
+        "NOT_FOUND" => Kind::NotFound,
+        "FAILED_PRECONDITION" => Kind::FailedPrecondition,
+        "UNAUTHENTICATED" => Kind::Unauthenticated,
+        "PERMISSION_DENIED" => Kind::PermissionDenied,
+        "RESOURCE_EXHAUSTED" => Kind::ResourceExhausted,
+        "UNAVAILABLE" => Kind::Unavailable,
+        "DEADLINE_EXCEEDED" => Kind::DeadlineExceeded,
+        "INTERNAL" => Kind::Internal,
+        other => {
+            return Err(Error::invalid(format!(
+                "messages: fake:script fail.code {other:?} is not a gRPC code name this fake can produce"
+            )))
+        }
+    };
+    let message = if f.message.is_empty() {
+        format!("scripted failure ({code})")
+    } else {
+        f.message.clone()
+    };
+    Ok(Error::new(kind, "SCRIPTED_FAILURE", message).with_provider("fake"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tokens;
+
+    #[test]
+    fn tokens_keep_every_whitespace_character() {
+        assert_eq!(tokens("a  b\nc"), vec!["a", " ", " ", "b", "\n", "c"]);
+        assert_eq!(tokens(" 日本 語"), vec![" ", "日本", " ", "語"]);
+        assert_eq!(tokens("").len(), 0);
+        assert_eq!(tokens("Write me a song").concat(), "Write me a song");
+    }
+}

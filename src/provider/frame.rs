@@ -1,0 +1,244 @@
+//! Framing: upstream bytes → whole frames, for SSE (`text/event-stream`) and
+//! NDJSON. Pure and synchronous, so it is tested over every split of a body and
+//! benchmarked; the http shell feeds it whatever reads the socket gives.
+//!
+//! Why not eventsource-stream: its line parser is private (only an async adapter
+//! is public, so it cannot be driven synchronously here), it re-parses the
+//! pending line on every read (quadratic on one large event arriving in small
+//! reads), has no cap on event size and waits forever on invalid UTF-8. This
+//! framer is linear: each byte is scanned once for a line end, lines are capped,
+//! and a line that is not UTF-8 is an error.
+
+use crate::error::Error;
+
+/// One upstream frame: an SSE event (`event` empty when the stream gave none)
+/// or one NDJSON line (`event` always empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frame {
+    pub event: String,
+    pub data: String,
+}
+
+/// The upstream's framing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    Sse,
+    Ndjson,
+}
+
+/// Splits bytes into lines (LF, CRLF or lone CR) and lines into frames.
+#[derive(Debug)]
+pub struct Framer {
+    framing: Framing,
+    max_frame: usize,
+    /// Bytes of the current, unfinished line.
+    line: Vec<u8>,
+    /// The previous byte was a CR: a following LF belongs to the same line end.
+    after_cr: bool,
+    /// The SSE event being built.
+    event: String,
+    data: String,
+    has_data: bool,
+}
+
+impl Framer {
+    /// `max_frame` caps one event (SSE) or line (NDJSON) in bytes.
+    pub fn new(framing: Framing, max_frame: usize) -> Self {
+        Self {
+            framing,
+            max_frame,
+            line: Vec::new(),
+            after_cr: false,
+            event: String::new(),
+            data: String::new(),
+            has_data: false,
+        }
+    }
+
+    /// Feeds bytes; complete frames are appended to `out`.
+    pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<Frame>) -> Result<(), Error> {
+        while !bytes.is_empty() {
+            if self.after_cr {
+                self.after_cr = false;
+                if bytes[0] == b'\n' {
+                    bytes = &bytes[1..];
+                    continue;
+                }
+            }
+            match bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+                Some(pos) => {
+                    self.extend_line(&bytes[..pos])?;
+                    self.after_cr = bytes[pos] == b'\r';
+                    bytes = &bytes[pos + 1..];
+                    self.end_line(out)?;
+                }
+                None => {
+                    self.extend_line(bytes)?;
+                    bytes = &[];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// End of input: a last line or event without its terminator still counts
+    /// (some servers omit the final blank line).
+    pub fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), Error> {
+        if !self.line.is_empty() {
+            self.end_line(out)?;
+        }
+        if self.framing == Framing::Sse {
+            self.dispatch(out);
+        }
+        Ok(())
+    }
+
+    fn extend_line(&mut self, part: &[u8]) -> Result<(), Error> {
+        if self.line.len() + part.len() + self.data.len() > self.max_frame {
+            return Err(too_large(self.max_frame));
+        }
+        self.line.extend_from_slice(part);
+        Ok(())
+    }
+
+    fn end_line(&mut self, out: &mut Vec<Frame>) -> Result<(), Error> {
+        let bytes = std::mem::take(&mut self.line);
+        let line = String::from_utf8(bytes)
+            .map_err(|_| Error::protocol("the upstream sent a line that is not valid UTF-8"))?;
+        match self.framing {
+            Framing::Ndjson => {
+                if !line.trim().is_empty() {
+                    out.push(Frame {
+                        event: String::new(),
+                        data: line,
+                    });
+                }
+            }
+            Framing::Sse => self.sse_line(&line, out)?,
+        }
+        Ok(())
+    }
+
+    fn sse_line(&mut self, line: &str, out: &mut Vec<Frame>) -> Result<(), Error> {
+        if line.is_empty() {
+            self.dispatch(out);
+            return Ok(());
+        }
+        // A leading BOM is ignored (WHATWG); comments start with ':'.
+        let line = line.strip_prefix('\u{feff}').unwrap_or(line);
+        if line.starts_with(':') {
+            return Ok(());
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "event" => value.clone_into(&mut self.event),
+            "data" => {
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(value);
+                self.has_data = true;
+                if self.data.len() > self.max_frame {
+                    return Err(too_large(self.max_frame));
+                }
+            }
+            // `id` and `retry` matter to browsers reconnecting, not to a relay.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, out: &mut Vec<Frame>) {
+        if self.has_data {
+            out.push(Frame {
+                event: std::mem::take(&mut self.event),
+                data: std::mem::take(&mut self.data),
+            });
+        } else {
+            self.event.clear();
+        }
+        self.has_data = false;
+    }
+}
+
+fn too_large(max: usize) -> Error {
+    Error::new(
+        crate::error::Kind::Unavailable,
+        "UPSTREAM_FRAME_TOO_LARGE",
+        format!("the upstream sent an event larger than the {max}-byte cap (max_frame_bytes)"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(framing: Framing, body: &[u8], split: &[usize]) -> Result<Vec<Frame>, Error> {
+        let mut f = Framer::new(framing, 1 << 20);
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &s in split {
+            f.push(&body[at..s], &mut out)?;
+            at = s;
+        }
+        f.push(&body[at..], &mut out)?;
+        f.finish(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn sse_every_two_way_split_gives_the_same_frames() {
+        let body = "event: a\r\ndata: h\u{e9}llo \u{1f600}\r\n\r\n: ping\r\ndata: x\r\ndata:y\r\r\ndata: last".as_bytes();
+        let want = frames(Framing::Sse, body, &[]).unwrap_or_default();
+        assert_eq!(
+            want,
+            vec![
+                Frame {
+                    event: "a".into(),
+                    data: "h\u{e9}llo \u{1f600}".into()
+                },
+                Frame {
+                    event: String::new(),
+                    data: "x\ny".into()
+                },
+                Frame {
+                    event: String::new(),
+                    data: "last".into()
+                },
+            ]
+        );
+        for i in 0..=body.len() {
+            for j in i..=body.len() {
+                assert_eq!(frames(Framing::Sse, body, &[i, j]).ok(), Some(want.clone()));
+            }
+        }
+    }
+
+    #[test]
+    fn ndjson_lines_and_caps() {
+        let body = b"{\"a\":1}\n\n{\"b\":2}\r\n{\"c\":3}";
+        let got = frames(Framing::Ndjson, body, &[3]).unwrap_or_default();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[2].data, "{\"c\":3}");
+
+        let mut f = Framer::new(Framing::Sse, 16);
+        let mut out = Vec::new();
+        let err = f.push(b"data: 0123456789abcdefXYZ", &mut out).err();
+        assert_eq!(err.map(|e| e.reason), Some("UPSTREAM_FRAME_TOO_LARGE"));
+        let mut f = Framer::new(Framing::Sse, 16);
+        let err = f
+            .push(b"data: 0123456789\ndata: 0123456789\n", &mut out)
+            .err();
+        assert_eq!(err.map(|e| e.reason), Some("UPSTREAM_FRAME_TOO_LARGE"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error_not_a_hang() {
+        let mut f = Framer::new(Framing::Sse, 1024);
+        let mut out = Vec::new();
+        assert!(f.push(b"data: \xff\xfe\n", &mut out).is_err());
+    }
+}

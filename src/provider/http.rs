@@ -1,0 +1,276 @@
+//! The one async shell around every HTTP provider: it sends the request,
+//! checks status and content type *before* returning the stream (so those
+//! failures become the RPC status), frames SSE / NDJSON with a cap on frame
+//! size, and drives the provider's pure decoder. Reading is pull-based: the
+//! upstream is read only when the client has taken every chunk produced so far,
+//! and dropping the stream drops the HTTP response, closing the connection.
+
+use std::{collections::VecDeque, sync::Arc, time::Duration};
+
+use futures_util::stream;
+
+use super::{
+    frame::{Frame, Framer, Framing},
+    BoxFuture, Call, ChunkStream, Decoder, Provider, ProviderInfo, Relay,
+};
+use crate::{
+    chat::types::Chunk,
+    error::{Error, Kind},
+};
+
+/// Default cap on one SSE event / NDJSON line.
+pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+/// How much of an error body is read to find the provider's message.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// What a provider module supplies: its wire format, nothing async.
+pub trait Wire: Send + Sync + 'static {
+    fn info(&self) -> &ProviderInfo;
+    fn framing(&self) -> Framing;
+    /// The HTTP request for a call (URL, headers, JSON body).
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        call: &Call,
+    ) -> Result<reqwest::RequestBuilder, Error>;
+    /// A fresh decoder for one response.
+    fn decoder(&self, call: &Call) -> Box<dyn Decoder>;
+    /// The error for a non-2xx answer, from its status and body.
+    fn http_error(&self, status: u16, body: &str) -> Error {
+        Error::from_upstream_status(status, &generic_error_message(body))
+    }
+}
+
+/// Builds the pooled HTTP client one provider uses for all its calls.
+pub fn client(connect_timeout: Duration) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("chatwire/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::internal(format!("building the HTTP client failed: {e}")))
+}
+
+/// A provider speaking HTTP through this shell.
+pub struct HttpProvider<W> {
+    wire: Arc<W>,
+    client: reqwest::Client,
+    max_frame: usize,
+}
+
+impl<W: Wire> HttpProvider<W> {
+    pub fn new(wire: W, client: reqwest::Client, max_frame: usize) -> Self {
+        Self {
+            wire: Arc::new(wire),
+            client,
+            max_frame,
+        }
+    }
+}
+
+impl<W: Wire> Provider for HttpProvider<W> {
+    fn info(&self) -> &ProviderInfo {
+        self.wire.info()
+    }
+
+    fn stream(&self, call: Call) -> BoxFuture<Result<ChunkStream, Error>> {
+        let wire = self.wire.clone();
+        let client = self.client.clone();
+        let max_frame = self.max_frame;
+        Box::pin(async move {
+            let name = wire.info().name;
+            let request = wire.request(&client, &call)?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| transport_error(&e, false).with_provider(name))?;
+            let status = response.status().as_u16();
+            if !(200..300).contains(&status) {
+                let retry_after = retry_after(response.headers());
+                let body = read_capped(response).await;
+                return Err(wire
+                    .http_error(status, &body)
+                    .with_provider(name)
+                    .with_status(status)
+                    .with_retry_after(retry_after));
+            }
+            check_content_type(wire.framing(), response.headers())
+                .map_err(|e| e.with_provider(name))?;
+            let state = State {
+                response,
+                framer: Framer::new(wire.framing(), max_frame),
+                decoder: wire.decoder(&call),
+                relay: Relay::new(call.fallback_id.clone()),
+                pending: VecDeque::new(),
+                frames: Vec::new(),
+                error: None,
+                ended: false,
+                provider: name,
+            };
+            Ok(Box::pin(stream::unfold(state, State::next)) as ChunkStream)
+        })
+    }
+}
+
+struct State {
+    response: reqwest::Response,
+    framer: Framer,
+    decoder: Box<dyn Decoder>,
+    relay: Relay,
+    pending: VecDeque<Chunk>,
+    frames: Vec<Frame>,
+    error: Option<Error>,
+    ended: bool,
+    provider: &'static str,
+}
+
+impl State {
+    async fn next(mut self) -> Option<(Result<Chunk, Error>, Self)> {
+        loop {
+            // Chunks already decoded go first, even when a later frame failed.
+            if let Some(chunk) = self.pending.pop_front() {
+                return Some((Ok(chunk), self));
+            }
+            if let Some(e) = self.error.take() {
+                self.ended = true;
+                return Some((Err(e.with_provider(self.provider)), self));
+            }
+            if self.ended || self.relay.is_done() {
+                return None;
+            }
+            match self.response.chunk().await {
+                Ok(Some(bytes)) => {
+                    if let Err(e) = self.framer.push(&bytes, &mut self.frames) {
+                        self.error = Some(e);
+                    }
+                    self.decode_frames();
+                }
+                Ok(None) => {
+                    if let Err(e) = self.framer.finish(&mut self.frames) {
+                        self.error = Some(e);
+                    }
+                    self.decode_frames();
+                    if self.error.is_none() && !self.relay.is_done() {
+                        match self.decoder.finish() {
+                            Ok(parts) => self.relay.push(parts, &mut self.pending),
+                            Err(e) => self.error = Some(e),
+                        }
+                        if self.error.is_none() && !self.relay.is_done() {
+                            self.error = Some(Error::truncated(
+                                "the upstream stream ended before its terminal event (truncated answer)",
+                            ));
+                        }
+                    }
+                    self.ended = true;
+                }
+                Err(e) => self.error = Some(transport_error(&e, true)),
+            }
+        }
+    }
+
+    fn decode_frames(&mut self) {
+        for frame in self.frames.drain(..) {
+            if self.error.is_some() || self.relay.is_done() {
+                break;
+            }
+            match self.decoder.on_frame(&frame) {
+                Ok(parts) => self.relay.push(parts, &mut self.pending),
+                Err(e) => self.error = Some(e),
+            }
+        }
+        self.frames.clear();
+    }
+}
+
+fn transport_error(e: &reqwest::Error, mid_stream: bool) -> Error {
+    if e.is_timeout() {
+        return Error::new(
+            Kind::DeadlineExceeded,
+            "UPSTREAM_TIMEOUT",
+            "the upstream timed out",
+        );
+    }
+    let what = if mid_stream {
+        "the upstream connection was lost mid-stream"
+    } else if e.is_connect() {
+        "could not connect to the upstream"
+    } else {
+        "sending the request to the upstream failed"
+    };
+    // `without_url`: URLs are not secret here, but keep messages short and uniform.
+    let mut source = String::new();
+    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = cur {
+        source = s.to_string();
+        cur = s.source();
+    }
+    let message = if source.is_empty() {
+        what.to_string()
+    } else {
+        format!("{what}: {source}")
+    };
+    Error::new(Kind::Unavailable, "UPSTREAM_UNAVAILABLE", message)
+}
+
+fn check_content_type(framing: Framing, headers: &reqwest::header::HeaderMap) -> Result<(), Error> {
+    let ct = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let ok = match framing {
+        Framing::Sse => ct.starts_with("text/event-stream"),
+        Framing::Ndjson => {
+            ct.starts_with("application/x-ndjson")
+                || ct.starts_with("application/json")
+                || ct.starts_with("application/jsonl")
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        let want = match framing {
+            Framing::Sse => "text/event-stream",
+            Framing::Ndjson => "application/x-ndjson",
+        };
+        Err(Error::protocol(format!(
+            "the upstream answered with content type {:?}, not {want}",
+            if ct.is_empty() { "(none)" } else { ct.as_str() }
+        )))
+    }
+}
+
+/// `retry-after` in seconds (the HTTP-date form is rare from APIs and ignored).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    let secs: f64 = v.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+}
+
+async fn read_capped(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(bytes)) = response.chunk().await {
+        body.extend_from_slice(&bytes);
+        if body.len() >= MAX_ERROR_BODY {
+            body.truncate(MAX_ERROR_BODY);
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// The message in the usual `{"error": {"message": ...}}` / `{"error": "..."}` envelopes.
+pub fn generic_error_message(body: &str) -> String {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return body.trim().chars().take(500).collect();
+    };
+    let e = v.get("error").unwrap_or(&v);
+    if let Some(s) = e.as_str() {
+        return s.to_string();
+    }
+    e.get("message")
+        .and_then(|m| m.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| body.trim().chars().take(500).collect())
+}

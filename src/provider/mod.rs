@@ -1,0 +1,368 @@
+//! The provider seam: one object-safe trait, the registry that routes a model
+//! name to an `Arc<dyn Provider>`, and the relay that turns a decoder's parts
+//! into client chunks. Each provider lives in its own module; the fake is just
+//! another implementation.
+
+pub mod fake;
+pub mod frame;
+pub mod http;
+
+use std::{collections::BTreeMap, collections::VecDeque, future::Future, pin::Pin, sync::Arc};
+
+use futures_util::Stream;
+
+use crate::{
+    chat::types::{ChatRequest, Chunk, Part, StopReason, Usage},
+    error::{Error, Kind},
+};
+pub use frame::{Frame, Framing};
+
+/// The chunks of one answer, pulled by the client (backpressure) and dropped
+/// when the client goes away (cancellation reaches the upstream connection).
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, Error>> + Send>>;
+/// A boxed, sendable future (keeps the trait object-safe without macros).
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Per-model switches, from the config (defaults otherwise).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelOptions {
+    /// False marks the model non-streaming (LangChain's `disable_streaming`).
+    pub streaming: bool,
+    /// OpenAI-compatible: send `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// OpenAI: send `max_completion_tokens` instead of `max_tokens`.
+    pub max_completion_tokens: bool,
+    /// Sent when the request has no maxTokens and the provider demands one.
+    pub default_max_tokens: Option<u32>,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        Self {
+            streaming: true,
+            include_usage: true,
+            max_completion_tokens: false,
+            default_max_tokens: None,
+        }
+    }
+}
+
+/// One call to a provider.
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// The model as the provider names it (after the `provider:` prefix).
+    pub model: String,
+    pub request: ChatRequest,
+    pub options: ModelOptions,
+    /// The message id to use when the provider gives none (`run-<runId>`).
+    pub fallback_id: String,
+}
+
+/// What ListModels says about a provider.
+#[derive(Clone, Debug)]
+pub struct ProviderInfo {
+    /// The name before the colon in `provider:model`.
+    pub name: &'static str,
+    /// LangChain's chat class name, used as the StreamEvents `name`.
+    pub chat_class: &'static str,
+    pub configured: bool,
+    pub base_url: String,
+    pub features: &'static [&'static str],
+    /// Models this provider always knows (the fake's); others pass through.
+    pub models: &'static [&'static str],
+    /// What to set to configure it (for the FAILED_PRECONDITION message).
+    pub how_to_configure: &'static str,
+}
+
+/// A chat-model provider.
+pub trait Provider: Send + Sync + 'static {
+    fn info(&self) -> &ProviderInfo;
+
+    /// Starts a call. Failures before the first chunk (HTTP status, content
+    /// type, connection) are the future's error, so they become the RPC status.
+    fn stream(&self, call: Call) -> BoxFuture<Result<ChunkStream, Error>>;
+}
+
+/// A pure decoder of one provider's frames (see DESIGN: no I/O, no async).
+pub trait Decoder: Send {
+    /// One upstream frame in, the parts it produces out.
+    fn on_frame(&mut self, frame: &Frame) -> Result<Vec<Part>, Error>;
+
+    /// The upstream ended without its terminal event: parts to flush (and
+    /// `Part::Done`) when that is a normal end for this provider, else an error.
+    fn finish(&mut self) -> Result<Vec<Part>, Error>;
+}
+
+/// Turns decoder parts into client chunks: the message id on every chunk,
+/// deltas forwarded at once, and one final chunk with usage, stop reason and
+/// `last` when the terminal part arrives.
+#[derive(Debug)]
+pub struct Relay {
+    id: String,
+    fallback_id: String,
+    usage: Option<Usage>,
+    stop: Option<StopReason>,
+    done: bool,
+}
+
+impl Relay {
+    pub fn new(fallback_id: impl Into<String>) -> Self {
+        Self {
+            id: String::new(),
+            fallback_id: fallback_id.into(),
+            usage: None,
+            stop: None,
+            done: false,
+        }
+    }
+
+    /// True once the terminal part was relayed: nothing more may follow.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    pub fn push(&mut self, parts: Vec<Part>, out: &mut VecDeque<Chunk>) {
+        for part in parts {
+            if self.done {
+                return;
+            }
+            match part {
+                Part::Meta { id, .. } => {
+                    if self.id.is_empty() && !id.is_empty() {
+                        self.id = id;
+                    }
+                }
+                Part::Delta(delta) => {
+                    let id = self.id().to_string();
+                    out.push_back(Chunk {
+                        id,
+                        delta: Some(delta),
+                        ..Chunk::default()
+                    });
+                }
+                Part::Usage(u) => self.usage = Some(u),
+                Part::Stop(s) => self.stop = Some(s),
+                Part::Done => {
+                    let id = self.id().to_string();
+                    out.push_back(Chunk {
+                        id,
+                        delta: None,
+                        usage: self.usage,
+                        stop_reason: Some(self.stop.unwrap_or(StopReason::Other)),
+                        last: true,
+                    });
+                    self.done = true;
+                }
+            }
+        }
+    }
+
+    fn id(&mut self) -> &str {
+        if self.id.is_empty() {
+            self.id.clone_from(&self.fallback_id);
+        }
+        &self.id
+    }
+}
+
+/// Model routing: `provider:model` names and configured aliases.
+pub struct Registry {
+    providers: BTreeMap<&'static str, Arc<dyn Provider>>,
+    aliases: BTreeMap<String, Alias>,
+    options: BTreeMap<String, ModelOptions>,
+}
+
+/// An alias: a list of `provider:model` targets (the first is tried first;
+/// the rest are fallbacks) and the options of this alias.
+#[derive(Clone, Debug)]
+pub struct Alias {
+    pub targets: Vec<String>,
+    pub options: ModelOptions,
+}
+
+/// A resolved route.
+#[derive(Clone)]
+pub struct Route {
+    pub provider: Arc<dyn Provider>,
+    /// `provider:model`.
+    pub qualified: String,
+    /// The model as the provider names it.
+    pub model: String,
+    pub options: ModelOptions,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self {
+            providers: BTreeMap::new(),
+            aliases: BTreeMap::new(),
+            options: BTreeMap::new(),
+        }
+    }
+
+    pub fn add_provider(&mut self, p: Arc<dyn Provider>) {
+        self.providers.insert(p.info().name, p);
+    }
+
+    pub fn add_alias(&mut self, name: impl Into<String>, alias: Alias) {
+        self.aliases.insert(name.into(), alias);
+    }
+
+    /// Options for a `provider:model` name used directly.
+    pub fn set_model_options(&mut self, qualified: impl Into<String>, o: ModelOptions) {
+        self.options.insert(qualified.into(), o);
+    }
+
+    pub fn providers(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
+        self.providers.values()
+    }
+
+    pub fn aliases(&self) -> impl Iterator<Item = (&String, &Alias)> {
+        self.aliases.iter()
+    }
+
+    pub fn options_for(&self, qualified: &str) -> ModelOptions {
+        self.options.get(qualified).cloned().unwrap_or_default()
+    }
+
+    /// The routes for a name: one for `provider:model`, one per fallback for an alias.
+    pub fn resolve(&self, name: &str) -> Result<Vec<Route>, Error> {
+        if let Some(alias) = self.aliases.get(name) {
+            return alias
+                .targets
+                .iter()
+                .map(|t| {
+                    let mut r = self.resolve_qualified(t)?;
+                    r.options = alias.options.clone();
+                    Ok(r)
+                })
+                .collect();
+        }
+        Ok(vec![self.resolve_qualified(name)?])
+    }
+
+    fn resolve_qualified(&self, name: &str) -> Result<Route, Error> {
+        let Some((prov, model)) = name.split_once(':') else {
+            return Err(Error::new(
+                Kind::NotFound,
+                "UNKNOWN_MODEL",
+                format!("model: unknown model or alias {name:?}; use provider:model (e.g. fake:echo) or a configured alias"),
+            ));
+        };
+        let Some(provider) = self.providers.get(prov) else {
+            let known: Vec<_> = self.providers.keys().copied().collect();
+            return Err(Error::new(
+                Kind::NotFound,
+                "UNKNOWN_PROVIDER",
+                format!(
+                    "model: unknown provider {prov:?} in {name:?}; known providers: {}",
+                    known.join(", ")
+                ),
+            ));
+        };
+        let info = provider.info();
+        if model.is_empty() {
+            return Err(Error::invalid(format!(
+                "model: {name:?} names no model after \"{prov}:\""
+            )));
+        }
+        if !info.models.is_empty() && !info.models.contains(&model) {
+            return Err(Error::new(
+                Kind::NotFound,
+                "UNKNOWN_MODEL",
+                format!(
+                    "model: {prov} has no model {model:?}; it has: {}",
+                    info.models.join(", ")
+                ),
+            ));
+        }
+        if !info.configured {
+            return Err(Error::new(
+                Kind::FailedPrecondition,
+                "PROVIDER_NOT_CONFIGURED",
+                format!(
+                    "provider {prov} is not configured on this server: set {}",
+                    info.how_to_configure
+                ),
+            )
+            .with_provider(prov));
+        }
+        Ok(Route {
+            provider: provider.clone(),
+            qualified: name.to_string(),
+            model: model.to_string(),
+            options: self.options_for(name),
+        })
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A provider this server knows but cannot use: no credentials / endpoint.
+pub struct Unconfigured {
+    info: ProviderInfo,
+}
+
+impl Unconfigured {
+    pub fn new(info: ProviderInfo) -> Self {
+        Self {
+            info: ProviderInfo {
+                configured: false,
+                ..info
+            },
+        }
+    }
+}
+
+impl Provider for Unconfigured {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    fn stream(&self, _call: Call) -> BoxFuture<Result<ChunkStream, Error>> {
+        let e = Error::new(
+            Kind::FailedPrecondition,
+            "PROVIDER_NOT_CONFIGURED",
+            format!(
+                "provider {} is not configured on this server: set {}",
+                self.info.name, self.info.how_to_configure
+            ),
+        );
+        Box::pin(async move { Err(e) })
+    }
+}
+
+/// The remote providers, each configured from the file and the environment
+/// (or registered as unconfigured, so its name gives FAILED_PRECONDITION, not NOT_FOUND).
+pub fn remote(
+    config: &crate::config::Config,
+    env: &crate::server::Env,
+) -> Result<Vec<Arc<dyn Provider>>, Error> {
+    let _ = (config, env);
+    let pending =
+        |name: &'static str, class: &'static str, how: &'static str| -> Arc<dyn Provider> {
+            Arc::new(Unconfigured::new(ProviderInfo {
+                name,
+                chat_class: class,
+                configured: false,
+                base_url: String::new(),
+                features: &[],
+                models: &[],
+                how_to_configure: how,
+            }))
+        };
+    Ok(vec![
+        pending("anthropic", "ChatAnthropic", "ANTHROPIC_API_KEY"),
+        pending("openai", "ChatOpenAI", "OPENAI_API_KEY or OPENAI_BASE_URL"),
+        pending(
+            "gemini",
+            "ChatGoogleGenerativeAI",
+            "GEMINI_API_KEY (or GOOGLE_API_KEY)",
+        ),
+        pending("ollama", "ChatOllama", "OLLAMA_HOST"),
+    ])
+}
