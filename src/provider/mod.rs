@@ -3,9 +3,13 @@
 //! into client chunks. Each provider lives in its own module; the fake is just
 //! another implementation.
 
+pub mod anthropic;
 pub mod fake;
 pub mod frame;
+pub mod gemini;
 pub mod http;
+pub mod ollama;
+pub mod openai;
 
 use std::{collections::BTreeMap, collections::VecDeque, future::Future, pin::Pin, sync::Arc};
 
@@ -336,33 +340,86 @@ impl Provider for Unconfigured {
     }
 }
 
+/// A remote provider's resolved settings: file < environment (flags have none).
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// The base URL, without a trailing slash.
+    pub base_url: String,
+    /// The API key, if any. Never logged, never in an error.
+    pub api_key: Option<String>,
+    /// Extra headers sent on every request (from the file).
+    pub headers: Vec<(String, String)>,
+    /// Default max tokens (from the file).
+    pub default_max_tokens: Option<u32>,
+    /// True when the base URL was given explicitly (file or environment).
+    pub explicit_base_url: bool,
+    /// The cap on one upstream frame.
+    pub max_frame: usize,
+}
+
+impl Settings {
+    /// `key_envs` are tried in order (the file's `api_key_env` first);
+    /// `base_env` overrides the file's `base_url`, which overrides `default_base`.
+    pub fn resolve(
+        config: &crate::config::Config,
+        env: &crate::server::Env,
+        name: &str,
+        key_envs: &[&str],
+        base_env: &str,
+        default_base: &str,
+    ) -> Self {
+        let file = config.providers.get(name).cloned().unwrap_or_default();
+        let non_empty = |k: &str| env.get(k).filter(|v| !v.trim().is_empty()).cloned();
+        let api_key = file
+            .api_key_env
+            .as_deref()
+            .and_then(non_empty)
+            .or_else(|| key_envs.iter().find_map(|k| non_empty(k)));
+        let explicit = non_empty(base_env).or(file.base_url.clone());
+        let base_url = explicit
+            .clone()
+            .unwrap_or_else(|| default_base.to_string())
+            .trim_end_matches('/')
+            .to_string();
+        Self {
+            base_url,
+            api_key,
+            headers: file.headers.into_iter().collect(),
+            default_max_tokens: file.default_max_tokens,
+            explicit_base_url: explicit.is_some(),
+            max_frame: config.max_frame_bytes,
+        }
+    }
+}
+
+/// The shared HTTP client settings for providers.
+pub fn http_client() -> Result<reqwest::Client, Error> {
+    http::client(std::time::Duration::from_secs(10))
+}
+
 /// The remote providers, each configured from the file and the environment
 /// (or registered as unconfigured, so its name gives FAILED_PRECONDITION, not NOT_FOUND).
 pub fn remote(
     config: &crate::config::Config,
     env: &crate::server::Env,
 ) -> Result<Vec<Arc<dyn Provider>>, Error> {
-    let _ = (config, env);
-    let pending =
-        |name: &'static str, class: &'static str, how: &'static str| -> Arc<dyn Provider> {
-            Arc::new(Unconfigured::new(ProviderInfo {
-                name,
-                chat_class: class,
-                configured: false,
-                base_url: String::new(),
-                features: &[],
-                models: &[],
-                how_to_configure: how,
-            }))
-        };
     Ok(vec![
-        pending("anthropic", "ChatAnthropic", "ANTHROPIC_API_KEY"),
-        pending("openai", "ChatOpenAI", "OPENAI_API_KEY or OPENAI_BASE_URL"),
-        pending(
-            "gemini",
-            "ChatGoogleGenerativeAI",
-            "GEMINI_API_KEY (or GOOGLE_API_KEY)",
-        ),
-        pending("ollama", "ChatOllama", "OLLAMA_HOST"),
+        anthropic::provider(config, env)?,
+        openai::provider(config, env)?,
+        gemini::provider(config, env)?,
+        ollama::provider(config, env)?,
     ])
+}
+
+/// An unconfigured placeholder (used until a provider module is implemented).
+pub fn pending(name: &'static str, class: &'static str, how: &'static str) -> Arc<dyn Provider> {
+    Arc::new(Unconfigured::new(ProviderInfo {
+        name,
+        chat_class: class,
+        configured: false,
+        base_url: String::new(),
+        features: &[],
+        models: &[],
+        how_to_configure: how,
+    }))
 }
