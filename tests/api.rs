@@ -614,3 +614,14 @@ async fn caller_deadline_ends_a_slow_stream_with_deadline_exceeded() {
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     assert!(got.len() < 5);
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/chatwire.example.toml");
+    let c = Config::from_file(std::path::Path::new(path)).unwrap();
+    assert_eq!(c.aliases["fast"].targets.len(), 3);
+    assert!(!c.aliases["batch"].options.streaming);
+    assert!(!c.model_options["openai:llama-3.1-8b"].include_usage);
+    let bad = Config::from_toml("[timers]\nidel_secs = 3\n").unwrap_err();
+    assert!(bad.contains("idel_secs"), "{bad}");
+}
