@@ -96,8 +96,11 @@ pub async fn run(
     );
     let chat = InterceptedService::new(chat, move |req| tokens.check(req));
 
-    let addr = listener.local_addr().ok();
-    tracing::info!(addr = ?addr, "chatwire serving");
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(%addr, "chatwire serving");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let grace = config.shutdown_grace;
