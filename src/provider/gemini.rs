@@ -828,6 +828,7 @@ pub(crate) fn base64_encode(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::chat::types::{ChatRequest, Message, Tool, ToolCall, ToolResult};

@@ -479,6 +479,7 @@ fn tool_name<'a>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::chat::types::{ChatRequest, Message, Tool, ToolCall, ToolResult};
