@@ -484,48 +484,12 @@ fn reasoning(text: &str, signature: &str) -> Part {
 /// Runs a whole body through framer → decoder → relay, as the http shell does
 /// (used by the fixture check and the unit tests).
 pub fn decode_body(body: &[u8]) -> (Vec<crate::chat::types::Chunk>, Option<Error>) {
-    run(
+    super::codec::decode_body(
         Framing::Sse,
         &mut GeminiDecoder::default(),
         body,
         "run-fallback",
     )
-}
-
-/// The shell's loop without the socket: frames, decodes, relays, then applies
-/// the end-of-stream rule. Shared with the ollama module.
-pub(crate) fn run(
-    framing: Framing,
-    decoder: &mut dyn Decoder,
-    body: &[u8],
-    fallback_id: &str,
-) -> (Vec<crate::chat::types::Chunk>, Option<Error>) {
-    use std::collections::VecDeque;
-    let mut framer = super::frame::Framer::new(framing, super::http::DEFAULT_MAX_FRAME);
-    let mut relay = super::Relay::new(fallback_id);
-    let mut out = VecDeque::new();
-    let mut frames = Vec::new();
-    let result = (|| {
-        framer.push(body, &mut frames)?;
-        framer.finish(&mut frames)?;
-        for f in frames.drain(..) {
-            if relay.is_done() {
-                return Ok(());
-            }
-            relay.push(decoder.on_frame(&f)?, &mut out);
-        }
-        if !relay.is_done() {
-            relay.push(decoder.finish()?, &mut out);
-        }
-        if relay.is_done() {
-            Ok(())
-        } else {
-            Err(Error::truncated(
-                "the upstream stream ended before its terminal event",
-            ))
-        }
-    })();
-    (out.into(), result.err())
 }
 
 // --------------------------------------------------------------- the request
@@ -655,7 +619,7 @@ fn user_parts(req: &crate::chat::types::ChatRequest, i: usize) -> Result<Vec<Val
         match c {
             Content::Text(t) => parts.push(json!({ "text": t })),
             Content::Image(Image::Data { data, mime_type }) => parts.push(json!({
-                "inlineData": { "mimeType": mime_type, "data": base64_encode(data) }
+                "inlineData": { "mimeType": mime_type, "data": super::codec::base64(data) }
             })),
             Content::Image(Image::Url(url)) => parts.push(image_url(url)),
             Content::ToolResult(r) => {
@@ -802,29 +766,6 @@ fn model_parts(content: &[Content]) -> Vec<Value> {
         }
     }
     parts
-}
-
-/// Standard base64 with padding (images are sent inline; no crate needed for this).
-pub(crate) fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let sextets = [(n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63];
-        for (k, s) in sextets.iter().enumerate() {
-            if k <= chunk.len() {
-                out.push(char::from(ALPHABET[*s as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -1206,21 +1147,6 @@ mod tests {
             body["generationConfig"],
             json!({"thinkingConfig": {"includeThoughts": true}})
         );
-    }
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64_encode(i.as_bytes()), o);
-        }
     }
 
     #[test]

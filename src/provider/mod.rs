@@ -4,6 +4,7 @@
 //! another implementation.
 
 pub mod anthropic;
+pub mod codec;
 pub mod fake;
 pub mod frame;
 pub mod gemini;

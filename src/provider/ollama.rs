@@ -325,7 +325,7 @@ impl Decoder for OllamaDecoder {
 
 /// Runs a whole NDJSON body through framer → decoder → relay (fixture check, tests).
 pub fn decode_body(body: &[u8]) -> (Vec<crate::chat::types::Chunk>, Option<Error>) {
-    super::gemini::run(
+    super::codec::decode_body(
         Framing::Ndjson,
         &mut OllamaDecoder::default(),
         body,
@@ -357,7 +357,7 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
                 Content::Refusal(t) => text.push_str(t),
                 Content::Reasoning(r) => thinking.push_str(&r.text),
                 Content::Image(Image::Data { data, .. }) => {
-                    images.push(Value::String(super::gemini::base64_encode(data)))
+                    images.push(Value::String(super::codec::base64(data)))
                 }
                 Content::Image(Image::Url(url)) => {
                     images.push(Value::String(data_url_payload(url).ok_or_else(|| {

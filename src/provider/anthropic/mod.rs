@@ -5,14 +5,13 @@
 mod decode;
 mod wire;
 
-use std::{collections::VecDeque, sync::Arc};
+use std::sync::Arc;
 
 pub use decode::AnthropicDecoder;
 
 use super::{
-    frame::Framer,
-    http::{HttpProvider, Wire, DEFAULT_MAX_FRAME},
-    Call, Decoder, Framing, Provider, ProviderInfo, Relay, Settings,
+    http::{HttpProvider, Wire},
+    Call, Decoder, Framing, Provider, ProviderInfo, Settings,
 };
 use crate::{chat::types::Chunk, error::Error};
 
@@ -150,34 +149,12 @@ pub fn http_error(status: u16, body: &str) -> Error {
 /// the chunks produced, and the error that ended the stream, if any. For
 /// fixture checks and tests; the server streams instead.
 pub fn decode_body(body: &[u8], fallback_id: &str) -> (Vec<Chunk>, Option<Error>) {
-    let mut framer = Framer::new(Framing::Sse, DEFAULT_MAX_FRAME);
-    let mut decoder = AnthropicDecoder::new();
-    let mut relay = Relay::new(fallback_id);
-    let mut out = VecDeque::new();
-    let mut frames = Vec::new();
-    let result = framer
-        .push(body, &mut frames)
-        .and_then(|()| framer.finish(&mut frames));
-    let mut error = result.err();
-    for frame in &frames {
-        if relay.is_done() {
-            break;
-        }
-        match decoder.on_frame(frame) {
-            Ok(parts) => relay.push(parts, &mut out),
-            Err(e) => {
-                error = Some(e);
-                break;
-            }
-        }
-    }
-    if error.is_none() && !relay.is_done() {
-        match decoder.finish() {
-            Ok(parts) => relay.push(parts, &mut out),
-            Err(e) => error = Some(e),
-        }
-    }
-    (out.into(), error)
+    super::codec::decode_body(
+        Framing::Sse,
+        &mut AnthropicDecoder::new(),
+        body,
+        fallback_id,
+    )
 }
 
 #[cfg(test)]

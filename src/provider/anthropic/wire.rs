@@ -115,7 +115,7 @@ fn block(c: &Content) -> Option<Value> {
         }
         Content::Image(Image::Data { data, mime_type }) => json!({
             "type": "image",
-            "source": {"type": "base64", "media_type": mime_type, "data": base64(data)},
+            "source": {"type": "base64", "media_type": mime_type, "data": crate::provider::codec::base64(data)},
         }),
         Content::ToolCall(tc) => json!({
             "type": "tool_use",
@@ -143,33 +143,6 @@ fn block(c: &Content) -> Option<Value> {
     })
 }
 
-/// Standard base64 with padding (RFC 4648), for inline images.
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(A[(n >> 18) as usize & 63] as char);
-        out.push(A[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            A[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            A[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,21 +160,6 @@ mod tests {
 
     fn msg(role: Role, content: Vec<Content>) -> Message {
         Message { role, content }
-    }
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(i.as_bytes()), o);
-        }
     }
 
     #[test]

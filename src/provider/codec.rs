@@ -1,0 +1,84 @@
+//! Small shared pieces of the provider edge: base64 for inline images, and a
+//! whole-body run of framer → decoder → relay (the fixture checks and tests use
+//! it; the live path is the http shell, which does the same incrementally).
+
+use std::collections::VecDeque;
+
+use super::{frame::Framer, http::DEFAULT_MAX_FRAME, Decoder, Framing, Relay};
+use crate::{chat::types::Chunk, error::Error};
+
+/// Standard base64 with padding (RFC 4648).
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let sextets = [(n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63];
+        for (k, s) in sextets.iter().enumerate() {
+            if k <= chunk.len() {
+                out.push(char::from(ALPHABET[*s as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes a whole body: the chunks a client would get, and the error that
+/// would end the stream (truncation included).
+pub fn decode_body(
+    framing: Framing,
+    decoder: &mut dyn Decoder,
+    body: &[u8],
+    fallback_id: &str,
+) -> (Vec<Chunk>, Option<Error>) {
+    let mut framer = Framer::new(framing, DEFAULT_MAX_FRAME);
+    let mut relay = Relay::new(fallback_id);
+    let mut out = VecDeque::new();
+    let mut frames = Vec::new();
+    let result = (|| {
+        framer.push(body, &mut frames)?;
+        framer.finish(&mut frames)?;
+        for f in frames.drain(..) {
+            if relay.is_done() {
+                return Ok(());
+            }
+            relay.push(decoder.on_frame(&f)?, &mut out);
+        }
+        if !relay.is_done() {
+            relay.push(decoder.finish()?, &mut out);
+        }
+        if relay.is_done() {
+            Ok(())
+        } else {
+            Err(Error::truncated(
+                "the upstream stream ended before its terminal event",
+            ))
+        }
+    })();
+    (out.into(), result.err())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(i.as_bytes()), o);
+        }
+    }
+}
