@@ -61,7 +61,13 @@ impl ChatService {
         if self.drain.is_draining() {
             return Err(Drain::status(false));
         }
-        let deadline = grpc_timeout(req.metadata()).map(|t| Instant::now() + t);
+        // End a little before the caller's deadline: our DEADLINE_EXCEEDED (with its
+        // message) must reach the client before its own timer, and before tonic's
+        // server-side grpc-timeout layer, which answers a unary call with CANCELLED.
+        let deadline = grpc_timeout(req.metadata()).map(|t| {
+            let margin = (t / 20).clamp(Duration::from_millis(2), Duration::from_millis(50));
+            Instant::now() + t.saturating_sub(margin)
+        });
         let input = req.into_inner();
         let request = convert::request(&input).map_err(|e| to_status(&e))?;
         let routes = self

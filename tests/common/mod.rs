@@ -398,6 +398,7 @@ pub struct MockUpstream {
     requests: Arc<Mutex<Vec<Recorded>>>,
     closed: Arc<AtomicUsize>,
     closed_notify: Arc<Notify>,
+    written: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -412,12 +413,18 @@ impl MockUpstream {
         let closed = Arc::new(AtomicUsize::new(0));
         let closed_notify = Arc::new(Notify::new());
         let handler: Arc<Handler> = Arc::new(handler);
-        let (r, c, n) = (requests.clone(), closed.clone(), closed_notify.clone());
+        let written = Arc::new(AtomicUsize::new(0));
+        let (r, c, n, w) = (
+            requests.clone(),
+            closed.clone(),
+            closed_notify.clone(),
+            written.clone(),
+        );
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                let (r, c, n, h) = (r.clone(), c.clone(), n.clone(), handler.clone());
+                let (r, c, n, h, w) = (r.clone(), c.clone(), n.clone(), handler.clone(), w.clone());
                 tokio::spawn(async move {
-                    if serve_conn(sock, r, h).await == Outcome::ClientClosed {
+                    if serve_conn(sock, r, h, w).await == Outcome::ClientClosed {
                         c.fetch_add(1, Ordering::SeqCst);
                         n.notify_waiters();
                     }
@@ -429,8 +436,14 @@ impl MockUpstream {
             requests,
             closed,
             closed_notify,
+            written,
             task,
         }
+    }
+
+    /// Body bytes written to clients so far (pieces the socket accepted).
+    pub fn bytes_written(&self) -> usize {
+        self.written.load(Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -473,6 +486,7 @@ async fn serve_conn(
     sock: TcpStream,
     requests: Arc<Mutex<Vec<Recorded>>>,
     handler: Arc<Handler>,
+    written: Arc<AtomicUsize>,
 ) -> Outcome {
     let _ = sock.set_nodelay(true);
     let (mut rd, mut wr) = sock.into_split();
@@ -546,6 +560,7 @@ async fn serve_conn(
             wr.write_all(piece).await?;
             wr.write_all(b"\r\n").await?;
             wr.flush().await?;
+            written.fetch_add(piece.len(), Ordering::SeqCst);
             at = p;
         }
         if reply.cut {
