@@ -62,6 +62,18 @@ pub struct ServeArgs {
     /// Log format (level from RUST_LOG).
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// TLS certificate chain (PEM); with --tls-key, serves TLS.
+    #[arg(long, env = "CHATWIRE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "CHATWIRE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that client certificates must chain to (mTLS).
+    #[arg(long, env = "CHATWIRE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Allow listening on a non-loopback address without callers' auth.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub timers: Option<TimersFile>,
     pub retry: Option<RetryFile>,
     pub fake: Option<FakeFile>,
+    pub auth: Option<AuthFile>,
+    pub tls: Option<TlsFiles>,
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderFile>,
     #[serde(default)]
@@ -44,6 +46,26 @@ pub struct RetryFile {
     pub max_retries: Option<u32>,
     pub base_backoff_ms: Option<u64>,
     pub max_backoff_ms: Option<u64>,
+}
+
+/// Callers' tokens: never in this file; read from an env var or a token file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFile {
+    /// The env var holding comma-separated tokens (default `CHATWIRE_API_KEYS`).
+    pub tokens_env: Option<String>,
+    /// A file with one token per line (e.g. a mounted secret).
+    pub tokens_file: Option<std::path::PathBuf>,
+}
+
+/// TLS files (PEM).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// When set, clients must present a certificate signed by this CA (mTLS).
+    pub client_ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +97,8 @@ pub struct ModelFile {
     pub include_usage: Option<bool>,
     pub max_completion_tokens: Option<bool>,
     pub default_max_tokens: Option<u32>,
+    /// Concurrent calls to this name (0 or unset: only the server-wide cap).
+    pub max_concurrent: Option<usize>,
 }
 
 /// The resolved configuration the server runs with.
@@ -92,6 +116,14 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderFile>,
     pub aliases: BTreeMap<String, Alias>,
     pub model_options: BTreeMap<String, ModelOptions>,
+    /// Callers' bearer tokens (empty: auth off). Resolved at startup.
+    pub auth_tokens: Vec<String>,
+    /// Where auth tokens come from (resolved by `resolve_auth`).
+    pub auth_tokens_env: String,
+    pub auth_tokens_file: Option<std::path::PathBuf>,
+    pub tls: Option<TlsFiles>,
+    /// Allow a non-loopback address without auth.
+    pub insecure_no_auth: bool,
 }
 
 impl Default for Config {
@@ -109,6 +141,11 @@ impl Default for Config {
             providers: BTreeMap::new(),
             aliases: BTreeMap::new(),
             model_options: BTreeMap::new(),
+            auth_tokens: Vec::new(),
+            auth_tokens_env: "CHATWIRE_API_KEYS".to_string(),
+            auth_tokens_file: None,
+            tls: None,
+            insecure_no_auth: false,
         }
     }
 }
@@ -174,6 +211,13 @@ impl Config {
                 c.retry.max_backoff = Duration::from_millis(v);
             }
         }
+        if let Some(a) = f.auth {
+            if let Some(e) = a.tokens_env {
+                c.auth_tokens_env = e;
+            }
+            c.auth_tokens_file = a.tokens_file;
+        }
+        c.tls = f.tls;
         if let Some(fake) = f.fake {
             c.fake_token_delay = Duration::from_millis(fake.token_delay_ms.unwrap_or(0));
         }
@@ -191,6 +235,7 @@ impl Config {
                 include_usage: m.include_usage.unwrap_or(true),
                 max_completion_tokens: m.max_completion_tokens.unwrap_or(false),
                 default_max_tokens: m.default_max_tokens,
+                max_concurrent: m.max_concurrent.filter(|&n| n > 0),
             };
             let check = |t: &str, key: &str| -> Result<(), String> {
                 match t.split_once(':') {
@@ -229,6 +274,39 @@ impl Config {
             }
         }
         Ok(c)
+    }
+}
+
+impl Config {
+    /// Reads callers' tokens from the configured env var and token file.
+    pub fn resolve_auth(&mut self, env: &crate::server::Env) -> Result<(), Error> {
+        use crate::api::auth::Tokens;
+        let mut tokens = env
+            .get(&self.auth_tokens_env)
+            .map(|v| Tokens::parse_list(v))
+            .unwrap_or_default();
+        if let Some(path) = &self.auth_tokens_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::invalid(format!(
+                    "auth.tokens_file: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            tokens.extend(Tokens::parse_list(&text));
+        }
+        self.auth_tokens = tokens;
+        Ok(())
+    }
+
+    /// Refuses to expose an unauthenticated server beyond loopback.
+    pub fn check_exposure(&self) -> Result<(), Error> {
+        if !self.addr.ip().is_loopback() && self.auth_tokens.is_empty() && !self.insecure_no_auth {
+            return Err(Error::invalid(format!(
+                "refusing to listen on {} without callers' auth: set {} (or [auth] tokens_file), or pass --insecure-no-auth",
+                self.addr, self.auth_tokens_env
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod provider;
 pub mod server;
+pub mod shutdown;
 
 /// Generated protobuf and gRPC code for `chatwire.v1`.
 #[allow(missing_docs, clippy::all)]

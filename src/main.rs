@@ -3,7 +3,7 @@ use std::{net::SocketAddr, process::ExitCode};
 
 use chatwire::{
     cli::{self, Cli, Command, LogFormat, ServeArgs},
-    config::Config,
+    config::{Config, TlsFiles},
     server,
 };
 use clap::Parser;
@@ -64,7 +64,23 @@ async fn serve(args: ServeArgs) -> ExitCode {
     if let Some(f) = args.log_format {
         config.json_logs = matches!(f, LogFormat::Json);
     }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(TlsFiles {
+            cert,
+            key,
+            client_ca: args.tls_client_ca,
+        });
+    }
+    config.insecure_no_auth |= args.insecure_no_auth;
     init_tracing(config.json_logs);
+    let env: server::Env = std::env::vars().collect();
+    if let Err(e) = config
+        .resolve_auth(&env)
+        .and_then(|()| config.check_exposure())
+    {
+        tracing::error!("{e}");
+        return ExitCode::from(2);
+    }
 
     let listener = match tokio::net::TcpListener::bind(config.addr).await {
         Ok(l) => l,
@@ -73,7 +89,6 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let env: server::Env = std::env::vars().collect();
     match server::run(config, env, listener, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -2,25 +2,24 @@
 //! (chat service, health, reflection) on a listener the caller binds, until
 //! the caller's shutdown future completes; then drains within the grace period.
 
-use std::{
-    collections::BTreeMap,
-    future::Future,
-    sync::{atomic::AtomicBool, Arc},
-    time::Duration,
-};
+use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Certificate, Identity, Server, ServerTlsConfig},
+};
 use tonic_health::ServingStatus;
 
 use crate::{
-    api::service::ChatService,
+    api::{auth::Tokens, service::ChatService},
     chat::pipeline::Pipeline,
-    config::Config,
+    config::{Config, TlsFiles},
     error::Error,
     pb::{self, chat_model_service_server::ChatModelServiceServer},
     provider::{self, fake::Fake, Registry},
+    shutdown::Drain,
 };
 
 /// The fully-qualified service name health reports on.
@@ -64,8 +63,8 @@ pub async fn run(
         config.retry,
         config.limits,
     ));
-    let draining = Arc::new(AtomicBool::new(false));
-    let service = ChatService::new(pipeline, draining.clone());
+    let drain = Drain::new();
+    let service = ChatService::new(pipeline, drain.clone());
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
@@ -76,6 +75,8 @@ pub async fn run(
     let reflection = |b: tonic_reflection::server::Builder<'static>| {
         b.register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // google.rpc.ErrorInfo / RetryInfo, so grpcurl decodes error details.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
         .build_v1()
@@ -87,13 +88,29 @@ pub async fn run(
     let chat = ChatModelServiceServer::new(service)
         .max_decoding_message_size(config.max_request_bytes)
         .max_encoding_message_size(usize::MAX);
+    let tokens = Tokens::new(config.auth_tokens.clone());
+    tracing::info!(
+        auth = tokens.is_enabled(),
+        tls = config.tls.is_some(),
+        "callers' auth and TLS"
+    );
+    let chat = InterceptedService::new(chat, move |req| tokens.check(req));
 
-    let addr = listener.local_addr().ok();
-    tracing::info!(addr = ?addr, "chatwire serving");
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(%addr, "chatwire serving");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let grace = config.shutdown_grace;
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder
+            .tls_config(tls_config(tls)?)
+            .map_err(|e| Error::invalid(format!("tls: {e}")))?;
+    }
+    let server = builder
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -110,23 +127,48 @@ pub async fn run(
         r = &mut server => return r.map_err(|e| Error::internal(format!("server: {e}"))),
         () = shutdown => {}
     }
-    tracing::info!(
-        grace_secs = grace.as_secs_f64(),
-        "shutting down: NOT_SERVING, draining in-flight calls"
-    );
-    draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Drain: NOT_SERVING at once, new calls refused with UNAVAILABLE, calls in
+    // flight get the grace period; the server keeps running meanwhile.
+    drain.start_drain();
     health
         .set_service_status("", ServingStatus::NotServing)
         .await;
     health
         .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
         .await;
-    let _ = stop_tx.send(());
-    match tokio::time::timeout(grace, &mut server).await {
-        Ok(r) => r.map_err(|e| Error::internal(format!("server: {e}"))),
-        Err(_) => {
-            tracing::warn!("grace period over: ending the calls still in flight");
-            Ok(())
-        }
+    tracing::info!(
+        grace_secs = grace.as_secs_f64(),
+        in_flight = drain.in_flight(),
+        "shutting down: NOT_SERVING, draining"
+    );
+    let drained = tokio::select! {
+        r = &mut server => return r.map_err(|e| Error::internal(format!("server: {e}"))),
+        r = tokio::time::timeout(grace, drain.wait_idle()) => r.is_ok(),
+    };
+    if !drained {
+        tracing::warn!(
+            in_flight = drain.in_flight(),
+            "grace period over: ending the calls still in flight with UNAVAILABLE"
+        );
+        drain.hard_stop();
+        let _ = tokio::time::timeout(Duration::from_secs(2), drain.wait_idle()).await;
     }
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(Duration::from_secs(5), &mut server).await {
+        Ok(r) => r.map_err(|e| Error::internal(format!("server: {e}"))),
+        Err(_) => Ok(()),
+    }
+}
+
+fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, Error> {
+    let read = |what: &str, p: &std::path::Path| {
+        std::fs::read(p)
+            .map_err(|e| Error::invalid(format!("tls {what}: cannot read {}: {e}", p.display())))
+    };
+    let identity = Identity::from_pem(read("cert", &files.cert)?, read("key", &files.key)?);
+    let mut tls = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &files.client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read("client CA", ca)?));
+    }
+    Ok(tls)
 }

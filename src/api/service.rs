@@ -1,15 +1,7 @@
 //! The `ChatModelService` implementation: Invoke folds the Stream chunks,
 //! StreamEvents wraps them; all three share `Pipeline::start`.
 
-use std::{
-    collections::BTreeMap,
-    pin::Pin,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{collections::BTreeMap, pin::Pin, sync::Arc, time::Duration};
 
 use futures_util::{stream, Stream, StreamExt};
 use tokio::time::Instant;
@@ -18,21 +10,22 @@ use tonic::{Request, Response, Status};
 use super::{convert, status::to_status};
 use crate::{
     chat::{aggregate::Aggregator, pipeline::Pipeline, types as d},
-    error::{Error, Kind},
+    error::Error,
     pb::{self, chat_model_service_server::ChatModelService},
     provider::{ChunkStream, Route},
+    shutdown::{guard, Drain},
 };
 
 /// The service; cheap to clone.
 #[derive(Clone)]
 pub struct ChatService {
     pipeline: Arc<Pipeline>,
-    draining: Arc<AtomicBool>,
+    drain: Arc<Drain>,
 }
 
 impl ChatService {
-    pub fn new(pipeline: Arc<Pipeline>, draining: Arc<AtomicBool>) -> Self {
-        Self { pipeline, draining }
+    pub fn new(pipeline: Arc<Pipeline>, drain: Arc<Drain>) -> Self {
+        Self { pipeline, drain }
     }
 }
 
@@ -65,12 +58,8 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 impl ChatService {
     fn prepare(&self, req: Request<pb::ChatRequest>) -> Result<Prepared, Status> {
-        if self.draining.load(Ordering::Relaxed) {
-            return Err(to_status(&Error::new(
-                Kind::Unavailable,
-                "DRAINING",
-                "this server is shutting down; retry on another replica",
-            )));
+        if self.drain.is_draining() {
+            return Err(Drain::status(false));
         }
         let deadline = grpc_timeout(req.metadata()).map(|t| Instant::now() + t);
         let input = req.into_inner();
@@ -110,6 +99,7 @@ impl ChatService {
         let started = self
             .pipeline
             .start(
+                &p.input.model,
                 p.routes.clone(),
                 p.request.clone(),
                 p.fallback_id(),
@@ -127,13 +117,20 @@ impl ChatModelService for ChatService {
         &self,
         req: Request<pb::ChatRequest>,
     ) -> Result<Response<pb::ChatMessage>, Status> {
+        let _call = self.drain.enter();
         let p = self.prepare(req)?;
-        let (route, mut chunks) = self.start(&p).await.map_err(|e| to_status(&e))?;
-        let mut agg = Aggregator::new(route.model.clone());
-        while let Some(c) = chunks.next().await {
-            agg.push(&c.map_err(|e| to_status(&e))?);
+        let run = async {
+            let (route, mut chunks) = self.start(&p).await.map_err(|e| to_status(&e))?;
+            let mut agg = Aggregator::new(route.model.clone());
+            while let Some(c) = chunks.next().await {
+                agg.push(&c.map_err(|e| to_status(&e))?);
+            }
+            Ok(Response::new(convert::message_out(&agg.snapshot())))
+        };
+        tokio::select! {
+            r = run => r,
+            () = self.drain.stopped() => Err(Drain::status(true)),
         }
-        Ok(Response::new(convert::message_out(&agg.snapshot())))
     }
 
     type StreamStream = BoxStream<pb::MessageChunk>;
@@ -142,10 +139,11 @@ impl ChatModelService for ChatService {
         &self,
         req: Request<pb::ChatRequest>,
     ) -> Result<Response<Self::StreamStream>, Status> {
+        let call = self.drain.enter();
         let p = self.prepare(req)?;
         let (_, chunks) = self.start(&p).await.map_err(|e| to_status(&e))?;
         let out = chunks.map(|c| c.map(|c| convert::chunk(&c)).map_err(|e| to_status(&e)));
-        Ok(Response::new(Box::pin(out)))
+        Ok(Response::new(guard(Box::pin(out), call)))
     }
 
     type StreamEventsStream = BoxStream<pb::ChatEvent>;
@@ -154,6 +152,7 @@ impl ChatModelService for ChatService {
         &self,
         req: Request<pb::ChatRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        let call = self.drain.enter();
         let p = self.prepare(req)?;
         let state = Events {
             phase: Phase::Start,
@@ -162,7 +161,10 @@ impl ChatModelService for ChatService {
             p,
             route: None,
         };
-        Ok(Response::new(Box::pin(stream::unfold(state, Events::next))))
+        Ok(Response::new(guard(
+            Box::pin(stream::unfold(state, Events::next)),
+            call,
+        )))
     }
 
     async fn list_models(
@@ -275,6 +277,7 @@ impl Events {
                 }
                 Phase::Starting => match self.service.start(&self.p).await {
                     Ok((route, chunks)) => {
+                        self.agg.set_model(route.model.clone());
                         self.route = Some(route);
                         self.phase = Phase::Streaming(chunks);
                     }

@@ -46,6 +46,11 @@ impl Aggregator {
         }
     }
 
+    /// The model that answered (known once a fallback was chosen).
+    pub fn set_model(&mut self, model: String) {
+        self.model = model;
+    }
+
     /// Adds one chunk.
     pub fn push(&mut self, chunk: &Chunk) {
         if self.id.is_empty() && !chunk.id.is_empty() {

@@ -86,6 +86,8 @@ pub struct Pipeline {
     pub timers: Timers,
     pub retry: RetryPolicy,
     permits: Option<Arc<Semaphore>>,
+    /// Per model name (alias or provider:model) with `max_concurrent` set.
+    model_permits: std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Pipeline {
@@ -96,6 +98,7 @@ impl Pipeline {
             retry,
             permits: (limits.max_concurrent > 0)
                 .then(|| Arc::new(Semaphore::new(limits.max_concurrent))),
+            model_permits: Default::default(),
         }
     }
 
@@ -103,6 +106,7 @@ impl Pipeline {
     /// empty) when this returns, so any failure before it is this call's error.
     pub async fn start(
         &self,
+        name: &str,
         routes: Vec<Route>,
         request: ChatRequest,
         fallback_id: String,
@@ -118,6 +122,28 @@ impl Pipeline {
                 )
             })?),
         };
+        let model_permit = match routes.first().and_then(|r| r.options.max_concurrent) {
+            None => None,
+            Some(n) => {
+                let sem = {
+                    let mut map = self
+                        .model_permits
+                        .lock()
+                        .map_err(|_| Error::internal("model permit table poisoned"))?;
+                    map.entry(name.to_string())
+                        .or_insert_with(|| Arc::new(Semaphore::new(n)))
+                        .clone()
+                };
+                Some(sem.try_acquire_owned().map_err(|_| {
+                    Error::new(
+                        Kind::ResourceExhausted,
+                        "TOO_MANY_STREAMS_FOR_MODEL",
+                        format!("model {name:?} is at its limit of {n} concurrent calls (max_concurrent); retry later"),
+                    )
+                })?)
+            }
+        };
+        let permit = (permit, model_permit);
         let now = Instant::now();
         let total_at = now + self.timers.total;
         let (end_at, end_is_caller) = match deadline {

@@ -38,6 +38,8 @@ pub struct ModelOptions {
     pub max_completion_tokens: bool,
     /// Sent when the request has no maxTokens and the provider demands one.
     pub default_max_tokens: Option<u32>,
+    /// Concurrent calls to this model name (None: only the server-wide cap).
+    pub max_concurrent: Option<usize>,
 }
 
 impl Default for ModelOptions {
@@ -47,6 +49,7 @@ impl Default for ModelOptions {
             include_usage: true,
             max_completion_tokens: false,
             default_max_tokens: None,
+            max_concurrent: None,
         }
     }
 }

@@ -1,0 +1,124 @@
+//! Graceful drain: on shutdown the server keeps its connections, refuses new
+//! chat calls with UNAVAILABLE (so clients on an existing HTTP/2 connection get
+//! a status they can retry elsewhere, not a GOAWAY cancel), lets calls in
+//! flight finish within the grace period, then ends the rest with UNAVAILABLE.
+
+use std::{
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+};
+
+use futures_util::{stream, Stream, StreamExt};
+use tokio::sync::{watch, Notify};
+use tonic::Status;
+
+use crate::{api::status::to_status, error::Error, error::Kind};
+
+/// The server's drain state, shared by the service and the server loop.
+pub struct Drain {
+    draining: AtomicBool,
+    in_flight: AtomicUsize,
+    idle: Notify,
+    stop: watch::Sender<bool>,
+}
+
+impl Drain {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            stop: watch::channel(false).0,
+        })
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn start_drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Counts a call in flight until the guard drops.
+    pub fn enter(self: &Arc<Self>) -> CallGuard {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        CallGuard(self.clone())
+    }
+
+    /// Resolves when no call is in flight.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.in_flight() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The grace period is over: every call still in flight ends with UNAVAILABLE.
+    pub fn hard_stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Resolves once `hard_stop` was called.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.stop.subscribe();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    }
+
+    /// The status for calls refused or ended by the drain.
+    pub fn status(during_call: bool) -> Status {
+        let message = if during_call {
+            "this server is shutting down and its grace period is over; the answer is cut: retry on another replica"
+        } else {
+            "this server is shutting down; retry on another replica"
+        };
+        to_status(&Error::new(Kind::Unavailable, "DRAINING", message))
+    }
+}
+
+/// A call in flight.
+pub struct CallGuard(Arc<Drain>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// A response stream that holds its call guard and ends with UNAVAILABLE at hard stop.
+pub type Guarded<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+pub fn guard<T: Send + 'static>(inner: Guarded<T>, call: CallGuard) -> Guarded<T> {
+    let stopped = Box::pin(call.0.stopped());
+    let state = (inner, Some(call), stopped);
+    Box::pin(stream::unfold(
+        state,
+        |(mut inner, call, mut stopped)| async move {
+            // `call` is None once the stream has ended.
+            call.as_ref()?;
+            tokio::select! {
+                biased;
+                item = inner.next() => match item {
+                    Some(Ok(v)) => Some((Ok(v), (inner, call, stopped))),
+                    Some(Err(e)) => Some((Err(e), (inner, None, stopped))),
+                    None => None,
+                },
+                () = &mut stopped => Some((Err(Drain::status(true)), (inner, None, stopped))),
+            }
+        },
+    ))
+}

@@ -1,0 +1,167 @@
+//! The real binary, as a person runs it: `chatwire` serves, `chatwire stream`
+//! prints chunks separated by `|`, SIGTERM stops it with exit code 0.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chatwire");
+
+/// Starts `chatwire` on an ephemeral port and returns it with its address.
+fn serve(extra: &[&str]) -> (Child, String, std::thread::JoinHandle<Vec<String>>) {
+    let mut child = Command::new(BIN)
+        .args(["--addr", "127.0.0.1:0"])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .env_remove("CHATWIRE_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap_or_default();
+            if line.contains("chatwire serving") {
+                let _ = tx.send(line.clone());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server started");
+    let addr = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .map(|rest| {
+            format!(
+                "127.0.0.1:{}",
+                rest.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            )
+        })
+        .expect("address in the log line");
+    (child, addr, reader)
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("the server did not stop within 10 s of SIGTERM");
+}
+
+#[test]
+fn cli_streams_through_the_server_and_sigterm_exits_zero() {
+    let (mut child, addr, reader) = serve(&["--log-format", "json"]);
+    let out = Command::new(BIN)
+        .args([
+            "stream",
+            "--addr",
+            &addr,
+            "--model",
+            "fake:echo",
+            "Write me a 1 verse song about goldfish on the moon",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Write| |me| |a| |1| |verse| |song| |about| |goldfish| |on| |the| |moon|\n"
+    );
+
+    let out = Command::new(BIN)
+        .args(["invoke", "--addr", &addr, "hello world"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["content"][0]["text"], "hello world");
+    assert_eq!(v["stopReason"], "STOP_REASON_END_TURN");
+
+    let out = Command::new(BIN)
+        .args(["events", "--addr", &addr, "hi"])
+        .output()
+        .unwrap();
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.first().unwrap()["event"], "start");
+    assert_eq!(events.last().unwrap()["event"], "end");
+
+    let out = Command::new(BIN)
+        .args(["invoke", "--addr", &addr, "--model", "nope:x", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
+
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    let lines = reader.join().unwrap();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("--log-format json: {e}: {l}"));
+        assert!(v.get("level").is_some());
+    }
+}
+
+#[test]
+fn check_config_names_the_bad_key() {
+    let dir = std::env::temp_dir().join(format!("chatwire-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[timers]\nidle_sec = 5\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("idle_sec") && err.contains("line 2"), "{err}");
+    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/chatwire.example.toml");
+    let out = Command::new(BIN)
+        .args(["check-config", good])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn refuses_a_public_address_without_auth() {
+    let out = Command::new(BIN)
+        .args(["--addr", "0.0.0.0:0"])
+        .env_remove("CHATWIRE_API_KEYS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--insecure-no-auth"));
+}
