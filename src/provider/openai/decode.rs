@@ -217,10 +217,13 @@ impl OpenAiDecoder {
     }
 
     fn delta(&mut self, d: WireDelta<'_>, out: &mut Vec<Part>) {
-        for r in [d.reasoning_content, d.reasoning].into_iter().flatten() {
-            if !r.is_empty() {
-                out.push(reasoning(r.into_owned()));
-            }
+        // Servers moving from one name to the other may send both, same text: one is read.
+        let r = d
+            .reasoning_content
+            .filter(|r| !r.is_empty())
+            .or(d.reasoning.filter(|r| !r.is_empty()));
+        if let Some(r) = r {
+            out.push(reasoning(r.into_owned()));
         }
         match d.content {
             Some(ContentField::Text(t)) if !t.is_empty() => out.push(Part::Delta(Delta::Text(t))),

@@ -255,6 +255,13 @@ fn reasoning_fields_of_every_dialect() {
     assert_eq!(
         run(
             &mut d,
+            &chunk(r#"{"reasoning":"same","reasoning_content":"same"}"#, "null")
+        ),
+        vec![r("same")]
+    );
+    assert_eq!(
+        run(
+            &mut d,
             &chunk(
                 r#"{"content":[{"type":"thinking","thinking":[{"type":"text","text":"hm"}]},{"type":"text","text":"ok"},{"type":"image","x":1}]}"#,
                 "null"
