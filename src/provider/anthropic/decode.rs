@@ -1,0 +1,651 @@
+//! The pure decoder of Anthropic's Messages SSE stream: one event in, the
+//! domain parts it produces out. Wire types are borrowed serde enums; nothing
+//! is buffered beyond the block kinds and the usage counters.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use crate::{
+    chat::types::{Delta, Part, Reasoning, StopReason, Usage},
+    error::{Error, Kind},
+    provider::{Decoder, Frame},
+};
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Event<'a> {
+    MessageStart {
+        #[serde(borrow)]
+        message: StartMessage<'a>,
+    },
+    ContentBlockStart {
+        index: u32,
+        #[serde(borrow)]
+        content_block: Block<'a>,
+    },
+    ContentBlockDelta {
+        index: u32,
+        #[serde(borrow)]
+        delta: BlockDelta<'a>,
+    },
+    ContentBlockStop {},
+    MessageDelta {
+        #[serde(default, borrow)]
+        delta: MessageDeltaBody<'a>,
+        #[serde(default)]
+        usage: Option<WireUsage>,
+    },
+    MessageStop,
+    Ping,
+    Error {
+        #[serde(borrow)]
+        error: ErrorBody<'a>,
+    },
+    #[serde(other)]
+    Unknown,
+}
+
+#[derive(Deserialize, Default)]
+struct StartMessage<'a> {
+    #[serde(default, borrow)]
+    id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    model: Cow<'a, str>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Text {
+        #[serde(default, borrow)]
+        text: Cow<'a, str>,
+    },
+    ToolUse {
+        #[serde(default, borrow)]
+        id: Cow<'a, str>,
+        #[serde(default, borrow)]
+        name: Cow<'a, str>,
+    },
+    Thinking {
+        #[serde(default, borrow)]
+        thinking: Cow<'a, str>,
+        #[serde(default, borrow)]
+        signature: Cow<'a, str>,
+    },
+    RedactedThinking {
+        #[serde(default, borrow)]
+        data: Cow<'a, str>,
+    },
+    /// Server-side tools (`server_tool_use`, `web_search_tool_result`, ...) and
+    /// block types added later: not the client's content.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockDelta<'a> {
+    TextDelta {
+        #[serde(borrow)]
+        text: Cow<'a, str>,
+    },
+    InputJsonDelta {
+        #[serde(borrow)]
+        partial_json: Cow<'a, str>,
+    },
+    ThinkingDelta {
+        #[serde(borrow)]
+        thinking: Cow<'a, str>,
+    },
+    SignatureDelta {
+        #[serde(borrow)]
+        signature: Cow<'a, str>,
+    },
+    /// `citations_delta` and delta types added later.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize, Default)]
+struct MessageDeltaBody<'a> {
+    #[serde(default, borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+}
+
+/// Anthropic's usage object; every field optional (message_delta may carry
+/// only `output_tokens`, or the input and cache fields too).
+#[derive(Deserialize, Default, Clone, Copy)]
+struct WireUsage {
+    input_tokens: Option<u32>,
+    output_tokens: Option<u32>,
+    cache_read_input_tokens: Option<u32>,
+    cache_creation_input_tokens: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody<'a> {
+    #[serde(default, rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    message: Cow<'a, str>,
+}
+
+/// What a content block index holds (deltas are routed by it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BlockKind {
+    Text,
+    Tool,
+    Thinking,
+    Other,
+}
+
+/// The decoder state for one response.
+#[derive(Debug, Default)]
+pub struct AnthropicDecoder {
+    blocks: Vec<(u32, BlockKind)>,
+    input: u32,
+    output: u32,
+    cache_read: u32,
+    cache_creation: u32,
+}
+
+impl AnthropicDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn kind(&self, index: u32) -> Option<BlockKind> {
+        self.blocks
+            .iter()
+            .rev()
+            .find(|(i, _)| *i == index)
+            .map(|(_, k)| *k)
+    }
+
+    fn set_kind(&mut self, index: u32, kind: BlockKind) {
+        match self.blocks.iter_mut().find(|(i, _)| *i == index) {
+            Some(slot) => slot.1 = kind,
+            None => self.blocks.push((index, kind)),
+        }
+    }
+
+    /// Counts are cumulative: a later report replaces an earlier one.
+    fn take_usage(&mut self, u: WireUsage) -> Part {
+        if let Some(v) = u.input_tokens {
+            self.input = v;
+        }
+        if let Some(v) = u.output_tokens {
+            self.output = v;
+        }
+        if let Some(v) = u.cache_read_input_tokens {
+            self.cache_read = v;
+        }
+        if let Some(v) = u.cache_creation_input_tokens {
+            self.cache_creation = v;
+        }
+        let input = self
+            .input
+            .saturating_add(self.cache_read)
+            .saturating_add(self.cache_creation);
+        Part::Usage(Usage {
+            input,
+            output: self.output,
+            total: input.saturating_add(self.output),
+            cache_read: self.cache_read,
+            cache_creation: self.cache_creation,
+            reasoning: 0,
+        })
+    }
+}
+
+fn reasoning(text: &str, signature: &str, redacted: &str) -> Part {
+    Part::Delta(Delta::Reasoning(Reasoning {
+        text: text.to_string(),
+        signature: signature.to_string(),
+        redacted: redacted.to_string(),
+    }))
+}
+
+/// Anthropic's stop reason in the contract's terms.
+pub fn stop_reason(s: &str) -> StopReason {
+    match s {
+        "end_turn" => StopReason::EndTurn,
+        "max_tokens" => StopReason::MaxTokens,
+        "stop_sequence" => StopReason::StopSequence,
+        "tool_use" => StopReason::ToolUse,
+        "refusal" => StopReason::ContentFilter,
+        _ => StopReason::Other,
+    }
+}
+
+/// An Anthropic error type (`error.type`) in the contract's terms, `None`
+/// when the type says nothing more than the HTTP status would.
+pub fn error_class(kind: &str) -> Option<(Kind, &'static str)> {
+    Some(match kind {
+        "overloaded_error" => (Kind::Unavailable, "UPSTREAM_OVERLOADED"),
+        "rate_limit_error" => (Kind::ResourceExhausted, "UPSTREAM_RATE_LIMITED"),
+        "invalid_request_error" | "request_too_large" => {
+            (Kind::InvalidArgument, "UPSTREAM_INVALID_REQUEST")
+        }
+        "api_error" => (Kind::Unavailable, "UPSTREAM_UNAVAILABLE"),
+        "authentication_error" | "permission_error" => {
+            (Kind::PermissionDenied, "UPSTREAM_PERMISSION_DENIED")
+        }
+        "not_found_error" => (Kind::NotFound, "UPSTREAM_NOT_FOUND"),
+        "timeout_error" => (Kind::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
+        _ => return None,
+    })
+}
+
+/// The error for an `error` event in the stream.
+fn stream_error(kind: &str, message: &str) -> Error {
+    let (k, reason) = error_class(kind).unwrap_or((Kind::Internal, "UPSTREAM_ERROR"));
+    let kind = if kind.is_empty() { "error" } else { kind };
+    let message = if message.is_empty() {
+        "(no message)"
+    } else {
+        message
+    };
+    Error::new(
+        k,
+        reason,
+        format!("anthropic reported an error mid-stream ({kind}): {message}"),
+    )
+}
+
+impl Decoder for AnthropicDecoder {
+    fn on_frame(&mut self, frame: &Frame) -> Result<Vec<Part>, Error> {
+        if frame.data.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let event: Event<'_> = serde_json::from_str(&frame.data).map_err(|e| {
+            Error::protocol(format!(
+                "anthropic sent an event{} that is not the expected JSON: {e}",
+                if frame.event.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", frame.event)
+                }
+            ))
+        })?;
+        let mut out = Vec::new();
+        match event {
+            Event::MessageStart { message } => {
+                out.push(Part::Meta {
+                    id: message.id.into_owned(),
+                    model: message.model.into_owned(),
+                });
+                if let Some(u) = message.usage {
+                    out.push(self.take_usage(u));
+                }
+            }
+            Event::ContentBlockStart {
+                index,
+                content_block,
+            } => match content_block {
+                Block::Text { text } => {
+                    self.set_kind(index, BlockKind::Text);
+                    if !text.is_empty() {
+                        out.push(Part::Delta(Delta::Text(text.into_owned())));
+                    }
+                }
+                Block::ToolUse { id, name } => {
+                    self.set_kind(index, BlockKind::Tool);
+                    out.push(Part::Delta(Delta::ToolCall {
+                        index,
+                        id: id.into_owned(),
+                        name: name.into_owned(),
+                        arguments: String::new(),
+                    }));
+                }
+                Block::Thinking {
+                    thinking,
+                    signature,
+                } => {
+                    self.set_kind(index, BlockKind::Thinking);
+                    if !thinking.is_empty() || !signature.is_empty() {
+                        out.push(reasoning(&thinking, &signature, ""));
+                    }
+                }
+                Block::RedactedThinking { data } => {
+                    self.set_kind(index, BlockKind::Other);
+                    out.push(reasoning("", "", &data));
+                }
+                Block::Other => {
+                    tracing::debug!(index, "anthropic: skipping a non-client content block");
+                    self.set_kind(index, BlockKind::Other);
+                }
+            },
+            Event::ContentBlockDelta { index, delta } => {
+                let kind = self.kind(index);
+                match delta {
+                    BlockDelta::TextDelta { text } => {
+                        if kind != Some(BlockKind::Other) && !text.is_empty() {
+                            out.push(Part::Delta(Delta::Text(text.into_owned())));
+                        }
+                    }
+                    BlockDelta::InputJsonDelta { partial_json } => {
+                        // Only the client's tool_use blocks: server tools' input is not a tool call.
+                        if kind == Some(BlockKind::Tool) && !partial_json.is_empty() {
+                            out.push(Part::Delta(Delta::ToolCall {
+                                index,
+                                id: String::new(),
+                                name: String::new(),
+                                arguments: partial_json.into_owned(),
+                            }));
+                        }
+                    }
+                    BlockDelta::ThinkingDelta { thinking } => {
+                        if kind != Some(BlockKind::Other) && !thinking.is_empty() {
+                            out.push(reasoning(&thinking, "", ""));
+                        }
+                    }
+                    BlockDelta::SignatureDelta { signature } => {
+                        if kind != Some(BlockKind::Other) && !signature.is_empty() {
+                            out.push(reasoning("", &signature, ""));
+                        }
+                    }
+                    BlockDelta::Other => {
+                        tracing::debug!(index, "anthropic: skipping a delta type it does not use");
+                    }
+                }
+            }
+            Event::ContentBlockStop {} | Event::Ping => {}
+            Event::MessageDelta { delta, usage } => {
+                if let Some(u) = usage {
+                    out.push(self.take_usage(u));
+                }
+                if let Some(s) = delta.stop_reason {
+                    out.push(Part::Stop(stop_reason(&s)));
+                }
+            }
+            Event::MessageStop => out.push(Part::Done),
+            Event::Error { error } => return Err(stream_error(&error.kind, &error.message)),
+            Event::Unknown => {
+                tracing::debug!(event = %frame.event, "anthropic: skipping an unknown event type");
+            }
+        }
+        Ok(out)
+    }
+
+    fn finish(&mut self) -> Result<Vec<Part>, Error> {
+        Err(Error::truncated(
+            "the anthropic stream ended before message_stop (truncated answer)",
+        ))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn feed(d: &mut AnthropicDecoder, event: &str, data: &str) -> Result<Vec<Part>, Error> {
+        d.on_frame(&Frame {
+            event: event.into(),
+            data: data.into(),
+        })
+    }
+
+    fn ok(d: &mut AnthropicDecoder, data: &str) -> Vec<Part> {
+        let t: serde_json::Value = serde_json::from_str(data).unwrap();
+        feed(d, t["type"].as_str().unwrap(), data).unwrap()
+    }
+
+    fn text(t: &str) -> Part {
+        Part::Delta(Delta::Text(t.into()))
+    }
+
+    fn call(index: u32, id: &str, name: &str, args: &str) -> Part {
+        Part::Delta(Delta::ToolCall {
+            index,
+            id: id.into(),
+            name: name.into(),
+            arguments: args.into(),
+        })
+    }
+
+    #[test]
+    fn message_start_gives_id_model_and_cached_input() {
+        let mut d = AnthropicDecoder::new();
+        let parts = ok(
+            &mut d,
+            r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-3-haiku-20240307","content":[],"stop_reason":null,"usage":{"input_tokens":10,"cache_read_input_tokens":100,"cache_creation_input_tokens":5,"output_tokens":1}}}"#,
+        );
+        assert_eq!(
+            parts,
+            vec![
+                Part::Meta {
+                    id: "msg_1".into(),
+                    model: "claude-3-haiku-20240307".into()
+                },
+                Part::Usage(Usage {
+                    input: 115,
+                    output: 1,
+                    total: 116,
+                    cache_read: 100,
+                    cache_creation: 5,
+                    reasoning: 0
+                })
+            ]
+        );
+        // message_delta's output_tokens is cumulative: it replaces, never adds.
+        let parts = ok(
+            &mut d,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":42}}"#,
+        );
+        assert_eq!(
+            parts,
+            vec![
+                Part::Usage(Usage {
+                    input: 115,
+                    output: 42,
+                    total: 157,
+                    cache_read: 100,
+                    cache_creation: 5,
+                    reasoning: 0
+                }),
+                Part::Stop(StopReason::EndTurn)
+            ]
+        );
+        // A later message_delta may carry the input fields too: taken when present.
+        let parts = ok(
+            &mut d,
+            r#"{"type":"message_delta","delta":{},"usage":{"input_tokens":20,"cache_read_input_tokens":null,"output_tokens":50}}"#,
+        );
+        assert_eq!(
+            parts,
+            vec![Part::Usage(Usage {
+                input: 125,
+                output: 50,
+                total: 175,
+                cache_read: 100,
+                cache_creation: 5,
+                reasoning: 0
+            })]
+        );
+        assert_eq!(ok(&mut d, r#"{"type":"message_stop"}"#), vec![Part::Done]);
+    }
+
+    #[test]
+    fn text_blocks_and_escapes_and_padding() {
+        let mut d = AnthropicDecoder::new();
+        assert!(ok(
+            &mut d,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#
+        )
+        .is_empty());
+        assert_eq!(
+            ok(
+                &mut d,
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"你好 \"😀\"\n"}}     "#
+            ),
+            vec![text("你好 \"😀\"\n")]
+        );
+        assert_eq!(
+            ok(
+                &mut d,
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\u00e9"}}"#
+            ),
+            vec![text("é")]
+        );
+        assert!(ok(&mut d, r#"{"type":"content_block_stop","index":0}"#).is_empty());
+        assert!(ok(&mut d, r#"{"type": "ping"}"#).is_empty());
+    }
+
+    #[test]
+    fn tool_use_blocks_are_indexed_with_id_and_name_first() {
+        let mut d = AnthropicDecoder::new();
+        assert_eq!(
+            ok(
+                &mut d,
+                r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{}}}"#
+            ),
+            vec![call(1, "toolu_1", "get_weather", "")]
+        );
+        assert!(ok(&mut d, r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}}"#).is_empty());
+        assert_eq!(
+            ok(
+                &mut d,
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"location\": \"Pa"}}"#
+            ),
+            vec![call(1, "", "", "{\"location\": \"Pa")]
+        );
+        assert_eq!(
+            ok(
+                &mut d,
+                r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":3}}"#
+            )[1],
+            Part::Stop(StopReason::ToolUse)
+        );
+    }
+
+    #[test]
+    fn server_tool_blocks_are_not_client_tool_calls() {
+        let mut d = AnthropicDecoder::new();
+        assert!(ok(&mut d, r#"{"type":"content_block_start","index":0,"content_block":{"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{}}}"#).is_empty());
+        assert!(ok(&mut d, r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"query\":\"x\"}"}}"#).is_empty());
+        assert!(ok(&mut d, r#"{"type":"content_block_start","index":1,"content_block":{"type":"web_search_tool_result","tool_use_id":"srvtoolu_1","content":[{"type":"web_search_result","url":"https://a"}]}}"#).is_empty());
+        assert!(ok(&mut d, r#"{"type":"content_block_start","index":2,"content_block":{"citations":[],"type":"text","text":""}}"#).is_empty());
+        assert!(ok(&mut d, r#"{"type":"content_block_delta","index":2,"delta":{"type":"citations_delta","citation":{"type":"web_search_result_location","cited_text":"x","url":"https://a"}}}"#).is_empty());
+        assert_eq!(
+            ok(
+                &mut d,
+                r#"{"type":"content_block_delta","index":2,"delta":{"type":"text_delta","text":"cited"}}"#
+            ),
+            vec![text("cited")]
+        );
+    }
+
+    #[test]
+    fn thinking_signature_and_redacted_thinking() {
+        let r = |t: &str, s: &str, x: &str| {
+            Part::Delta(Delta::Reasoning(Reasoning {
+                text: t.into(),
+                signature: s.into(),
+                redacted: x.into(),
+            }))
+        };
+        let mut d = AnthropicDecoder::new();
+        assert!(ok(&mut d, r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}"#).is_empty());
+        assert_eq!(
+            ok(
+                &mut d,
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let me"}}"#
+            ),
+            vec![r("Let me", "", "")]
+        );
+        assert_eq!(
+            ok(
+                &mut d,
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQB"}}"#
+            ),
+            vec![r("", "EqQB", "")]
+        );
+        assert_eq!(
+            ok(
+                &mut d,
+                r#"{"type":"content_block_start","index":1,"content_block":{"type":"redacted_thinking","data":"EmwK"}}"#
+            ),
+            vec![r("", "", "EmwK")]
+        );
+    }
+
+    #[test]
+    fn stop_reasons() {
+        for (s, want) in [
+            ("end_turn", StopReason::EndTurn),
+            ("max_tokens", StopReason::MaxTokens),
+            ("stop_sequence", StopReason::StopSequence),
+            ("tool_use", StopReason::ToolUse),
+            ("refusal", StopReason::ContentFilter),
+            ("pause_turn", StopReason::Other),
+            ("something_new", StopReason::Other),
+        ] {
+            assert_eq!(stop_reason(s), want);
+        }
+    }
+
+    #[test]
+    fn error_events_map_to_contract_codes_with_the_message() {
+        for (t, kind) in [
+            ("overloaded_error", Kind::Unavailable),
+            ("rate_limit_error", Kind::ResourceExhausted),
+            ("invalid_request_error", Kind::InvalidArgument),
+            ("api_error", Kind::Unavailable),
+            ("weird_error", Kind::Internal),
+        ] {
+            let mut d = AnthropicDecoder::new();
+            let data = format!(
+                r#"{{"type":"error","error":{{"details":null,"type":"{t}","message":"Boom {t}"}},"request_id":"r"}}"#
+            );
+            let e = feed(&mut d, "error", &data).unwrap_err();
+            assert_eq!(e.kind, kind, "{t}");
+            assert!(e.message.contains(&format!("Boom {t}")), "{}", e.message);
+        }
+        let mut d = AnthropicDecoder::new();
+        let e = feed(
+            &mut d,
+            "error",
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, "UPSTREAM_OVERLOADED");
+    }
+
+    #[test]
+    fn unknown_events_are_skipped_and_bad_json_is_a_protocol_error() {
+        let mut d = AnthropicDecoder::new();
+        assert!(ok(&mut d, r#"{"type":"brand_new_event","x":{"y":1}}"#).is_empty());
+        assert!(ok(
+            &mut d,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"brand_new_delta","z":1}}"#
+        )
+        .is_empty());
+        assert!(ok(
+            &mut d,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"brand_new_block"}}"#
+        )
+        .is_empty());
+        assert!(feed(&mut d, "", "").unwrap().is_empty());
+        let e = feed(
+            &mut d,
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, Kind::Unavailable);
+        assert_eq!(e.reason, "UPSTREAM_PROTOCOL_ERROR");
+    }
+
+    #[test]
+    fn eof_before_message_stop_is_truncated() {
+        let mut d = AnthropicDecoder::new();
+        let e = d.finish().unwrap_err();
+        assert_eq!(e.kind, Kind::Unavailable);
+        assert_eq!(e.reason, "UPSTREAM_TRUNCATED");
+    }
+}

@@ -1,0 +1,226 @@
+//! The `anthropic` provider: Claude's Messages API, streamed as SSE and
+//! translated event by event. `wire` builds the request, `decode` is the pure
+//! decoder; this file plugs them into the http shell.
+
+mod decode;
+mod wire;
+
+use std::{collections::VecDeque, sync::Arc};
+
+pub use decode::AnthropicDecoder;
+
+use super::{
+    frame::Framer,
+    http::{HttpProvider, Wire, DEFAULT_MAX_FRAME},
+    Call, Decoder, Framing, Provider, ProviderInfo, Relay, Settings,
+};
+use crate::{chat::types::Chunk, error::Error};
+
+/// The Messages API version this module speaks.
+pub const API_VERSION: &str = "2023-06-01";
+/// Where Anthropic lives when `ANTHROPIC_BASE_URL` is not set.
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+
+const HOW: &str = "ANTHROPIC_API_KEY";
+
+/// Anthropic's wire format, for the http shell.
+pub struct Anthropic {
+    info: ProviderInfo,
+    settings: Settings,
+}
+
+impl Anthropic {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            info: ProviderInfo {
+                name: "anthropic",
+                chat_class: "ChatAnthropic",
+                configured: true,
+                base_url: settings.base_url.clone(),
+                features: &["tools", "reasoning", "images", "usage", "cache_usage"],
+                models: &[],
+                how_to_configure: HOW,
+            },
+            settings,
+        }
+    }
+}
+
+/// The provider, configured from the file and the environment (unconfigured
+/// without an API key: its models then answer FAILED_PRECONDITION).
+pub fn provider(
+    config: &crate::config::Config,
+    env: &crate::server::Env,
+) -> Result<Arc<dyn Provider>, Error> {
+    let settings = Settings::resolve(
+        config,
+        env,
+        "anthropic",
+        &["ANTHROPIC_API_KEY"],
+        "ANTHROPIC_BASE_URL",
+        DEFAULT_BASE_URL,
+    );
+    if settings.api_key.is_none() {
+        return Ok(super::pending("anthropic", "ChatAnthropic", HOW));
+    }
+    let max_frame = settings.max_frame;
+    Ok(Arc::new(HttpProvider::new(
+        Anthropic::new(settings),
+        super::http_client()?,
+        max_frame,
+    )))
+}
+
+impl Wire for Anthropic {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    fn framing(&self) -> Framing {
+        Framing::Sse
+    }
+
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        call: &Call,
+    ) -> Result<reqwest::RequestBuilder, Error> {
+        let body = wire::body(call, self.settings.default_max_tokens);
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| Error::internal(format!("encoding the anthropic request failed: {e}")))?;
+        let mut rb = client
+            .post(format!("{}/v1/messages", self.settings.base_url))
+            .header("anthropic-version", API_VERSION)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(key) = &self.settings.api_key {
+            rb = rb.header("x-api-key", key);
+        }
+        for (k, v) in &self.settings.headers {
+            rb = rb.header(k.as_str(), v.as_str());
+        }
+        Ok(rb.body(body))
+    }
+
+    fn decoder(&self, _call: &Call) -> Box<dyn Decoder> {
+        Box::new(AnthropicDecoder::new())
+    }
+
+    fn http_error(&self, status: u16, body: &str) -> Error {
+        http_error(status, body)
+    }
+}
+
+/// The error for a non-2xx answer: Anthropic's own message
+/// (`{"type":"error","error":{"type":..,"message":..}}`), classed by status,
+/// and by `error.type` where that says more (overloaded, rate limited).
+pub fn http_error(status: u16, body: &str) -> Error {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: Body,
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(default, rename = "type")]
+        kind: String,
+        #[serde(default)]
+        message: String,
+    }
+    let Ok(Envelope { error }) = serde_json::from_str::<Envelope>(body) else {
+        return Error::from_upstream_status(status, &super::http::generic_error_message(body));
+    };
+    let detail = match (error.kind.is_empty(), error.message.is_empty()) {
+        (true, _) => error.message,
+        (false, true) => error.kind.clone(),
+        (false, false) => format!("{} ({})", error.message, error.kind),
+    };
+    let mut e = Error::from_upstream_status(status, &detail);
+    let overrides = matches!(error.kind.as_str(), "overloaded_error" | "rate_limit_error")
+        || e.kind == crate::error::Kind::Internal;
+    if overrides {
+        if let Some((kind, reason)) = decode::error_class(&error.kind) {
+            e.kind = kind;
+            e.reason = reason;
+        }
+    }
+    e
+}
+
+/// Decodes a whole SSE body as the shell would (framer → decoder → relay):
+/// the chunks produced, and the error that ended the stream, if any. For
+/// fixture checks and tests; the server streams instead.
+pub fn decode_body(body: &[u8], fallback_id: &str) -> (Vec<Chunk>, Option<Error>) {
+    let mut framer = Framer::new(Framing::Sse, DEFAULT_MAX_FRAME);
+    let mut decoder = AnthropicDecoder::new();
+    let mut relay = Relay::new(fallback_id);
+    let mut out = VecDeque::new();
+    let mut frames = Vec::new();
+    let result = framer
+        .push(body, &mut frames)
+        .and_then(|()| framer.finish(&mut frames));
+    let mut error = result.err();
+    for frame in &frames {
+        if relay.is_done() {
+            break;
+        }
+        match decoder.on_frame(frame) {
+            Ok(parts) => relay.push(parts, &mut out),
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    if error.is_none() && !relay.is_done() {
+        match decoder.finish() {
+            Ok(parts) => relay.push(parts, &mut out),
+            Err(e) => error = Some(e),
+        }
+    }
+    (out.into(), error)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::error::Kind;
+
+    #[test]
+    fn http_errors_carry_anthropic_message_and_class() {
+        let body = |t: &str, m: &str| {
+            format!(
+                r#"{{"type":"error","error":{{"type":"{t}","message":"{m}"}},"request_id":"req_1"}}"#
+            )
+        };
+        let cases = [
+            (400, "invalid_request_error", Kind::InvalidArgument),
+            (401, "authentication_error", Kind::PermissionDenied),
+            (403, "permission_error", Kind::PermissionDenied),
+            (404, "not_found_error", Kind::NotFound),
+            (413, "request_too_large", Kind::InvalidArgument),
+            (429, "rate_limit_error", Kind::ResourceExhausted),
+            (500, "api_error", Kind::Unavailable),
+            (529, "overloaded_error", Kind::Unavailable),
+            (500, "overloaded_error", Kind::Unavailable),
+        ];
+        for (status, t, kind) in cases {
+            let e = http_error(status, &body(t, "Something specific"));
+            assert_eq!(e.kind, kind, "{status} {t}");
+            assert!(e.message.contains("Something specific"), "{}", e.message);
+            assert!(e.message.contains(t), "{}", e.message);
+            assert_eq!(e.upstream_status, Some(status));
+        }
+        assert_eq!(
+            http_error(529, &body("overloaded_error", "x")).reason,
+            "UPSTREAM_OVERLOADED"
+        );
+        assert_eq!(
+            http_error(500, &body("overloaded_error", "x")).reason,
+            "UPSTREAM_OVERLOADED"
+        );
+        let e = http_error(502, "<html>bad gateway</html>");
+        assert_eq!(e.kind, Kind::Unavailable);
+        assert!(e.message.contains("bad gateway"));
+    }
+}
