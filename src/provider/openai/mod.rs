@@ -1,0 +1,175 @@
+//! The `openai` provider: Chat Completions over SSE, for OpenAI itself and for
+//! every server that speaks it (vLLM, llama.cpp, Ollama's `/v1`, Groq,
+//! Together, DeepSeek, OpenRouter, LM Studio, Mistral), chosen by
+//! `OPENAI_BASE_URL`. A base URL without a key is enough: local servers need none.
+//!
+//! `wire` builds the request body, `decode` is the pure stream decoder; this
+//! file plugs them into the http shell.
+
+pub mod decode;
+pub mod wire;
+
+use std::{collections::VecDeque, sync::Arc};
+
+pub use decode::OpenAiDecoder;
+
+use super::{
+    frame::Framer, http::HttpProvider, http::Wire, Call, Decoder, Framing, Provider, ProviderInfo,
+    Relay, Settings,
+};
+use crate::{chat::types::Chunk, error::Error};
+
+/// Where OpenAI itself lives.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+const HOW: &str = "OPENAI_API_KEY, or OPENAI_BASE_URL for a local OpenAI-compatible server";
+
+/// The provider, configured from the file and the environment.
+pub fn provider(
+    config: &crate::config::Config,
+    env: &crate::server::Env,
+) -> Result<Arc<dyn Provider>, Error> {
+    let settings = Settings::resolve(
+        config,
+        env,
+        "openai",
+        &["OPENAI_API_KEY"],
+        "OPENAI_BASE_URL",
+        DEFAULT_BASE_URL,
+    );
+    if settings.api_key.is_none() && !settings.explicit_base_url {
+        return Ok(super::pending("openai", "ChatOpenAI", HOW));
+    }
+    let max_frame = settings.max_frame;
+    Ok(Arc::new(HttpProvider::new(
+        OpenAi::new(settings),
+        super::http_client()?,
+        max_frame,
+    )))
+}
+
+/// The Chat Completions wire.
+pub struct OpenAi {
+    info: ProviderInfo,
+    settings: Settings,
+}
+
+impl OpenAi {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            info: ProviderInfo {
+                name: "openai",
+                chat_class: "ChatOpenAI",
+                configured: true,
+                base_url: settings.base_url.clone(),
+                features: &["tools", "images", "reasoning", "refusal", "usage"],
+                models: &[],
+                how_to_configure: HOW,
+            },
+            settings,
+        }
+    }
+}
+
+impl Wire for OpenAi {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    fn framing(&self) -> Framing {
+        Framing::Sse
+    }
+
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        call: &Call,
+    ) -> Result<reqwest::RequestBuilder, Error> {
+        let body = wire::body(
+            &call.model,
+            &call.request,
+            &call.options,
+            self.settings.default_max_tokens,
+        )?;
+        let url = format!("{}/chat/completions", self.settings.base_url);
+        let mut rb = client
+            .post(url)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        if let Some(key) = &self.settings.api_key {
+            rb = rb.bearer_auth(key);
+        }
+        for (k, v) in &self.settings.headers {
+            rb = rb.header(k.as_str(), v.as_str());
+        }
+        Ok(rb)
+    }
+
+    fn decoder(&self, _call: &Call) -> Box<dyn Decoder> {
+        Box::new(OpenAiDecoder::new())
+    }
+
+    /// `{"error": {"message", "type", "code"}}`: the message, with the code
+    /// (e.g. `model_not_found`, `insufficient_quota`) when there is one.
+    fn http_error(&self, status: u16, body: &str) -> Error {
+        let mut message = super::http::generic_error_message(body);
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+            let code = v
+                .get("error")
+                .and_then(|e| e.get("code").or_else(|| e.get("type")))
+                .and_then(|c| c.as_str())
+                .filter(|c| !c.is_empty() && !message.contains(*c));
+            if let Some(c) = code {
+                message = format!("{message} ({c})");
+            }
+        }
+        Error::from_upstream_status(status, &message)
+    }
+}
+
+/// Framer → decoder → relay over a whole body, as the http shell does it (the
+/// body split at `splits`): the chunks a client would get, and the error that
+/// would end the stream. For the fixture check and split tests.
+pub fn decode_body(body: &[u8], splits: &[usize]) -> (Vec<Chunk>, Option<Error>) {
+    let mut framer = Framer::new(Framing::Sse, super::http::DEFAULT_MAX_FRAME);
+    let mut decoder = OpenAiDecoder::new();
+    let mut relay = Relay::new("run-fallback");
+    let mut out = VecDeque::new();
+    let mut frames = Vec::new();
+    let mut at = 0;
+    let mut pieces: Vec<&[u8]> = Vec::new();
+    for &s in splits.iter().filter(|&&s| s <= body.len()) {
+        if s >= at {
+            pieces.push(&body[at..s]);
+            at = s;
+        }
+    }
+    pieces.push(&body[at..]);
+    let run = || -> Result<(), Error> {
+        for piece in pieces {
+            framer.push(piece, &mut frames)?;
+            for f in frames.drain(..) {
+                if relay.is_done() {
+                    return Ok(());
+                }
+                relay.push(decoder.on_frame(&f)?, &mut out);
+            }
+        }
+        framer.finish(&mut frames)?;
+        for f in frames.drain(..) {
+            if relay.is_done() {
+                return Ok(());
+            }
+            relay.push(decoder.on_frame(&f)?, &mut out);
+        }
+        if !relay.is_done() {
+            relay.push(decoder.finish()?, &mut out);
+        }
+        Ok(())
+    };
+    let err = run().err();
+    (out.into_iter().collect(), err)
+}
+
+#[cfg(test)]
+mod tests;
