@@ -30,20 +30,39 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// Decodes a whole body: the chunks a client would get, and the error that
-/// would end the stream (truncation included).
+/// Decodes a whole body delivered in pieces cut at `splits` (as reads would
+/// cut it): the chunks a client would get, and the error that would end the
+/// stream (truncation included).
 pub fn decode_body(
     framing: Framing,
     decoder: &mut dyn Decoder,
     body: &[u8],
+    splits: &[usize],
     fallback_id: &str,
 ) -> (Vec<Chunk>, Option<Error>) {
     let mut framer = Framer::new(framing, DEFAULT_MAX_FRAME);
     let mut relay = Relay::new(fallback_id);
     let mut out = VecDeque::new();
     let mut frames = Vec::new();
-    let result = (|| {
-        framer.push(body, &mut frames)?;
+    let mut pieces: Vec<&[u8]> = Vec::new();
+    let mut at = 0;
+    for &s in splits.iter().filter(|&&s| s <= body.len()) {
+        if s >= at {
+            pieces.push(&body[at..s]);
+            at = s;
+        }
+    }
+    pieces.push(&body[at..]);
+    let mut result = (|| {
+        for piece in pieces {
+            framer.push(piece, &mut frames)?;
+            for f in frames.drain(..) {
+                if relay.is_done() {
+                    return Ok(());
+                }
+                relay.push(decoder.on_frame(&f)?, &mut out);
+            }
+        }
         framer.finish(&mut frames)?;
         for f in frames.drain(..) {
             if relay.is_done() {
@@ -54,14 +73,13 @@ pub fn decode_body(
         if !relay.is_done() {
             relay.push(decoder.finish()?, &mut out);
         }
-        if relay.is_done() {
-            Ok(())
-        } else {
-            Err(Error::truncated(
-                "the upstream stream ended before its terminal event",
-            ))
-        }
+        Ok(())
     })();
+    if result.is_ok() && !relay.is_done() {
+        result = Err(Error::truncated(
+            "the upstream stream ended before its terminal event",
+        ));
+    }
     (out.into(), result.err())
 }
 

@@ -488,6 +488,7 @@ pub fn decode_body(body: &[u8]) -> (Vec<crate::chat::types::Chunk>, Option<Error
         Framing::Sse,
         &mut GeminiDecoder::default(),
         body,
+        &[],
         "run-fallback",
     )
 }

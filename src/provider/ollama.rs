@@ -329,6 +329,7 @@ pub fn decode_body(body: &[u8]) -> (Vec<crate::chat::types::Chunk>, Option<Error
         Framing::Ndjson,
         &mut OllamaDecoder::default(),
         body,
+        &[],
         "run-fallback",
     )
 }

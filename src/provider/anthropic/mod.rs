@@ -153,6 +153,7 @@ pub fn decode_body(body: &[u8], fallback_id: &str) -> (Vec<Chunk>, Option<Error>
         Framing::Sse,
         &mut AnthropicDecoder::new(),
         body,
+        &[],
         fallback_id,
     )
 }

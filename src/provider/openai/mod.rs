@@ -9,13 +9,12 @@
 pub mod decode;
 pub mod wire;
 
-use std::{collections::VecDeque, sync::Arc};
+use std::sync::Arc;
 
 pub use decode::OpenAiDecoder;
 
 use super::{
-    frame::Framer, http::HttpProvider, http::Wire, Call, Decoder, Framing, Provider, ProviderInfo,
-    Relay, Settings,
+    http::HttpProvider, http::Wire, Call, Decoder, Framing, Provider, ProviderInfo, Settings,
 };
 use crate::{chat::types::Chunk, error::Error};
 
@@ -131,44 +130,13 @@ impl Wire for OpenAi {
 /// body split at `splits`): the chunks a client would get, and the error that
 /// would end the stream. For the fixture check and split tests.
 pub fn decode_body(body: &[u8], splits: &[usize]) -> (Vec<Chunk>, Option<Error>) {
-    let mut framer = Framer::new(Framing::Sse, super::http::DEFAULT_MAX_FRAME);
-    let mut decoder = OpenAiDecoder::new();
-    let mut relay = Relay::new("run-fallback");
-    let mut out = VecDeque::new();
-    let mut frames = Vec::new();
-    let mut at = 0;
-    let mut pieces: Vec<&[u8]> = Vec::new();
-    for &s in splits.iter().filter(|&&s| s <= body.len()) {
-        if s >= at {
-            pieces.push(&body[at..s]);
-            at = s;
-        }
-    }
-    pieces.push(&body[at..]);
-    let run = || -> Result<(), Error> {
-        for piece in pieces {
-            framer.push(piece, &mut frames)?;
-            for f in frames.drain(..) {
-                if relay.is_done() {
-                    return Ok(());
-                }
-                relay.push(decoder.on_frame(&f)?, &mut out);
-            }
-        }
-        framer.finish(&mut frames)?;
-        for f in frames.drain(..) {
-            if relay.is_done() {
-                return Ok(());
-            }
-            relay.push(decoder.on_frame(&f)?, &mut out);
-        }
-        if !relay.is_done() {
-            relay.push(decoder.finish()?, &mut out);
-        }
-        Ok(())
-    };
-    let err = run().err();
-    (out.into_iter().collect(), err)
+    super::codec::decode_body(
+        Framing::Sse,
+        &mut OpenAiDecoder::new(),
+        body,
+        splits,
+        "run-fallback",
+    )
 }
 
 #[cfg(test)]

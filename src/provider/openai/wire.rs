@@ -182,32 +182,11 @@ fn assistant(m: &Message) -> Value {
 fn image_url(img: &Image) -> String {
     match img {
         Image::Url(u) => u.clone(),
-        Image::Data { data, mime_type } => format!("data:{mime_type};base64,{}", base64(data)),
+        Image::Data { data, mime_type } => format!(
+            "data:{mime_type};base64,{}",
+            crate::provider::codec::base64(data)
+        ),
     }
-}
-
-/// Standard base64 with padding (RFC 4648), for `data:` URIs.
-pub fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        s.push(A[(n >> 18) as usize & 63] as char);
-        s.push(A[(n >> 12) as usize & 63] as char);
-        s.push(if c.len() > 1 {
-            A[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        s.push(if c.len() > 2 {
-            A[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    s
 }
 
 #[cfg(test)]
@@ -217,23 +196,6 @@ mod tests {
 
     fn msg(role: Role, content: Vec<Content>) -> Message {
         Message { role, content }
-    }
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        let cases = [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ];
-        for (i, o) in cases {
-            assert_eq!(base64(i.as_bytes()), o);
-        }
-        assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
     }
 
     #[test]
