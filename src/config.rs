@@ -99,6 +99,10 @@ pub struct ModelFile {
     pub default_max_tokens: Option<u32>,
     /// Concurrent calls to this name (0 or unset: only the server-wide cap).
     pub max_concurrent: Option<usize>,
+    /// Timer overrides for this model, in seconds.
+    pub first_chunk_secs: Option<f64>,
+    pub idle_secs: Option<f64>,
+    pub total_secs: Option<f64>,
 }
 
 /// The resolved configuration the server runs with.
@@ -230,7 +234,22 @@ impl Config {
         }
         c.providers = f.providers;
         for (name, m) in f.models {
+            let secs = |key: &str, v: Option<f64>| -> Result<Option<Duration>, String> {
+                match v {
+                    None => Ok(None),
+                    Some(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+                    Some(s) => Err(format!(
+                        "models.{name}.{key}: {s} must be a positive number of seconds"
+                    )),
+                }
+            };
+            let first_chunk_timeout = secs("first_chunk_secs", m.first_chunk_secs)?;
+            let idle_timeout = secs("idle_secs", m.idle_secs)?;
+            let total_timeout = secs("total_secs", m.total_secs)?;
             let options = ModelOptions {
+                first_chunk_timeout,
+                idle_timeout,
+                total_timeout,
                 streaming: m.streaming.unwrap_or(true),
                 include_usage: m.include_usage.unwrap_or(true),
                 max_completion_tokens: m.max_completion_tokens.unwrap_or(false),

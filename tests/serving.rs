@@ -262,13 +262,20 @@ async fn each_timer_ends_the_call_and_says_which() {
         status.message()
     );
 
-    let mut config = Config::default();
-    config.timers.first_chunk = Duration::from_millis(100);
+    // Per model: an alias with a short first-chunk timer; the server default is long.
+    let config =
+        Config::from_toml("[models.impatient]\ntarget = \"fake:script\"\nfirst_chunk_secs = 0.1\n")
+            .unwrap();
     let srv = TestServer::start(config, env(&[])).await;
     let mut c = srv.client().await;
-    let (chunks, status) = collect_stream(&mut c, req.clone()).await;
+    let mut impatient = req.clone();
+    impatient.model = "impatient".into();
+    let (chunks, status) = collect_stream(&mut c, impatient).await;
     assert!(chunks.is_empty());
     assert!(status.unwrap().message().contains("first-chunk timer"));
+    // The same script under its own name is not bound by the alias's timer.
+    let (chunks, status) = collect_stream(&mut c, req.clone()).await;
+    assert!(status.is_none() && chunks.len() == 3, "{status:?}");
 
     let mut config = Config::default();
     config.timers.total = Duration::from_millis(600);

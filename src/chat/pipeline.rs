@@ -144,17 +144,28 @@ impl Pipeline {
             }
         };
         let permit = (permit, model_permit);
+        let timers = match routes.first() {
+            None => self.timers,
+            Some(r) => Timers {
+                first_chunk: r
+                    .options
+                    .first_chunk_timeout
+                    .unwrap_or(self.timers.first_chunk),
+                idle: r.options.idle_timeout.unwrap_or(self.timers.idle),
+                total: r.options.total_timeout.unwrap_or(self.timers.total),
+            },
+        };
         let now = Instant::now();
-        let total_at = now + self.timers.total;
+        let total_at = now + timers.total;
         let (end_at, end_is_caller) = match deadline {
             Some(d) if d < total_at => (d, true),
             _ => (total_at, false),
         };
-        let first_at = (now + self.timers.first_chunk).min(end_at);
+        let first_at = (now + timers.first_chunk).min(end_at);
         let timer_error = |at: Instant| -> Error {
             if at == end_at && end_is_caller {
                 deadline_error("the caller's deadline (grpc-timeout) passed before the first chunk")
-            } else if at == end_at && end_at < now + self.timers.first_chunk {
+            } else if at == end_at && end_at < now + timers.first_chunk {
                 deadline_error("the total-duration timer fired before the first chunk")
             } else {
                 deadline_error("the first-chunk timer fired: the upstream sent nothing in time")
@@ -178,7 +189,7 @@ impl Pipeline {
                 let err = match outcome {
                     Err(_) => return Err(timer_error(first_at)),
                     Ok(Ok((first, rest))) => {
-                        let chunks = timed(first, rest, self.timers.idle, end_at, end_is_caller);
+                        let chunks = timed(first, rest, timers.idle, end_at, end_is_caller);
                         let chunks = if route.options.streaming {
                             chunks
                         } else {

@@ -41,6 +41,10 @@ pub struct ModelOptions {
     pub default_max_tokens: Option<u32>,
     /// Concurrent calls to this model name (None: only the server-wide cap).
     pub max_concurrent: Option<usize>,
+    /// Per-model overrides of the server's timers (first chunk, idle, total).
+    pub first_chunk_timeout: Option<std::time::Duration>,
+    pub idle_timeout: Option<std::time::Duration>,
+    pub total_timeout: Option<std::time::Duration>,
 }
 
 impl Default for ModelOptions {
@@ -51,6 +55,9 @@ impl Default for ModelOptions {
             max_completion_tokens: false,
             default_max_tokens: None,
             max_concurrent: None,
+            first_chunk_timeout: None,
+            idle_timeout: None,
+            total_timeout: None,
         }
     }
 }
