@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::{
     chat::pipeline::{Limits, RetryPolicy, Timers},
     error::Error,
-    provider::{Alias, ModelOptions},
+    provider::{Alias, ModelOptions, OptionsPatch},
 };
 
 /// The TOML file, as written (every table rejects unknown keys by name).
@@ -246,15 +246,15 @@ impl Config {
             let first_chunk_timeout = secs("first_chunk_secs", m.first_chunk_secs)?;
             let idle_timeout = secs("idle_secs", m.idle_secs)?;
             let total_timeout = secs("total_secs", m.total_secs)?;
-            let options = ModelOptions {
+            let options = OptionsPatch {
+                streaming: m.streaming,
+                include_usage: m.include_usage,
+                max_completion_tokens: m.max_completion_tokens,
+                default_max_tokens: m.default_max_tokens,
+                max_concurrent: m.max_concurrent.filter(|&n| n > 0),
                 first_chunk_timeout,
                 idle_timeout,
                 total_timeout,
-                streaming: m.streaming.unwrap_or(true),
-                include_usage: m.include_usage.unwrap_or(true),
-                max_completion_tokens: m.max_completion_tokens.unwrap_or(false),
-                default_max_tokens: m.default_max_tokens,
-                max_concurrent: m.max_concurrent.filter(|&n| n > 0),
             };
             let check = |t: &str, key: &str| -> Result<(), String> {
                 match t.split_once(':') {
@@ -288,7 +288,8 @@ impl Config {
                             "models.{name}.fallbacks: only an alias (with `target`) has fallbacks"
                         ));
                     }
-                    c.model_options.insert(name, options);
+                    c.model_options
+                        .insert(name, ModelOptions::default().patched(&options));
                 }
             }
         }
@@ -352,7 +353,7 @@ mod tests {
         );
         let c = c.unwrap_or_default_for_test();
         assert_eq!(c.aliases["fast"].targets, vec!["fake:echo", "fake:script"]);
-        assert!(!c.aliases["fast"].options.streaming);
+        assert_eq!(c.aliases["fast"].options.streaming, Some(false));
         assert!(!c.model_options["openai:llama"].include_usage);
         assert!(Config::from_toml("[models.x]\ntarget = \"nope\"").is_err());
     }

@@ -620,7 +620,7 @@ fn the_example_config_is_valid() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/chatwire.example.toml");
     let c = Config::from_file(std::path::Path::new(path)).unwrap();
     assert_eq!(c.aliases["fast"].targets.len(), 3);
-    assert!(!c.aliases["batch"].options.streaming);
+    assert_eq!(c.aliases["batch"].options.streaming, Some(false));
     assert!(!c.model_options["openai:llama-3.1-8b"].include_usage);
     let bad = Config::from_toml("[timers]\nidel_secs = 3\n").unwrap_err();
     assert!(bad.contains("idel_secs"), "{bad}");

@@ -165,3 +165,114 @@ fn refuses_a_public_address_without_auth() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("--insecure-no-auth"));
 }
+
+/// A one-shot HTTP upstream (std only) that answers every request with `status`.
+fn tiny_upstream(status: u16, body: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut sock in listener.incoming().flatten() {
+            let mut buf = [0u8; 65536];
+            let mut seen = Vec::new();
+            while let Ok(n) = sock.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&seen);
+                if let Some(h) = text.find("\r\n\r\n") {
+                    let len: usize = text[..h]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if seen.len() >= h + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let _ = write!(
+                sock,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn the_api_key_never_reaches_logs_even_at_trace() {
+    let url = tiny_upstream(
+        401,
+        r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
+    );
+    let secret = "sk-ant-api03-VERYSECRETVALUE";
+    let mut child = Command::new(BIN)
+        .args(["--addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "trace")
+        .env("ANTHROPIC_API_KEY", secret)
+        .env("ANTHROPIC_BASE_URL", &url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap_or_default();
+            if line.contains("chatwire serving") {
+                let _ = tx.send(line.clone());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let err_reader =
+        std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server started");
+    let addr = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .map(|rest| {
+            format!(
+                "127.0.0.1:{}",
+                rest.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            )
+        })
+        .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "invoke",
+            "--addr",
+            &addr,
+            "--model",
+            "anthropic:claude-3-haiku-20240307",
+            "hi",
+        ])
+        .output()
+        .unwrap();
+    let client_err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(client_err.contains("PermissionDenied"), "{client_err}");
+    assert!(
+        client_err.contains("refused the server's credentials"),
+        "{client_err}"
+    );
+    terminate(&mut child);
+    let logs = out_reader.join().unwrap() + &err_reader.join().unwrap();
+    assert!(logs.len() > 1000, "trace logs were written");
+    assert!(!logs.contains("VERYSECRET"), "the key reached the logs");
+    assert!(!client_err.contains("VERYSECRET"));
+}

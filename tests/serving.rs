@@ -449,3 +449,39 @@ async fn calls_outliving_the_grace_period_end_with_unavailable() {
     srv.stop().await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn an_alias_skips_targets_not_configured_here_and_keeps_target_switches() {
+    let config = Config::from_toml(
+        "[models.fast]\ntarget = \"anthropic:claude-3-haiku-20240307\"\nfallbacks = [\"fake:echo\"]\n\
+         [models.\"fake:echo\"]\nstreaming = false\n\
+         [models.capped]\ntarget = \"fake:echo\"\nmax_concurrent = 4\n\
+         [models.nokey]\ntarget = \"anthropic:claude-3-haiku-20240307\"\n",
+    )
+    .unwrap();
+    let srv = TestServer::start(config, env(&[])).await;
+    let mut c = srv.client().await;
+    // No ANTHROPIC_API_KEY on this replica: the alias is served by its fallback.
+    let (events, status) = collect_events(&mut c, text_request("fast", "a b c")).await;
+    assert!(status.is_none(), "{status:?}");
+    assert_eq!(events.last().unwrap().metadata["ls_provider"], "fake");
+    // The target's own switch (non-streaming) holds under an alias that does not set it.
+    let (chunks, _) = collect_stream(&mut c, text_request("capped", "a b c")).await;
+    assert_eq!(chunks.len(), 1);
+    let models = c
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !models
+            .models
+            .iter()
+            .find(|m| m.name == "capped")
+            .unwrap()
+            .streaming
+    );
+    // With no usable target at all, the first target's error.
+    let (_, status) = collect_stream(&mut c, text_request("nokey", "x")).await;
+    assert_eq!(status.unwrap().code(), Code::FailedPrecondition);
+}

@@ -204,7 +204,7 @@ impl ChatModelService for ChatService {
                 name: name.clone(),
                 provider: target.split(':').next().unwrap_or_default().to_string(),
                 target,
-                streaming: alias.options.streaming,
+                streaming: reg.streams(name),
             });
         }
         Ok(Response::new(pb::ListModelsResponse { models, providers }))

@@ -188,11 +188,42 @@ pub struct Registry {
 }
 
 /// An alias: a list of `provider:model` targets (the first is tried first;
-/// the rest are fallbacks) and the options of this alias.
+/// the rest are fallbacks) and the switches it sets, laid over each target's own.
 #[derive(Clone, Debug)]
 pub struct Alias {
     pub targets: Vec<String>,
-    pub options: ModelOptions,
+    pub options: OptionsPatch,
+}
+
+/// Switches set in one config entry; unset ones keep the value underneath.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OptionsPatch {
+    pub streaming: Option<bool>,
+    pub include_usage: Option<bool>,
+    pub max_completion_tokens: Option<bool>,
+    pub default_max_tokens: Option<u32>,
+    pub max_concurrent: Option<usize>,
+    pub first_chunk_timeout: Option<std::time::Duration>,
+    pub idle_timeout: Option<std::time::Duration>,
+    pub total_timeout: Option<std::time::Duration>,
+}
+
+impl ModelOptions {
+    /// These options with the patch's set fields laid over them.
+    pub fn patched(&self, p: &OptionsPatch) -> Self {
+        Self {
+            streaming: p.streaming.unwrap_or(self.streaming),
+            include_usage: p.include_usage.unwrap_or(self.include_usage),
+            max_completion_tokens: p
+                .max_completion_tokens
+                .unwrap_or(self.max_completion_tokens),
+            default_max_tokens: p.default_max_tokens.or(self.default_max_tokens),
+            max_concurrent: p.max_concurrent.or(self.max_concurrent),
+            first_chunk_timeout: p.first_chunk_timeout.or(self.first_chunk_timeout),
+            idle_timeout: p.idle_timeout.or(self.idle_timeout),
+            total_timeout: p.total_timeout.or(self.total_timeout),
+        }
+    }
 }
 
 /// A resolved route.
@@ -240,20 +271,44 @@ impl Registry {
         self.options.get(qualified).cloned().unwrap_or_default()
     }
 
-    /// The routes for a name: one for `provider:model`, one per fallback for an alias.
+    /// The routes for a name: one for `provider:model`, one per fallback for an
+    /// alias. An alias skips targets whose provider is not configured here (so a
+    /// replica without one key still serves the alias from its fallbacks); it
+    /// fails only when no target can be used, with the first target's error.
     pub fn resolve(&self, name: &str) -> Result<Vec<Route>, Error> {
-        if let Some(alias) = self.aliases.get(name) {
-            return alias
-                .targets
-                .iter()
-                .map(|t| {
-                    let mut r = self.resolve_qualified(t)?;
-                    r.options = alias.options.clone();
-                    Ok(r)
-                })
-                .collect();
+        let Some(alias) = self.aliases.get(name) else {
+            return Ok(vec![self.resolve_qualified(name)?]);
+        };
+        let mut routes = Vec::new();
+        let mut first_err = None;
+        for t in &alias.targets {
+            match self.resolve_qualified(t) {
+                Ok(mut r) => {
+                    r.options = r.options.patched(&alias.options);
+                    routes.push(r);
+                }
+                Err(e) => {
+                    tracing::debug!(alias = name, target = %t, error = %e, "alias target skipped");
+                    first_err.get_or_insert(e);
+                }
+            }
         }
-        Ok(vec![self.resolve_qualified(name)?])
+        match (routes.is_empty(), first_err) {
+            (true, Some(e)) => Err(e),
+            (true, None) => Err(Error::internal(format!("alias {name:?} has no targets"))),
+            _ => Ok(routes),
+        }
+    }
+
+    /// Whether `name` (an alias or provider:model) streams.
+    pub fn streams(&self, name: &str) -> bool {
+        match self.aliases.get(name) {
+            Some(a) => {
+                let target = a.targets.first().map(String::as_str).unwrap_or_default();
+                self.options_for(target).patched(&a.options).streaming
+            }
+            None => self.options_for(name).streaming,
+        }
     }
 
     fn resolve_qualified(&self, name: &str) -> Result<Route, Error> {
