@@ -106,7 +106,7 @@ pub struct ModelFile {
 }
 
 /// The resolved configuration the server runs with.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     pub addr: SocketAddr,
     pub json_logs: bool,
@@ -128,6 +128,23 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Allow a non-loopback address without auth.
     pub insecure_no_auth: bool,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("addr", &self.addr)
+            .field("limits", &self.limits)
+            .field("timers", &self.timers)
+            .field("retry", &self.retry)
+            .field("aliases", &self.aliases)
+            .field(
+                "auth_tokens",
+                &format_args!("<{} redacted>", self.auth_tokens.len()),
+            )
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Config {
@@ -153,6 +170,11 @@ impl Default for Config {
         }
     }
 }
+
+/// The longest timer or grace period accepted (a year): no setting can overflow a clock.
+pub const MAX_SECS: u64 = 365 * 24 * 3600;
+/// The longest retry backoff accepted (an hour).
+pub const MAX_BACKOFF_MS: u64 = 3_600_000;
 
 pub const KNOWN_PROVIDERS: &[&str] = &["fake", "anthropic", "openai", "gemini", "ollama"];
 
@@ -187,13 +209,15 @@ impl Config {
             c.limits.max_concurrent = v;
         }
         if let Some(v) = f.shutdown_grace_secs {
-            c.shutdown_grace = Duration::from_secs(v);
+            c.shutdown_grace = Duration::from_secs(v.min(MAX_SECS));
         }
         if let Some(t) = f.timers {
             let secs = |name: &str, v: Option<f64>, d: Duration| -> Result<Duration, String> {
                 match v {
                     None => Ok(d),
-                    Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
+                    Some(s) if s.is_finite() && s > 0.0 && s <= MAX_SECS as f64 => {
+                        Ok(Duration::from_secs_f64(s))
+                    }
                     Some(s) => Err(format!(
                         "timers.{name}: {s} must be a positive number of seconds"
                     )),
@@ -209,10 +233,10 @@ impl Config {
                 c.retry.max_retries = v;
             }
             if let Some(v) = r.base_backoff_ms {
-                c.retry.base_backoff = Duration::from_millis(v);
+                c.retry.base_backoff = Duration::from_millis(v.min(MAX_BACKOFF_MS));
             }
             if let Some(v) = r.max_backoff_ms {
-                c.retry.max_backoff = Duration::from_millis(v);
+                c.retry.max_backoff = Duration::from_millis(v.min(MAX_BACKOFF_MS));
             }
         }
         if let Some(a) = f.auth {
@@ -237,7 +261,9 @@ impl Config {
             let secs = |key: &str, v: Option<f64>| -> Result<Option<Duration>, String> {
                 match v {
                     None => Ok(None),
-                    Some(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+                    Some(s) if s.is_finite() && s > 0.0 && s <= MAX_SECS as f64 => {
+                        Ok(Some(Duration::from_secs_f64(s)))
+                    }
                     Some(s) => Err(format!(
                         "models.{name}.{key}: {s} must be a positive number of seconds"
                     )),
@@ -344,6 +370,21 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(e.contains("idle"), "{e}");
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_not_panics() {
+        for t in [
+            "[timers]\ntotal_secs = 1e20",
+            "[timers]\nidle_secs = -1",
+            "[models.x]\ntarget = \"fake:echo\"\nidle_secs = 1e300",
+        ] {
+            assert!(Config::from_toml(t).is_err(), "{t}");
+        }
+        let c = Config::from_toml("shutdown_grace_secs = 18446744073709551615\n[retry]\nmax_backoff_ms = 18446744073709551615");
+        let c = c.unwrap_or_default_for_test();
+        assert_eq!(c.shutdown_grace, Duration::from_secs(MAX_SECS));
+        assert_eq!(c.retry.max_backoff, Duration::from_millis(MAX_BACKOFF_MS));
     }
 
     #[test]

@@ -111,8 +111,73 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&redact(&self.message))
     }
 }
 
+/// The longest message a status carries: upstream error text can be large, and
+/// `grpc-message` travels in a trailer that clients cap (often at 16 KiB).
+pub const MAX_MESSAGE: usize = 2048;
+
+/// Credentials this process holds (provider keys, callers' tokens, secret
+/// headers). Any of them found in a message is replaced before the message
+/// reaches a caller or a log: an upstream may echo the key it was sent.
+static SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Registers a credential for redaction (short values are ignored: they would
+/// redact ordinary words).
+pub fn register_secret(secret: &str) {
+    let secret = secret.trim();
+    if secret.len() < 8 {
+        return;
+    }
+    if let Ok(mut list) = SECRETS.write() {
+        if !list.iter().any(|s| s == secret) {
+            list.push(secret.to_string());
+        }
+    }
+}
+
+/// The message with every registered credential replaced, cut to `MAX_MESSAGE`.
+pub fn redact(message: &str) -> String {
+    let mut out = message.to_string();
+    if let Ok(list) = SECRETS.read() {
+        for s in list.iter() {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "<redacted>");
+            }
+        }
+    }
+    if out.len() > MAX_MESSAGE {
+        let mut cut = MAX_MESSAGE;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str("… (truncated)");
+    }
+    out
+}
+
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_secrets_never_leave_in_messages_and_long_text_is_cut() {
+        register_secret("sk-test-0123456789abcdef");
+        register_secret("short");
+        let e = Error::from_upstream_status(
+            401,
+            "Incorrect API key provided: sk-test-0123456789abcdef",
+        );
+        assert!(!e.to_string().contains("0123456789abcdef"), "{e}");
+        assert!(e.to_string().contains("<redacted>"));
+        assert!(redact("a short word").contains("short"));
+        let long = "é".repeat(5000);
+        let r = redact(&long);
+        assert!(r.len() <= MAX_MESSAGE + 20 && r.ends_with("(truncated)"));
+    }
+}

@@ -52,10 +52,13 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    for token in &config.auth_tokens {
+        crate::error::register_secret(token);
+    }
     let registry = registry(&config, &env)?;
     for p in registry.providers() {
         let info = p.info();
-        tracing::info!(provider = info.name, configured = info.configured, base_url = %info.base_url, "provider");
+        tracing::info!(provider = info.name, configured = info.configured, base_url = %provider::display_url(&info.base_url), "provider");
     }
     let pipeline = Arc::new(Pipeline::new(
         registry,

@@ -77,14 +77,24 @@ impl Drain {
         }
     }
 
-    /// The status for calls refused or ended by the drain.
-    pub fn status(during_call: bool) -> Status {
+    /// The error for calls refused (`during_call` false) or cut by the drain.
+    pub fn error_for(during_call: bool) -> Error {
         let message = if during_call {
             "this server is shutting down and its grace period is over; the answer is cut: retry on another replica"
         } else {
             "this server is shutting down; retry on another replica"
         };
-        to_status(&Error::new(Kind::Unavailable, "DRAINING", message))
+        Error::new(Kind::Unavailable, "DRAINING", message)
+    }
+
+    /// The error that ends a call still in flight when the grace period is over.
+    pub fn error() -> Error {
+        Self::error_for(true)
+    }
+
+    /// The status for calls refused or ended by the drain.
+    pub fn status(during_call: bool) -> Status {
+        to_status(&Self::error_for(during_call))
     }
 }
 

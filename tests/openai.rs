@@ -19,7 +19,7 @@ const MODEL: &str = "openai:gpt-4o-mini";
 fn delta(d: Value, finish: Value) -> String {
     let c = json!({
         "id": "chatcmpl-abc123", "object": "chat.completion.chunk", "created": 1,
-        "model": "gpt-4o-mini", "system_fingerprint": "fp_x",
+        "model": "gpt-4o-mini-2024-07-18", "system_fingerprint": "fp_x",
         "choices": [{"index": 0, "delta": d, "logprobs": null, "finish_reason": finish}],
     });
     format!("data: {c}\n\n")
@@ -28,7 +28,7 @@ fn delta(d: Value, finish: Value) -> String {
 fn usage_chunk(prompt: u32, completion: u32, cached: u32, reasoning: u32) -> String {
     let c = json!({
         "id": "chatcmpl-abc123", "object": "chat.completion.chunk", "created": 1,
-        "model": "gpt-4o-mini", "choices": [],
+        "model": "gpt-4o-mini-2024-07-18", "choices": [],
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                   "total_tokens": prompt + completion,
                   "prompt_tokens_details": {"cached_tokens": cached},
@@ -157,7 +157,8 @@ async fn text_stream_invoke_and_events_agree_and_the_request_is_openai_shaped() 
 
     let invoked = c.invoke(req.clone()).await.unwrap().into_inner();
     assert_eq!(comparable(&invoked), fold(&chunks));
-    assert_eq!(invoked.model, "gpt-4o-mini");
+    // The model as the provider names it in its answer, not the requested alias.
+    assert_eq!(invoked.model, "gpt-4o-mini-2024-07-18");
 
     let (events, status) = collect_events(&mut c, req.clone()).await;
     assert!(status.is_none());

@@ -437,14 +437,26 @@ async fn calls_outliving_the_grace_period_end_with_unavailable() {
     assert!(got < 50);
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(reason(&status), "DRAINING");
+    let mut events = Vec::new();
     let status = loop {
         match ev.next().await {
-            Some(Ok(_)) => {}
+            Some(Ok(e)) => events.push(e),
             Some(Err(e)) => break e,
             None => panic!("never OK"),
         }
     };
     assert_eq!(status.code(), Code::Unavailable);
+    // The contract's terminal event comes first, with what was sent so far.
+    match &events.last().unwrap().event {
+        Some(Event::Error(e)) => {
+            assert_eq!(e.code, Code::Unavailable as i32);
+            let partial = e.partial.as_ref().unwrap();
+            assert!(
+                matches!(&partial.content[0].block, Some(pb::content_block::Block::Text(t)) if t.starts_with("t0 "))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     let started = std::time::Instant::now();
     srv.stop().await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));

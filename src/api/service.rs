@@ -147,7 +147,10 @@ impl ChatModelService for ChatService {
     ) -> Result<Response<Self::StreamStream>, Status> {
         let call = self.drain.enter();
         let p = self.prepare(req)?;
-        let (_, chunks) = self.start(&p).await.map_err(|e| to_status(&e))?;
+        let (_, chunks) = tokio::select! {
+            r = self.start(&p) => r.map_err(|e| to_status(&e))?,
+            () = self.drain.stopped() => return Err(Drain::status(true)),
+        };
         let out = chunks.map(|c| c.map(|c| convert::chunk(&c)).map_err(|e| to_status(&e)));
         Ok(Response::new(guard(Box::pin(out), call)))
     }
@@ -185,7 +188,7 @@ impl ChatModelService for ChatService {
             providers.push(pb::ProviderInfo {
                 name: info.name.to_string(),
                 configured: info.configured,
-                base_url: info.base_url.clone(),
+                base_url: crate::provider::display_url(&info.base_url),
                 features: info.features.iter().map(|f| f.to_string()).collect(),
             });
             for m in info.models {
@@ -281,7 +284,10 @@ impl Events {
                     );
                     return Some((Ok(ev), self));
                 }
-                Phase::Starting => match self.service.start(&self.p).await {
+                Phase::Starting => match tokio::select! {
+                    r = self.service.start(&self.p) => r,
+                    () = self.service.drain.stopped() => Err(Drain::error()),
+                } {
                     Ok((route, chunks)) => {
                         self.agg.set_model(route.model.clone());
                         self.route = Some(route);
@@ -289,7 +295,11 @@ impl Events {
                     }
                     Err(e) => return Some(self.failed(e)),
                 },
-                Phase::Streaming(mut chunks) => match chunks.next().await {
+                Phase::Streaming(mut chunks) => match tokio::select! {
+                    biased;
+                    c = chunks.next() => c,
+                    () = self.service.drain.stopped() => Some(Err(Drain::error())),
+                } {
                     Some(Ok(c)) => {
                         self.agg.push(&c);
                         self.phase = Phase::Streaming(chunks);
@@ -331,7 +341,7 @@ pub fn grpc_timeout(md: &tonic::metadata::MetadataMap) -> Option<Duration> {
     }
     let (digits, unit) = v.split_at(v.len() - 1);
     let n: u64 = digits.parse().ok()?;
-    Some(match unit {
+    let t = match unit {
         "H" => Duration::from_secs(n.saturating_mul(3600)),
         "M" => Duration::from_secs(n.saturating_mul(60)),
         "S" => Duration::from_secs(n),
@@ -339,5 +349,7 @@ pub fn grpc_timeout(md: &tonic::metadata::MetadataMap) -> Option<Duration> {
         "u" => Duration::from_micros(n),
         "n" => Duration::from_nanos(n),
         _ => return None,
-    })
+    };
+    // 8 digits of hours is 11,000 years: bound it so no clock arithmetic can overflow.
+    Some(t.min(Duration::from_secs(crate::config::MAX_SECS)))
 }

@@ -35,5 +35,5 @@ pub fn to_status(e: &Error) -> Status {
     if let Some(after) = e.retry_after {
         details.set_retry_info(Some(after));
     }
-    Status::with_error_details(code(e.kind), e.message.clone(), details)
+    Status::with_error_details(code(e.kind), crate::error::redact(&e.message), details)
 }

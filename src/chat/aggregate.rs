@@ -56,6 +56,9 @@ impl Aggregator {
         if self.id.is_empty() && !chunk.id.is_empty() {
             self.id.clone_from(&chunk.id);
         }
+        if !chunk.model.is_empty() {
+            self.model.clone_from(&chunk.model);
+        }
         if let Some(usage) = chunk.usage {
             self.usage = Some(usage);
         }
@@ -142,6 +145,9 @@ impl Aggregator {
                 id: self.id.clone(),
                 ..Chunk::default()
             });
+        }
+        if let Some(first) = out.front_mut() {
+            first.model.clone_from(&self.model);
         }
         if let Some(last) = out.back_mut() {
             last.usage = self.usage;

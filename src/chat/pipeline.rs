@@ -269,7 +269,10 @@ async fn first_chunk(
 ) -> Result<(Option<Chunk>, ChunkStream), Error> {
     let mut s = started.await?;
     match s.next().await {
-        None => Ok((None, s)),
+        // Every provider ends with a `last` chunk; ending with none is a cut.
+        None => Err(Error::truncated(
+            "the provider ended the answer before any chunk",
+        )),
         Some(Ok(c)) => Ok((Some(c), s)),
         Some(Err(e)) => Err(e),
     }
@@ -312,7 +315,16 @@ fn timed(
                 s.done = true;
                 Some((Err(e), s))
             }
-            Ok(None) => None,
+            // The provider stopped without its `last` chunk: a cut, never a quiet OK.
+            Ok(None) => {
+                s.done = true;
+                Some((
+                    Err(Error::truncated(
+                        "the answer ended without its last chunk (truncated)",
+                    )),
+                    s,
+                ))
+            }
             Err(_) => {
                 s.done = true;
                 let msg = if at == end_at && end_is_caller {

@@ -154,6 +154,9 @@ pub enum Delta {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Chunk {
     pub id: String,
+    /// The model as the provider names it, on the first chunk that knows it
+    /// (domain only: the final message's `model`; chunks on the wire omit it).
+    pub model: String,
     pub delta: Option<Delta>,
     pub usage: Option<Usage>,
     pub stop_reason: Option<StopReason>,

@@ -137,7 +137,7 @@ impl Wire for Gemini {
         }
         // The key goes in a header, never in the URL (URLs end up in logs).
         if let Some(key) = &self.settings.api_key {
-            req = req.header("x-goog-api-key", key);
+            req = req.header("x-goog-api-key", super::secret_header(key)?);
         }
         Ok(req)
     }
@@ -312,11 +312,15 @@ struct UsageMetadata {
 impl From<UsageMetadata> for Usage {
     fn from(u: UsageMetadata) -> Self {
         // promptTokenCount already includes cached content (Gemini's definition).
-        let output = u.candidates_token_count + u.thoughts_token_count;
+        let output = u
+            .candidates_token_count
+            .saturating_add(u.thoughts_token_count);
         Usage {
             input: u.prompt_token_count,
             output,
-            total: u.total_token_count.unwrap_or(u.prompt_token_count + output),
+            total: u
+                .total_token_count
+                .unwrap_or(u.prompt_token_count.saturating_add(output)),
             cache_read: u.cached_content_token_count,
             cache_creation: 0,
             reasoning: u.thoughts_token_count,

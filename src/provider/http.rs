@@ -141,16 +141,19 @@ impl State {
             }
             match self.response.chunk().await {
                 Ok(Some(bytes)) => {
-                    if let Err(e) = self.framer.push(&bytes, &mut self.frames) {
-                        self.error = Some(e);
-                    }
+                    // Frames completed before a framing error are still delivered.
+                    let framed = self.framer.push(&bytes, &mut self.frames);
                     self.decode_frames();
+                    if let Err(e) = framed {
+                        self.error.get_or_insert(e);
+                    }
                 }
                 Ok(None) => {
-                    if let Err(e) = self.framer.finish(&mut self.frames) {
-                        self.error = Some(e);
-                    }
+                    let framed = self.framer.finish(&mut self.frames);
                     self.decode_frames();
+                    if let Err(e) = framed {
+                        self.error.get_or_insert(e);
+                    }
                     if self.error.is_none() && !self.relay.is_done() {
                         match self.decoder.finish() {
                             Ok(parts) => self.relay.push(parts, &mut self.pending),
@@ -184,7 +187,8 @@ impl State {
 }
 
 fn transport_error(e: &reqwest::Error, mid_stream: bool) -> Error {
-    if e.is_timeout() {
+    // A connect timeout is a connection error (retryable), not the call's deadline.
+    if e.is_timeout() && !e.is_connect() {
         return Error::new(
             Kind::DeadlineExceeded,
             "UPSTREAM_TIMEOUT",
@@ -198,7 +202,7 @@ fn transport_error(e: &reqwest::Error, mid_stream: bool) -> Error {
     } else {
         "sending the request to the upstream failed"
     };
-    // `without_url`: URLs are not secret here, but keep messages short and uniform.
+    // The innermost cause, not reqwest's Display (which repeats the URL).
     let mut source = String::new();
     let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
     while let Some(s) = cur {

@@ -115,6 +115,8 @@ pub trait Decoder: Send {
 pub struct Relay {
     id: String,
     fallback_id: String,
+    model: String,
+    model_sent: bool,
     usage: Option<Usage>,
     stop: Option<StopReason>,
     done: bool,
@@ -125,6 +127,8 @@ impl Relay {
         Self {
             id: String::new(),
             fallback_id: fallback_id.into(),
+            model: String::new(),
+            model_sent: false,
             usage: None,
             stop: None,
             done: false,
@@ -142,15 +146,20 @@ impl Relay {
                 return;
             }
             match part {
-                Part::Meta { id, .. } => {
+                Part::Meta { id, model } => {
                     if self.id.is_empty() && !id.is_empty() {
                         self.id = id;
+                    }
+                    if self.model.is_empty() && !model.is_empty() {
+                        self.model = model;
                     }
                 }
                 Part::Delta(delta) => {
                     let id = self.id().to_string();
+                    let model = self.model_once();
                     out.push_back(Chunk {
                         id,
+                        model,
                         delta: Some(delta),
                         ..Chunk::default()
                     });
@@ -159,8 +168,10 @@ impl Relay {
                 Part::Stop(s) => self.stop = Some(s),
                 Part::Done => {
                     let id = self.id().to_string();
+                    let model = self.model_once();
                     out.push_back(Chunk {
                         id,
+                        model,
                         delta: None,
                         usage: self.usage,
                         stop_reason: Some(self.stop.unwrap_or(StopReason::Other)),
@@ -170,6 +181,15 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// The provider's model name, on the first chunk that can carry it.
+    fn model_once(&mut self) -> String {
+        if self.model_sent || self.model.is_empty() {
+            return String::new();
+        }
+        self.model_sent = true;
+        self.model.clone()
     }
 
     fn id(&mut self) -> &str {
@@ -406,8 +426,33 @@ impl Provider for Unconfigured {
     }
 }
 
+/// A header value holding a credential: marked sensitive, so HTTP logging skips it.
+pub fn secret_header(key: &str) -> Result<reqwest::header::HeaderValue, Error> {
+    let mut v = reqwest::header::HeaderValue::from_str(key).map_err(|_| {
+        Error::new(
+            Kind::FailedPrecondition,
+            "PROVIDER_KEY_INVALID",
+            "the provider's API key in this server's environment contains characters a header cannot carry",
+        )
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// A URL for display: any `user:password@` removed.
+pub fn display_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
 /// A remote provider's resolved settings: file < environment (flags have none).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Settings {
     /// The base URL, without a trailing slash.
     pub base_url: String,
@@ -423,6 +468,20 @@ pub struct Settings {
     pub max_frame: usize,
 }
 
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("base_url", &display_url(&self.base_url))
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("default_max_tokens", &self.default_max_tokens)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Settings {
     /// `key_envs` are tried in order (the file's `api_key_env` first);
     /// `base_env` overrides the file's `base_url`, which overrides `default_base`.
@@ -435,7 +494,11 @@ impl Settings {
         default_base: &str,
     ) -> Self {
         let file = config.providers.get(name).cloned().unwrap_or_default();
-        let non_empty = |k: &str| env.get(k).filter(|v| !v.trim().is_empty()).cloned();
+        let non_empty = |k: &str| {
+            env.get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let api_key = file
             .api_key_env
             .as_deref()
@@ -447,6 +510,18 @@ impl Settings {
             .unwrap_or_else(|| default_base.to_string())
             .trim_end_matches('/')
             .to_string();
+        if let Some(k) = &api_key {
+            crate::error::register_secret(k);
+        }
+        for (k, v) in &file.headers {
+            let k = k.to_ascii_lowercase();
+            if ["auth", "key", "token", "secret", "cookie"]
+                .iter()
+                .any(|w| k.contains(w))
+            {
+                crate::error::register_secret(v);
+            }
+        }
         Self {
             base_url,
             api_key,

@@ -303,7 +303,7 @@ impl Decoder for OllamaDecoder {
                 out.push(Part::Usage(Usage {
                     input,
                     output,
-                    total: input + output,
+                    total: input.saturating_add(output),
                     ..Usage::default()
                 }));
             }

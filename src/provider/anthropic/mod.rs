@@ -93,7 +93,7 @@ impl Wire for Anthropic {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "text/event-stream");
         if let Some(key) = &self.settings.api_key {
-            rb = rb.header("x-api-key", key);
+            rb = rb.header("x-api-key", super::secret_header(key)?);
         }
         for (k, v) in &self.settings.headers {
             rb = rb.header(k.as_str(), v.as_str());
