@@ -72,6 +72,9 @@ pub struct TlsFiles {
 #[serde(deny_unknown_fields)]
 pub struct FakeFile {
     pub token_delay_ms: Option<u64>,
+    /// Named scripts (the `fake:script` format), each served as `fake:<name>`.
+    #[serde(default)]
+    pub scripts: BTreeMap<String, serde_json::Value>,
 }
 
 /// A provider's settings. `api_key_env` names the variable holding the key.
@@ -117,6 +120,7 @@ pub struct Config {
     pub retry: RetryPolicy,
     pub shutdown_grace: Duration,
     pub fake_token_delay: Duration,
+    pub fake_scripts: BTreeMap<String, serde_json::Value>,
     pub providers: BTreeMap<String, ProviderFile>,
     pub aliases: BTreeMap<String, Alias>,
     pub model_options: BTreeMap<String, ModelOptions>,
@@ -159,6 +163,7 @@ impl Default for Config {
             retry: RetryPolicy::default(),
             shutdown_grace: Duration::from_secs(30),
             fake_token_delay: Duration::ZERO,
+            fake_scripts: BTreeMap::new(),
             providers: BTreeMap::new(),
             aliases: BTreeMap::new(),
             model_options: BTreeMap::new(),
@@ -248,6 +253,14 @@ impl Config {
         c.tls = f.tls;
         if let Some(fake) = f.fake {
             c.fake_token_delay = Duration::from_millis(fake.token_delay_ms.unwrap_or(0));
+            for (name, script) in &fake.scripts {
+                if name == "echo" || name == "script" || name.contains(':') || name.is_empty() {
+                    return Err(format!("fake.scripts.{name}: the name must not be echo, script, empty or contain ':'"));
+                }
+                crate::provider::fake::check_script(script)
+                    .map_err(|e| format!("fake.scripts.{name}: {e}"))?;
+            }
+            c.fake_scripts = fake.scripts;
         }
         for name in f.providers.keys() {
             if !KNOWN_PROVIDERS.contains(&name.as_str()) || name == "fake" {

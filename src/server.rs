@@ -31,7 +31,10 @@ pub type Env = BTreeMap<String, String>;
 /// Every provider known, configured from the file and the environment.
 pub fn registry(config: &Config, env: &Env) -> Result<Registry, Error> {
     let mut reg = Registry::new();
-    reg.add_provider(Arc::new(Fake::new(config.fake_token_delay)));
+    reg.add_provider(Arc::new(Fake::with_scripts(
+        config.fake_token_delay,
+        config.fake_scripts.clone(),
+    )));
     for p in provider::remote(config, env)? {
         reg.add_provider(p);
     }

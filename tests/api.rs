@@ -622,6 +622,38 @@ fn the_example_config_is_valid() {
     assert_eq!(c.aliases["fast"].targets.len(), 3);
     assert_eq!(c.aliases["batch"].options.streaming, Some(false));
     assert!(!c.model_options["openai:llama-3.1-8b"].include_usage);
+    assert!(c.fake_scripts.contains_key("weather"));
+    let bad = Config::from_toml("[fake.scripts.x]\nchunks = [{txt = \"a\"}]\n").unwrap_err();
+    assert!(
+        bad.contains("fake.scripts.x") && bad.contains("txt"),
+        "{bad}"
+    );
     let bad = Config::from_toml("[timers]\nidel_secs = 3\n").unwrap_err();
     assert!(bad.contains("idel_secs"), "{bad}");
+}
+
+#[tokio::test]
+async fn a_script_from_the_config_is_a_model_of_its_own() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/chatwire.example.toml");
+    let mut config = Config::from_file(std::path::Path::new(path)).unwrap();
+    config.fake_token_delay = Duration::ZERO;
+    let srv = TestServer::start(config, env(&[])).await;
+    let mut c = srv.client().await;
+    let (chunks, status) = collect_stream(&mut c, text_request("fake:weather", "anything")).await;
+    assert!(status.is_none(), "{status:?}");
+    assert_eq!(chunks.len(), 4);
+    let m = c
+        .invoke(text_request("fake:weather", "anything"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(m.id, "msg_weather");
+    assert_eq!(m.tool_calls[0].name, "get_weather");
+    assert_eq!(m.stop_reason, pb::StopReason::ToolUse as i32);
+    let models = c
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(models.models.iter().any(|m| m.name == "fake:weather"));
 }

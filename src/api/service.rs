@@ -191,7 +191,7 @@ impl ChatModelService for ChatService {
                 base_url: crate::provider::display_url(&info.base_url),
                 features: info.features.iter().map(|f| f.to_string()).collect(),
             });
-            for m in info.models {
+            for m in &info.models {
                 let name = format!("{}:{m}", info.name);
                 models.push(pb::ModelInfo {
                     streaming: reg.options_for(&name).streaming,

@@ -8,7 +8,10 @@
 //!   failure before or after N chunks with a given status. Tests drive every
 //!   path of the real gRPC surface with it.
 
-use std::{collections::VecDeque, time::Duration};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    time::Duration,
+};
 
 use futures_util::stream;
 use serde::Deserialize;
@@ -23,10 +26,22 @@ use crate::{
 pub struct Fake {
     info: ProviderInfo,
     token_delay: Duration,
+    /// Scripts from the config file, each served as `fake:<name>`.
+    scripts: BTreeMap<String, serde_json::Value>,
 }
 
 impl Fake {
     pub fn new(token_delay: Duration) -> Self {
+        Self::with_scripts(token_delay, BTreeMap::new())
+    }
+
+    /// With named scripts from the config (`[fake.scripts.NAME]`), each checked here.
+    pub fn with_scripts(
+        token_delay: Duration,
+        scripts: BTreeMap<String, serde_json::Value>,
+    ) -> Self {
+        let mut models = vec!["echo".to_string(), "script".to_string()];
+        models.extend(scripts.keys().cloned());
         Self {
             info: ProviderInfo {
                 name: "fake",
@@ -34,10 +49,11 @@ impl Fake {
                 configured: true,
                 base_url: String::new(),
                 features: &["tools", "reasoning", "usage"],
-                models: &["echo", "script"],
+                models,
                 how_to_configure: "nothing",
             },
             token_delay,
+            scripts,
         }
     }
 }
@@ -127,8 +143,14 @@ impl Provider for Fake {
 
     fn stream(&self, call: Call) -> BoxFuture<Result<ChunkStream, Error>> {
         let plan = match call.model.as_str() {
-            "script" => script_plan(&call),
-            _ => Ok(echo_plan(&call, self.token_delay)),
+            "script" => parse_script(&last_user_text(&call)).and_then(script_plan),
+            "echo" => Ok(echo_plan(&call, self.token_delay)),
+            name => match self.scripts.get(name) {
+                Some(v) => Script::deserialize(v)
+                    .map_err(|e| Error::internal(format!("fake script {name:?}: {e}")))
+                    .and_then(script_plan),
+                None => Ok(echo_plan(&call, self.token_delay)),
+            },
         };
         Box::pin(async move {
             let mut steps = plan?;
@@ -226,13 +248,21 @@ fn echo_plan(call: &Call, delay: Duration) -> VecDeque<Step> {
     steps
 }
 
-fn script_plan(call: &Call) -> Result<VecDeque<Step>, Error> {
-    let text = last_user_text(call);
-    let script: Script = serde_json::from_str(&text).map_err(|e| {
+fn parse_script(text: &str) -> Result<Script, Error> {
+    serde_json::from_str(text).map_err(|e| {
         Error::invalid(format!(
             "messages: fake:script takes a JSON script as the last user message: {e}"
         ))
-    })?;
+    })
+}
+
+/// Checks a script from the config file (so `check-config` catches mistakes).
+pub fn check_script(v: &serde_json::Value) -> Result<(), String> {
+    let s = Script::deserialize(v).map_err(|e| e.to_string())?;
+    script_plan(s).map(|_| ()).map_err(|e| e.message)
+}
+
+fn script_plan(script: Script) -> Result<VecDeque<Step>, Error> {
     let mut steps = VecDeque::new();
     steps.push_back(Step::Part(Part::Meta {
         id: script.id.clone(),

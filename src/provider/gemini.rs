@@ -81,7 +81,7 @@ impl Gemini {
                 configured: true,
                 base_url: settings.base_url.clone(),
                 features: &["tools", "reasoning", "images", "usage"],
-                models: &[],
+                models: Vec::new(),
                 how_to_configure: HOW,
             },
             settings,

@@ -84,7 +84,7 @@ pub struct ProviderInfo {
     pub base_url: String,
     pub features: &'static [&'static str],
     /// Models this provider always knows (the fake's); others pass through.
-    pub models: &'static [&'static str],
+    pub models: Vec<String>,
     /// What to set to configure it (for the FAILED_PRECONDITION message).
     pub how_to_configure: &'static str,
 }
@@ -356,7 +356,7 @@ impl Registry {
                 "model: {name:?} names no model after \"{prov}:\""
             )));
         }
-        if !info.models.is_empty() && !info.models.contains(&model) {
+        if !info.models.is_empty() && !info.models.iter().any(|m| m == model) {
             return Err(Error::new(
                 Kind::NotFound,
                 "UNKNOWN_MODEL",
@@ -560,7 +560,7 @@ pub fn pending(name: &'static str, class: &'static str, how: &'static str) -> Ar
         configured: false,
         base_url: String::new(),
         features: &[],
-        models: &[],
+        models: Vec::new(),
         how_to_configure: how,
     }))
 }

@@ -115,7 +115,7 @@ impl Ollama {
                 configured: true,
                 base_url: settings.base_url.clone(),
                 features: &["tools", "reasoning", "images", "usage"],
-                models: &[],
+                models: Vec::new(),
                 how_to_configure: HOW,
             },
             settings,

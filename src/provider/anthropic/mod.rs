@@ -37,7 +37,7 @@ impl Anthropic {
                 configured: true,
                 base_url: settings.base_url.clone(),
                 features: &["tools", "reasoning", "images", "usage", "cache_usage"],
-                models: &[],
+                models: Vec::new(),
                 how_to_configure: HOW,
             },
             settings,

@@ -61,7 +61,7 @@ impl OpenAi {
                 configured: true,
                 base_url: settings.base_url.clone(),
                 features: &["tools", "images", "reasoning", "refusal", "usage"],
-                models: &[],
+                models: Vec::new(),
                 how_to_configure: HOW,
             },
             settings,
