@@ -1,0 +1,115 @@
+//! Each provider's framer + pure decoder + relay over a 10,000-token answer
+//! (OpenAI's in 16 KiB reads, the others whole: the framer's cost does not
+//! depend on read size, see benches/framing.rs).
+//! Run: `cargo bench --bench decoders`.
+use chatwire::provider::{anthropic, gemini, ollama, openai};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use serde_json::json;
+use std::hint::black_box;
+
+const TOKENS: usize = 10_000;
+
+fn splits(len: usize) -> Vec<usize> {
+    (1..len.div_ceil(16 << 10))
+        .map(|i| i * (16 << 10))
+        .collect()
+}
+
+fn anthropic_body() -> String {
+    let ev = |v: serde_json::Value| {
+        format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap_or(""))
+    };
+    let mut b = ev(
+        json!({"type":"message_start","message":{"id":"msg_1","model":"claude","usage":{"input_tokens":5,"output_tokens":1}}}),
+    );
+    b += &ev(
+        json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+    );
+    for i in 0..TOKENS {
+        b += &ev(
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":format!(" tok{i}")}}),
+        );
+    }
+    b += &ev(json!({"type":"content_block_stop","index":0}));
+    b += &ev(
+        json!({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":TOKENS}}),
+    );
+    b + &ev(json!({"type":"message_stop"}))
+}
+
+fn openai_body() -> String {
+    let mut b = String::new();
+    for i in 0..TOKENS {
+        let c = json!({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",
+            "choices":[{"index":0,"delta":{"content":format!(" tok{i}")},"finish_reason":null}]});
+        b += &format!("data: {c}\n\n");
+    }
+    let c = json!({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",
+        "choices":[{"index":0,"delta":{},"finish_reason":"stop"}]});
+    b + &format!("data: {c}\n\ndata: [DONE]\n\n")
+}
+
+fn gemini_body() -> String {
+    let mut b = String::new();
+    for i in 0..TOKENS {
+        let mut c = json!({"candidates":[{"content":{"role":"model","parts":[{"text":format!(" tok{i}")}]},"index":0}],
+            "usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":i,"totalTokenCount":5 + i},"responseId":"r1"});
+        if i + 1 == TOKENS {
+            c["candidates"][0]["finishReason"] = json!("STOP");
+        }
+        b += &format!("data: {c}\r\n\r\n");
+    }
+    b
+}
+
+fn ollama_body() -> String {
+    let mut b = String::new();
+    for i in 0..TOKENS {
+        b += &format!(
+            "{}\n",
+            json!({"model":"llama3","message":{"role":"assistant","content":format!(" tok{i}")},"done":false})
+        );
+    }
+    b + &format!(
+        "{}\n",
+        json!({"model":"llama3","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","prompt_eval_count":5,"eval_count":TOKENS})
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decode 10k tokens");
+    g.throughput(Throughput::Elements(TOKENS as u64));
+    let a = anthropic_body();
+    g.bench_function("anthropic", |b| {
+        b.iter(|| {
+            let (chunks, err) = anthropic::decode_body(black_box(a.as_bytes()), "run-x");
+            assert!(err.is_none() && chunks.len() == TOKENS + 1);
+        })
+    });
+    let o = openai_body();
+    let o_splits = splits(o.len());
+    g.bench_function("openai", |b| {
+        b.iter(|| {
+            let (chunks, err) = openai::decode_body(black_box(o.as_bytes()), &o_splits);
+            assert!(err.is_none() && chunks.len() == TOKENS + 1);
+        })
+    });
+    let gm = gemini_body();
+    g.bench_function("gemini", |b| {
+        b.iter(|| {
+            let (chunks, err) = gemini::decode_body(black_box(gm.as_bytes()));
+            assert!(err.is_none() && chunks.len() == TOKENS + 1);
+        })
+    });
+    let ol = ollama_body();
+    g.bench_function("ollama", |b| {
+        b.iter(|| {
+            let (chunks, err) = ollama::decode_body(black_box(ol.as_bytes()));
+            assert!(err.is_none() && chunks.len() == TOKENS + 1);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
