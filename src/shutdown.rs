@@ -47,10 +47,18 @@ impl Drain {
         self.in_flight.load(Ordering::SeqCst)
     }
 
-    /// Counts a call in flight until the guard drops.
-    pub fn enter(self: &Arc<Self>) -> CallGuard {
+    /// Counts a call in flight until the guard drops (which logs how it ended).
+    pub fn enter(self: &Arc<Self>, rpc: &'static str) -> CallGuard {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        CallGuard(self.clone())
+        CallGuard {
+            drain: self.clone(),
+            rpc,
+            model: String::new(),
+            run_id: String::new(),
+            started: tokio::time::Instant::now(),
+            items: 0,
+            outcome: None,
+        }
     }
 
     /// Resolves when no call is in flight.
@@ -98,13 +106,51 @@ impl Drain {
     }
 }
 
-/// A call in flight.
-pub struct CallGuard(Arc<Drain>);
+/// A call in flight. Dropping it logs one `call ended` line: the outcome
+/// (`OK`, a status code, or `CANCELLED by the client` when the response was
+/// dropped before its end), the items sent and the duration.
+pub struct CallGuard {
+    drain: Arc<Drain>,
+    rpc: &'static str,
+    model: String,
+    run_id: String,
+    started: tokio::time::Instant,
+    items: usize,
+    outcome: Option<tonic::Code>,
+}
+
+impl CallGuard {
+    /// Names the call in its log line.
+    pub fn describe(&mut self, model: &str, run_id: &str) {
+        model.clone_into(&mut self.model);
+        run_id.clone_into(&mut self.run_id);
+    }
+
+    /// Records how the call ended.
+    pub fn finish(&mut self, code: tonic::Code) {
+        self.outcome.get_or_insert(code);
+    }
+}
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
+        let elapsed_ms = self.started.elapsed().as_millis() as u64;
+        let outcome = match self.outcome {
+            Some(tonic::Code::Ok) => "OK".to_string(),
+            Some(code) => format!("{code:?}"),
+            None => "cancelled by the client".to_string(),
+        };
+        tracing::info!(
+            rpc = self.rpc,
+            model = %self.model,
+            run_id = %self.run_id,
+            outcome = %outcome,
+            items = self.items,
+            elapsed_ms,
+            "call ended"
+        );
+        if self.drain.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.drain.idle.notify_waiters();
         }
     }
 }
@@ -113,21 +159,34 @@ impl Drop for CallGuard {
 pub type Guarded<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 pub fn guard<T: Send + 'static>(inner: Guarded<T>, call: CallGuard) -> Guarded<T> {
-    let stopped = Box::pin(call.0.stopped());
+    let stopped = Box::pin(call.drain.stopped());
     let state = (inner, Some(call), stopped);
     Box::pin(stream::unfold(
         state,
-        |(mut inner, call, mut stopped)| async move {
-            // `call` is None once the stream has ended.
-            call.as_ref()?;
+        |(mut inner, mut call, mut stopped)| async move {
+            // `call` is None once the stream has ended (its guard dropped and logged).
+            let c = call.as_mut()?;
             tokio::select! {
                 biased;
                 item = inner.next() => match item {
-                    Some(Ok(v)) => Some((Ok(v), (inner, call, stopped))),
-                    Some(Err(e)) => Some((Err(e), (inner, None, stopped))),
-                    None => None,
+                    Some(Ok(v)) => {
+                        c.items += 1;
+                        Some((Ok(v), (inner, call, stopped)))
+                    }
+                    Some(Err(e)) => {
+                        c.finish(e.code());
+                        Some((Err(e), (inner, None, stopped)))
+                    }
+                    None => {
+                        c.finish(tonic::Code::Ok);
+                        None
+                    }
                 },
-                () = &mut stopped => Some((Err(Drain::status(true)), (inner, None, stopped))),
+                () = &mut stopped => {
+                    let status = Drain::status(true);
+                    c.finish(status.code());
+                    Some((Err(status), (inner, None, stopped)))
+                }
             }
         },
     ))

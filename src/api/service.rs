@@ -123,8 +123,9 @@ impl ChatModelService for ChatService {
         &self,
         req: Request<pb::ChatRequest>,
     ) -> Result<Response<pb::ChatMessage>, Status> {
-        let _call = self.drain.enter();
-        let p = self.prepare(req)?;
+        let mut call = self.drain.enter("Invoke");
+        let p = self.prepare(req).inspect_err(|s| call.finish(s.code()))?;
+        call.describe(&p.input.model, &p.run_id);
         let run = async {
             let (route, mut chunks) = self.start(&p).await.map_err(|e| to_status(&e))?;
             let mut agg = Aggregator::new(route.model.clone());
@@ -133,10 +134,16 @@ impl ChatModelService for ChatService {
             }
             Ok(Response::new(convert::message_out(&agg.snapshot())))
         };
-        tokio::select! {
+        let result = tokio::select! {
             r = run => r,
             () = self.drain.stopped() => Err(Drain::status(true)),
-        }
+        };
+        call.finish(
+            result
+                .as_ref()
+                .map_or_else(Status::code, |_| tonic::Code::Ok),
+        );
+        result
     }
 
     type StreamStream = BoxStream<pb::MessageChunk>;
@@ -145,12 +152,14 @@ impl ChatModelService for ChatService {
         &self,
         req: Request<pb::ChatRequest>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let call = self.drain.enter();
-        let p = self.prepare(req)?;
-        let (_, chunks) = tokio::select! {
-            r = self.start(&p) => r.map_err(|e| to_status(&e))?,
-            () = self.drain.stopped() => return Err(Drain::status(true)),
+        let mut call = self.drain.enter("Stream");
+        let p = self.prepare(req).inspect_err(|s| call.finish(s.code()))?;
+        call.describe(&p.input.model, &p.run_id);
+        let started = tokio::select! {
+            r = self.start(&p) => r.map_err(|e| to_status(&e)),
+            () = self.drain.stopped() => Err(Drain::status(true)),
         };
+        let (_, chunks) = started.inspect_err(|s| call.finish(s.code()))?;
         let out = chunks.map(|c| c.map(|c| convert::chunk(&c)).map_err(|e| to_status(&e)));
         Ok(Response::new(guard(Box::pin(out), call)))
     }
@@ -161,8 +170,9 @@ impl ChatModelService for ChatService {
         &self,
         req: Request<pb::ChatRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
-        let call = self.drain.enter();
-        let p = self.prepare(req)?;
+        let mut call = self.drain.enter("StreamEvents");
+        let p = self.prepare(req).inspect_err(|s| call.finish(s.code()))?;
+        call.describe(&p.input.model, &p.run_id);
         let state = Events {
             phase: Phase::Start,
             agg: Aggregator::new(p.model()),
