@@ -125,7 +125,8 @@ pub const MAX_MESSAGE: usize = 2048;
 static SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
 
 /// Registers a credential for redaction (short values are ignored: they would
-/// redact ordinary words).
+/// redact ordinary words; a placeholder key such as "not-needed" for a local
+/// server is redacted too, which is harmless).
 pub fn register_secret(secret: &str) {
     let secret = secret.trim();
     if secret.len() < 8 {
@@ -134,6 +135,8 @@ pub fn register_secret(secret: &str) {
     if let Ok(mut list) = SECRETS.write() {
         if !list.iter().any(|s| s == secret) {
             list.push(secret.to_string());
+            // Longest first: a secret that is a prefix of another must not leave its tail.
+            list.sort_by_key(|s| std::cmp::Reverse(s.len()));
         }
     }
 }
@@ -169,6 +172,12 @@ mod tests {
     fn registered_secrets_never_leave_in_messages_and_long_text_is_cut() {
         register_secret("sk-test-0123456789abcdef");
         register_secret("short");
+        register_secret("abcdefgh");
+        register_secret("abcdefgh12345678");
+        assert_eq!(
+            redact("token abcdefgh12345678 sent"),
+            "token <redacted> sent"
+        );
         let e = Error::from_upstream_status(
             401,
             "Incorrect API key provided: sk-test-0123456789abcdef",

@@ -107,8 +107,8 @@ impl Drain {
 }
 
 /// A call in flight. Dropping it logs one `call ended` line: the outcome
-/// (`OK`, a status code, or `CANCELLED by the client` when the response was
-/// dropped before its end), the items sent and the duration.
+/// (`OK`, a status code, or `dropped before completion` when the client went
+/// away first), the items sent and the duration.
 pub struct CallGuard {
     drain: Arc<Drain>,
     rpc: &'static str,
@@ -138,7 +138,9 @@ impl Drop for CallGuard {
         let outcome = match self.outcome {
             Some(tonic::Code::Ok) => "OK".to_string(),
             Some(code) => format!("{code:?}"),
-            None => "cancelled by the client".to_string(),
+            // The response was dropped before its end: the client went away (or
+            // the server stopped under it).
+            None => "dropped before completion".to_string(),
         };
         tracing::info!(
             rpc = self.rpc,

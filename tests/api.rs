@@ -70,6 +70,11 @@ async fn stream_invoke_and_events_agree_on_every_chunk_kind() {
         "Invoke = concatenated Stream"
     );
     assert_eq!(invoked.model, "script");
+    // A retry-after far beyond any deadline is bounded, not a panic.
+    let huge = script_request(
+        serde_json::json!({"fail": {"httpStatus": 503, "retryAfterSecs": u64::MAX}}),
+    );
+    assert_eq!(c.invoke(huge).await.unwrap_err().code(), Code::Unavailable);
     assert_eq!(invoked.content.len(), 2);
     assert_eq!(
         invoked.content[1].block,
@@ -648,6 +653,7 @@ async fn a_script_from_the_config_is_a_model_of_its_own() {
         .unwrap()
         .into_inner();
     assert_eq!(m.id, "msg_weather");
+    assert_eq!(m.model, "weather");
     assert_eq!(m.tool_calls[0].name, "get_weather");
     assert_eq!(m.stop_reason, pb::StopReason::ToolUse as i32);
     let models = c

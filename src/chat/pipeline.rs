@@ -218,7 +218,10 @@ impl Pipeline {
                     break;
                 }
                 let wait = backoff(&self.retry, attempt).max(err.retry_after.unwrap_or_default());
-                if Instant::now() + wait >= first_at {
+                if Instant::now()
+                    .checked_add(wait)
+                    .is_none_or(|t| t >= first_at)
+                {
                     last_err = Some(err);
                     break;
                 }

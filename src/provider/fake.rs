@@ -143,12 +143,12 @@ impl Provider for Fake {
 
     fn stream(&self, call: Call) -> BoxFuture<Result<ChunkStream, Error>> {
         let plan = match call.model.as_str() {
-            "script" => parse_script(&last_user_text(&call)).and_then(script_plan),
+            "script" => parse_script(&last_user_text(&call)).and_then(|s| script_plan(s, "script")),
             "echo" => Ok(echo_plan(&call, self.token_delay)),
             name => match self.scripts.get(name) {
                 Some(v) => Script::deserialize(v)
                     .map_err(|e| Error::internal(format!("fake script {name:?}: {e}")))
-                    .and_then(script_plan),
+                    .and_then(|s| script_plan(s, name)),
                 None => Ok(echo_plan(&call, self.token_delay)),
             },
         };
@@ -259,14 +259,14 @@ fn parse_script(text: &str) -> Result<Script, Error> {
 /// Checks a script from the config file (so `check-config` catches mistakes).
 pub fn check_script(v: &serde_json::Value) -> Result<(), String> {
     let s = Script::deserialize(v).map_err(|e| e.to_string())?;
-    script_plan(s).map(|_| ()).map_err(|e| e.message)
+    script_plan(s, "check").map(|_| ()).map_err(|e| e.message)
 }
 
-fn script_plan(script: Script) -> Result<VecDeque<Step>, Error> {
+fn script_plan(script: Script, model: &str) -> Result<VecDeque<Step>, Error> {
     let mut steps = VecDeque::new();
     steps.push_back(Step::Part(Part::Meta {
         id: script.id.clone(),
-        model: "script".into(),
+        model: model.to_string(),
     }));
     let delay = Duration::from_millis(script.delay_ms);
     let fail_at = script.fail.as_ref().map(|f| f.after_chunks);
@@ -335,7 +335,10 @@ fn failure_error(f: &ScriptFailure) -> Result<Error, Error> {
     if let Some(status) = f.http_status {
         return Ok(Error::from_upstream_status(status, &f.message)
             .with_provider("fake")
-            .with_retry_after(f.retry_after_secs.map(Duration::from_secs)));
+            .with_retry_after(
+                f.retry_after_secs
+                    .map(|s| Duration::from_secs(s.min(86_400))),
+            ));
     }
     let code = f.code.as_deref().unwrap_or("UNAVAILABLE");
     let kind = match code {

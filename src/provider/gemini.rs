@@ -132,9 +132,7 @@ impl Wire for Gemini {
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        for (k, v) in &self.settings.headers {
-            req = req.header(k, v);
-        }
+        req = super::with_extra_headers(req, &self.settings.headers)?;
         // The key goes in a header, never in the URL (URLs end up in logs).
         if let Some(key) = &self.settings.api_key {
             req = req.header("x-goog-api-key", super::secret_header(key)?);

@@ -439,11 +439,35 @@ pub fn secret_header(key: &str) -> Result<reqwest::header::HeaderValue, Error> {
     Ok(v)
 }
 
+/// Header names that carry credentials (by the words in them).
+pub fn is_secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["auth", "key", "token", "secret", "cookie"]
+        .iter()
+        .any(|w| n.contains(w))
+}
+
+/// Adds the config file's extra headers; credential-like ones are marked sensitive.
+pub fn with_extra_headers(
+    mut rb: reqwest::RequestBuilder,
+    headers: &[(String, String)],
+) -> Result<reqwest::RequestBuilder, Error> {
+    for (k, v) in headers {
+        rb = if is_secret_header(k) {
+            rb.header(k.as_str(), secret_header(v)?)
+        } else {
+            rb.header(k.as_str(), v.as_str())
+        };
+    }
+    Ok(rb)
+}
+
 /// A URL for display: any `user:password@` removed.
 pub fn display_url(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(end);
             let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
             format!("{scheme}://{host}{path}")
         }
@@ -514,12 +538,12 @@ impl Settings {
             crate::error::register_secret(k);
         }
         for (k, v) in &file.headers {
-            let k = k.to_ascii_lowercase();
-            if ["auth", "key", "token", "secret", "cookie"]
-                .iter()
-                .any(|w| k.contains(w))
-            {
+            if is_secret_header(k) {
                 crate::error::register_secret(v);
+                // "Bearer sk-…": upstreams echo the token alone.
+                if let Some(last) = v.split_whitespace().last() {
+                    crate::error::register_secret(last);
+                }
             }
         }
         Self {
@@ -563,4 +587,24 @@ pub fn pending(name: &'static str, class: &'static str, how: &'static str) -> Ar
         models: Vec::new(),
         how_to_configure: how,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_urls_drop_credentials() {
+        assert_eq!(
+            display_url("https://user:pw@proxy.example/v1"),
+            "https://proxy.example/v1"
+        );
+        assert_eq!(display_url("https://host?x=a@b"), "https://host?x=a@b");
+        assert_eq!(
+            display_url("http://127.0.0.1:11434"),
+            "http://127.0.0.1:11434"
+        );
+        assert!(is_secret_header("X-Api-Key") && is_secret_header("Authorization"));
+        assert!(!is_secret_header("HTTP-Referer"));
+    }
 }

@@ -142,9 +142,7 @@ impl Wire for Ollama {
             .post(format!("{}/api/chat", self.settings.base_url))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        for (k, v) in &self.settings.headers {
-            req = req.header(k, v);
-        }
+        req = super::with_extra_headers(req, &self.settings.headers)?;
         // A key only matters behind an authenticating proxy or on ollama.com.
         if let Some(key) = &self.settings.api_key {
             req = req.bearer_auth(key);

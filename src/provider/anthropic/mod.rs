@@ -95,9 +95,7 @@ impl Wire for Anthropic {
         if let Some(key) = &self.settings.api_key {
             rb = rb.header("x-api-key", super::secret_header(key)?);
         }
-        for (k, v) in &self.settings.headers {
-            rb = rb.header(k.as_str(), v.as_str());
-        }
+        rb = super::with_extra_headers(rb, &self.settings.headers)?;
         Ok(rb.body(body))
     }
 

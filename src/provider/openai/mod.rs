@@ -98,9 +98,7 @@ impl Wire for OpenAi {
         if let Some(key) = &self.settings.api_key {
             rb = rb.bearer_auth(key);
         }
-        for (k, v) in &self.settings.headers {
-            rb = rb.header(k.as_str(), v.as_str());
-        }
+        rb = super::with_extra_headers(rb, &self.settings.headers)?;
         Ok(rb)
     }
 
