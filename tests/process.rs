@@ -10,22 +10,34 @@ use std::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatwire");
 
-/// Starts `chatwire` on an ephemeral port and returns it with its address.
-fn serve(extra: &[&str]) -> (Child, String, std::thread::JoinHandle<Vec<String>>) {
+/// A `chatwire` server process on an ephemeral port.
+struct Served {
+    child: Child,
+    addr: String,
+    /// Its stdout lines (the logs), once it exits.
+    stdout: std::thread::JoinHandle<Vec<String>>,
+    /// Its stderr, once it exits.
+    stderr: std::thread::JoinHandle<String>,
+}
+
+/// Starts `chatwire` with extra flags and environment (RUST_LOG=info unless given).
+fn serve(extra: &[&str], envs: &[(&str, &str)]) -> Served {
     let mut child = Command::new(BIN)
         .args(["--addr", "127.0.0.1:0"])
         .args(extra)
         .env("RUST_LOG", "info")
         .env_remove("CHATWIRE_CONFIG")
+        .envs(envs.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
+    let stdout = std::thread::spawn(move || {
         let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines() {
+        for line in BufReader::new(out).lines() {
             let line = line.unwrap_or_default();
             if line.contains("chatwire serving") {
                 let _ = tx.send(line.clone());
@@ -34,6 +46,7 @@ fn serve(extra: &[&str]) -> (Child, String, std::thread::JoinHandle<Vec<String>>
         }
         lines
     });
+    let stderr = std::thread::spawn(move || std::io::read_to_string(err).unwrap_or_default());
     let line = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("server started");
@@ -49,7 +62,12 @@ fn serve(extra: &[&str]) -> (Child, String, std::thread::JoinHandle<Vec<String>>
             )
         })
         .expect("address in the log line");
-    (child, addr, reader)
+    Served {
+        child,
+        addr,
+        stdout,
+        stderr,
+    }
 }
 
 fn terminate(child: &mut Child) -> std::process::ExitStatus {
@@ -70,7 +88,12 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
 
 #[test]
 fn cli_streams_through_the_server_and_sigterm_exits_zero() {
-    let (mut child, addr, reader) = serve(&["--log-format", "json"]);
+    let Served {
+        mut child,
+        addr,
+        stdout: reader,
+        ..
+    } = serve(&["--log-format", "json"], &[]);
     let out = Command::new(BIN)
         .args([
             "stream",
@@ -212,47 +235,19 @@ fn the_api_key_never_reaches_logs_even_at_trace() {
         r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
     );
     let secret = "sk-ant-api03-VERYSECRETVALUE";
-    let mut child = Command::new(BIN)
-        .args(["--addr", "127.0.0.1:0"])
-        .env("RUST_LOG", "trace")
-        .env("ANTHROPIC_API_KEY", secret)
-        .env("ANTHROPIC_BASE_URL", &url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let out_reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap_or_default();
-            if line.contains("chatwire serving") {
-                let _ = tx.send(line.clone());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let err_reader =
-        std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server started");
-    let addr = line
-        .split("127.0.0.1:")
-        .nth(1)
-        .map(|rest| {
-            format!(
-                "127.0.0.1:{}",
-                rest.chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect::<String>()
-            )
-        })
-        .unwrap();
+    let Served {
+        mut child,
+        addr,
+        stdout,
+        stderr,
+    } = serve(
+        &[],
+        &[
+            ("RUST_LOG", "trace"),
+            ("ANTHROPIC_API_KEY", secret),
+            ("ANTHROPIC_BASE_URL", &url),
+        ],
+    );
     let out = Command::new(BIN)
         .args([
             "invoke",
@@ -271,7 +266,7 @@ fn the_api_key_never_reaches_logs_even_at_trace() {
         "{client_err}"
     );
     terminate(&mut child);
-    let logs = out_reader.join().unwrap() + &err_reader.join().unwrap();
+    let logs = stdout.join().unwrap().join("\n") + &stderr.join().unwrap();
     assert!(logs.len() > 1000, "trace logs were written");
     assert!(!logs.contains("VERYSECRET"), "the key reached the logs");
     assert!(!client_err.contains("VERYSECRET"));

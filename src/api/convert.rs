@@ -276,28 +276,30 @@ pub fn stop_reason(s: Option<d::StopReason>) -> i32 {
     }) as i32
 }
 
-pub fn chunk(c: &d::Chunk) -> pb::MessageChunk {
+/// Takes the chunk by value: it is converted once per token and dropped after,
+/// so its strings move into the message instead of being copied.
+pub fn chunk(c: d::Chunk) -> pb::MessageChunk {
     use pb::message_chunk::Delta as P;
     pb::MessageChunk {
-        id: c.id.clone(),
-        delta: c.delta.as_ref().map(|delta| match delta {
-            d::Delta::Text(t) => P::Text(t.clone()),
-            d::Delta::Refusal(t) => P::Refusal(t.clone()),
+        id: c.id,
+        delta: c.delta.map(|delta| match delta {
+            d::Delta::Text(t) => P::Text(t),
+            d::Delta::Refusal(t) => P::Refusal(t),
             d::Delta::ToolCall {
                 index,
                 id,
                 name,
                 arguments,
             } => P::ToolCall(pb::ToolCallChunk {
-                index: *index,
-                id: id.clone(),
-                name: name.clone(),
-                arguments: arguments.clone(),
+                index,
+                id,
+                name,
+                arguments,
             }),
             d::Delta::Reasoning(r) => P::Reasoning(pb::ReasoningChunk {
-                text: r.text.clone(),
-                signature: r.signature.clone(),
-                redacted: r.redacted.clone(),
+                text: r.text,
+                signature: r.signature,
+                redacted: r.redacted,
             }),
         }),
         usage: c.usage.as_ref().map(usage),

@@ -160,7 +160,7 @@ impl ChatModelService for ChatService {
             () = self.drain.stopped() => Err(Drain::status(true)),
         };
         let (_, chunks) = started.inspect_err(|s| call.finish(s.code()))?;
-        let out = chunks.map(|c| c.map(|c| convert::chunk(&c)).map_err(|e| to_status(&e)));
+        let out = chunks.map(|c| c.map(convert::chunk).map_err(|e| to_status(&e)));
         Ok(Response::new(guard(Box::pin(out), call)))
     }
 
@@ -316,7 +316,7 @@ impl Events {
                         let ev = self.event(
                             self.route.as_ref(),
                             E::Stream(pb::StreamEvent {
-                                chunk: Some(convert::chunk(&c)),
+                                chunk: Some(convert::chunk(c)),
                             }),
                         );
                         return Some((Ok(ev), self));
