@@ -1,10 +1,14 @@
-//! The one error type of the pipeline. `api::status` maps it to a `tonic::Status`
-//! (with `ErrorInfo` / `RetryInfo`); nothing else builds statuses. Messages are
-//! written for the caller: they never contain a credential.
+//! The one error type of the pipeline, and the one table that classes upstream
+//! answers. `api::status` maps an `Error` to a `tonic::Status` (with `ErrorInfo`
+//! / `RetryInfo`); nothing else builds statuses. Messages are written for the
+//! caller: they never contain a credential.
+//!
+//! Layer: the lowest. This module imports nothing of the crate.
 
 use std::{fmt, time::Duration};
 
-/// The gRPC-level class of a failure.
+/// The class of a failure: it decides the gRPC code (in `api::status`) and
+/// whether the pipeline may try again (before the first chunk only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     InvalidArgument,
@@ -12,11 +16,80 @@ pub enum Kind {
     FailedPrecondition,
     Unauthenticated,
     PermissionDenied,
+    /// A limit of this server (concurrency, sizes): another try here is refused the same way.
     ResourceExhausted,
+    /// The upstream's rate limit or quota (HTTP 429): retried after a backoff, then fallbacks.
+    RateLimited,
+    /// The upstream is down, overloaded, unreachable or cut the stream: retried, then fallbacks.
     Unavailable,
+    /// The upstream broke its own protocol (bad JSON, bad UTF-8, an oversized event):
+    /// the same request would break the same way, so it is not retried.
+    UpstreamProtocol,
+    /// This replica is shutting down: the caller retries on another one.
+    Draining,
     DeadlineExceeded,
-    Cancelled,
     Internal,
+}
+
+impl Kind {
+    /// Worth another try of the same upstream (before the first chunk was sent).
+    pub fn retryable(self) -> bool {
+        matches!(self, Kind::RateLimited | Kind::Unavailable)
+    }
+
+    /// Worth moving on to an alias's next target once retries are spent.
+    pub fn worth_a_fallback(self) -> bool {
+        self.retryable() || matches!(self, Kind::DeadlineExceeded | Kind::PermissionDenied)
+    }
+
+    /// THE table for upstream HTTP statuses: the class and the ErrorInfo reason.
+    pub fn from_http_status(status: u16) -> (Kind, &'static str) {
+        match status {
+            400 | 413 | 422 => (Kind::InvalidArgument, "UPSTREAM_INVALID_REQUEST"),
+            401 | 403 => (Kind::PermissionDenied, "UPSTREAM_PERMISSION_DENIED"),
+            404 => (Kind::NotFound, "UPSTREAM_NOT_FOUND"),
+            408 => (Kind::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
+            429 => (Kind::RateLimited, "UPSTREAM_RATE_LIMITED"),
+            529 => (Kind::Unavailable, "UPSTREAM_OVERLOADED"),
+            500..=599 => (Kind::Unavailable, "UPSTREAM_UNAVAILABLE"),
+            _ => (Kind::Internal, "UPSTREAM_UNEXPECTED_STATUS"),
+        }
+    }
+
+    /// THE table for gRPC status names that an upstream reports in its error
+    /// bodies (Gemini's `"status": "UNAVAILABLE"`): the HTTP status Google's API
+    /// design guide pairs with each name, then the HTTP table, so both agree.
+    pub fn from_upstream_grpc_name(name: &str) -> Option<(Kind, &'static str)> {
+        let status = match name {
+            "INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE" => 400,
+            "UNAUTHENTICATED" => 401,
+            "PERMISSION_DENIED" => 403,
+            "NOT_FOUND" => 404,
+            "RESOURCE_EXHAUSTED" => 429,
+            "INTERNAL" | "UNKNOWN" | "DATA_LOSS" => 500,
+            "UNAVAILABLE" => 503,
+            "DEADLINE_EXCEEDED" => 408,
+            _ => return None,
+        };
+        Some(Kind::from_http_status(status))
+    }
+
+    /// The kind that ends a call with the gRPC code `name` (for the fake's
+    /// scripted failures, which ask for a code, not an upstream class).
+    pub fn for_code_name(name: &str) -> Option<Kind> {
+        Some(match name {
+            "INVALID_ARGUMENT" => Kind::InvalidArgument,
+            "NOT_FOUND" => Kind::NotFound,
+            "FAILED_PRECONDITION" => Kind::FailedPrecondition,
+            "UNAUTHENTICATED" => Kind::Unauthenticated,
+            "PERMISSION_DENIED" => Kind::PermissionDenied,
+            "RESOURCE_EXHAUSTED" => Kind::ResourceExhausted,
+            "UNAVAILABLE" => Kind::Unavailable,
+            "DEADLINE_EXCEEDED" => Kind::DeadlineExceeded,
+            "INTERNAL" => Kind::Internal,
+            _ => return None,
+        })
+    }
 }
 
 /// A failure, with enough context for an actionable status.
@@ -57,7 +130,7 @@ impl Error {
 
     /// The upstream broke its own protocol (bad JSON, bad UTF-8, oversized event).
     pub fn protocol(message: impl Into<String>) -> Self {
-        Self::new(Kind::Unavailable, "UPSTREAM_PROTOCOL_ERROR", message)
+        Self::new(Kind::UpstreamProtocol, "UPSTREAM_PROTOCOL_ERROR", message)
     }
 
     /// The upstream stream ended before its terminal event.
@@ -82,18 +155,9 @@ impl Error {
         self
     }
 
-    /// Maps an upstream HTTP status to the contract's class, with the provider's own message.
+    /// An upstream HTTP error, classed by THE table, with the provider's own message.
     pub fn from_upstream_status(status: u16, provider_message: &str) -> Self {
-        let (kind, reason) = match status {
-            400 | 413 | 422 => (Kind::InvalidArgument, "UPSTREAM_INVALID_REQUEST"),
-            401 | 403 => (Kind::PermissionDenied, "UPSTREAM_PERMISSION_DENIED"),
-            404 => (Kind::NotFound, "UPSTREAM_NOT_FOUND"),
-            408 => (Kind::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
-            429 => (Kind::ResourceExhausted, "UPSTREAM_RATE_LIMITED"),
-            529 => (Kind::Unavailable, "UPSTREAM_OVERLOADED"),
-            500..=599 => (Kind::Unavailable, "UPSTREAM_UNAVAILABLE"),
-            _ => (Kind::Internal, "UPSTREAM_UNEXPECTED_STATUS"),
-        };
+        let (kind, reason) = Kind::from_http_status(status);
         let detail = if provider_message.is_empty() {
             String::new()
         } else {

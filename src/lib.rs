@@ -1,20 +1,37 @@
 //! chatwire: every chat-model provider behind one typed streaming gRPC API.
 //!
-//! - `api`: the gRPC edge (service, proto ⇄ domain, status mapping)
-//! - `chat`: domain types, the aggregator, the one pipeline
-//! - `provider`: the provider trait, registry, http shell, framing, providers
-//! - `config`, `server`, `cli`: running it
+//! The layers, lowest first. A module imports only from lower layers or its
+//! own folder (`tests/layers.rs` enforces it):
+//!
+//! ```text
+//! error      Error, Kind, redaction, THE table: upstream HTTP status / gRPC name → Kind
+//! chat/      domain types and the aggregator: pure, no I/O, no protobuf, no provider
+//! config/    Config, Env, timers, retry policy, limits, model switches, aliases, fake scripts
+//! provider/  the Provider and Decoder traits, registry, relay, pump, http shell, framer;
+//!            one module per provider, none importing another
+//! pipeline   retries, fallbacks, timers, collapse: drives providers through the trait
+//! api/       service, StreamEvents, proto ⇄ domain, auth, drain, status (the only Status builder)
+//! server     listener, health, reflection, TLS, drain; then `cli` and the binary on top
+//! ```
+//!
+//! - `error` and `chat` import nothing of the crate but each other downward.
+//! - `config` imports only `error`.
+//! - `provider` imports `error`, `chat` and `config`.
+//! - `pipeline` imports `provider` and everything below it.
+//! - `api` imports `pipeline` and everything below it; with `server` and `cli`,
+//!   it alone touches `pb` and `tonic::Status`.
+//! - `server` imports `api` and everything below; `cli` imports only `pb`.
 pub mod api;
 pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod pipeline;
 pub mod provider;
 pub mod server;
-pub mod shutdown;
 
 /// Generated protobuf and gRPC code for `chatwire.v1`.
-#[allow(missing_docs, clippy::all)]
+#[allow(missing_docs, clippy::all, unreachable_pub)]
 pub mod pb {
     tonic::include_proto!("chatwire.v1");
     /// The encoded descriptor set, served by reflection.

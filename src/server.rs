@@ -1,51 +1,33 @@
-//! Builds the registry from config + environment and serves the gRPC surface
-//! (chat service, health, reflection) on a listener the caller binds, until
-//! the caller's shutdown future completes; then drains within the grace period.
+//! Serves the gRPC surface (chat service, health, reflection) on a listener the
+//! caller binds, with the registry built from config + environment, until the
+//! caller's shutdown future completes; then drains within the grace period.
+//!
+//! Layer: the top of the library (above `api`); `main` and `cli` sit on it.
 
-use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{
+    server::NamedService,
     service::interceptor::InterceptedService,
-    transport::{Certificate, Identity, Server, ServerTlsConfig},
+    transport::{server::TcpIncoming, Certificate, Identity, Server, ServerTlsConfig},
 };
 use tonic_health::ServingStatus;
 
 use crate::{
-    api::{auth::Tokens, service::ChatService},
-    chat::pipeline::Pipeline,
+    api::{auth::Tokens, drain::Drain, service::ChatService},
     config::{Config, TlsFiles},
     error::Error,
     pb::{self, chat_model_service_server::ChatModelServiceServer},
-    provider::{self, fake::Fake, Registry},
-    shutdown::Drain,
+    pipeline::Pipeline,
+    provider,
 };
 
-/// The fully-qualified service name health reports on.
-pub const SERVICE_NAME: &str = "chatwire.v1.ChatModelService";
+/// The fully-qualified service name health reports on (from the generated code).
+const SERVICE_NAME: &str = <ChatModelServiceServer<ChatService> as NamedService>::NAME;
 
-/// A snapshot of the environment (injected, so tests never mutate the process's).
-pub type Env = BTreeMap<String, String>;
-
-/// Every provider known, configured from the file and the environment.
-pub fn registry(config: &Config, env: &Env) -> Result<Registry, Error> {
-    let mut reg = Registry::new();
-    reg.add_provider(Arc::new(Fake::with_scripts(
-        config.fake_token_delay,
-        config.fake_scripts.clone(),
-    )));
-    for p in provider::remote(config, env)? {
-        reg.add_provider(p);
-    }
-    for (name, alias) in &config.aliases {
-        reg.add_alias(name.clone(), alias.clone());
-    }
-    for (name, o) in &config.model_options {
-        reg.set_model_options(name.clone(), o.clone());
-    }
-    Ok(reg)
-}
+/// The environment snapshot the server is configured from.
+pub use crate::config::Env;
 
 /// Serves until `shutdown` completes, then turns health NOT_SERVING, refuses
 /// new calls, and gives in-flight calls `config.shutdown_grace` to finish.
@@ -58,7 +40,7 @@ pub async fn run(
     for token in &config.auth_tokens {
         crate::error::register_secret(token);
     }
-    let registry = registry(&config, &env)?;
+    let registry = provider::registry::build(&config, &env)?;
     for p in registry.providers() {
         let info = p.info();
         tracing::info!(provider = info.name, configured = info.configured, base_url = %provider::display_url(&info.base_url), "provider");
@@ -116,15 +98,18 @@ pub async fn run(
             .tls_config(tls_config(tls)?)
             .map_err(|e| Error::invalid(format!("tls: {e}")))?;
     }
+    // The listener is the caller's, so the builder's own TCP_NODELAY setting
+    // would never reach accepted sockets: set it on each one here (Nagle plus
+    // delayed ACKs cost tens of milliseconds per streamed token otherwise).
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = builder
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(chat)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = stop_rx.await;
         });
     let mut server = std::pin::pin!(server);

@@ -33,7 +33,7 @@ fn stop(s: &str) -> StopReason {
 fn error_kind(t: &str) -> Kind {
     match t {
         "overloaded_error" | "api_error" => Kind::Unavailable,
-        "rate_limit_error" => Kind::ResourceExhausted,
+        "rate_limit_error" => Kind::RateLimited,
         "invalid_request_error" => Kind::InvalidArgument,
         _ => Kind::Internal,
     }

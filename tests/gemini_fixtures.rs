@@ -183,7 +183,7 @@ fn every_gemini_fixture_translates_to_its_expected_result() {
                 400 | 422 => Kind::InvalidArgument,
                 401 | 403 => Kind::PermissionDenied,
                 404 => Kind::NotFound,
-                429 => Kind::ResourceExhausted,
+                429 => Kind::RateLimited,
                 _ => Kind::Unavailable,
             };
             if err.kind == want_kind && err.message.contains(want_msg) {

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use tonic::{Request, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+
+use super::status::to_status;
+use crate::error::{Error, Kind};
 
 /// The configured tokens (empty: auth is off).
 #[derive(Clone, Default)]
@@ -28,15 +30,6 @@ impl Tokens {
                 .map(String::into_bytes)
                 .collect(),
         ))
-    }
-
-    /// Tokens from a comma- or newline-separated list (the env var / token file format).
-    pub fn parse_list(list: &str) -> Vec<String> {
-        list.split([',', '\n'])
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && !t.starts_with('#'))
-            .map(str::to_string)
-            .collect()
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -76,15 +69,11 @@ impl Tokens {
         } else {
             "the bearer token was not accepted"
         };
-        Err(Status::with_error_details(
-            tonic::Code::Unauthenticated,
+        Err(to_status(&Error::new(
+            Kind::Unauthenticated,
+            "UNAUTHENTICATED",
             message,
-            ErrorDetails::with_error_info(
-                "UNAUTHENTICATED",
-                "chatwire",
-                std::collections::HashMap::<String, String>::new(),
-            ),
-        ))
+        )))
     }
 }
 
@@ -104,7 +93,7 @@ mod tests {
 
     #[test]
     fn accepts_only_exact_tokens() {
-        let t = Tokens::new(Tokens::parse_list("alpha, beta\n#comment\n"));
+        let t = Tokens::new(crate::config::parse_token_list("alpha, beta\n#comment\n"));
         assert!(t.accepts(b"alpha") && t.accepts(b"beta"));
         assert!(!t.accepts(b"alph") && !t.accepts(b"alphaa") && !t.accepts(b""));
         assert!(!Tokens::default().is_enabled());

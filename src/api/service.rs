@@ -1,26 +1,32 @@
 //! The `ChatModelService` implementation: Invoke folds the Stream chunks,
-//! StreamEvents wraps them; all three share `Pipeline::start`.
+//! StreamEvents wraps them (its state machine is `events.rs`); all three share
+//! `prepare` (validate, route) and `Pipeline::start`.
 
 use std::{collections::BTreeMap, pin::Pin, sync::Arc, time::Duration};
 
-use futures_util::{stream, Stream, StreamExt};
+use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
-use super::{convert, status::to_status};
+use super::{
+    convert,
+    drain::{guard, Drain},
+    events::Events,
+    status::to_status,
+};
 use crate::{
-    chat::{aggregate::Aggregator, pipeline::Pipeline, types as d},
+    chat::{aggregate::Aggregator, types as d},
     error::Error,
     pb::{self, chat_model_service_server::ChatModelService},
+    pipeline::Pipeline,
     provider::{ChunkStream, Route},
-    shutdown::{guard, Drain},
 };
 
 /// The service; cheap to clone.
 #[derive(Clone)]
 pub struct ChatService {
     pipeline: Arc<Pipeline>,
-    drain: Arc<Drain>,
+    pub(super) drain: Arc<Drain>,
 }
 
 impl ChatService {
@@ -30,14 +36,14 @@ impl ChatService {
 }
 
 /// A validated, routed request.
-struct Prepared {
-    input: pb::ChatRequest,
+pub(super) struct Prepared {
+    pub(super) input: pb::ChatRequest,
     request: d::ChatRequest,
-    routes: Vec<Route>,
-    run_id: String,
-    name: String,
-    tags: Vec<String>,
-    metadata: BTreeMap<String, String>,
+    pub(super) routes: Vec<Route>,
+    pub(super) run_id: String,
+    pub(super) name: String,
+    pub(super) tags: Vec<String>,
+    pub(super) metadata: BTreeMap<String, String>,
     deadline: Option<Instant>,
 }
 
@@ -46,7 +52,7 @@ impl Prepared {
         format!("run-{}", self.run_id)
     }
 
-    fn model(&self) -> String {
+    pub(super) fn model(&self) -> String {
         self.routes
             .first()
             .map(|r| r.model.clone())
@@ -101,7 +107,7 @@ impl ChatService {
         })
     }
 
-    async fn start(&self, p: &Prepared) -> Result<(Route, ChunkStream), Error> {
+    pub(super) async fn start(&self, p: &Prepared) -> Result<(Route, ChunkStream), Error> {
         let started = self
             .pipeline
             .start(
@@ -173,17 +179,7 @@ impl ChatModelService for ChatService {
         let mut call = self.drain.enter("StreamEvents");
         let p = self.prepare(req).inspect_err(|s| call.finish(s.code()))?;
         call.describe(&p.input.model, &p.run_id);
-        let state = Events {
-            phase: Phase::Start,
-            agg: Aggregator::new(p.model()),
-            service: self.clone(),
-            p,
-            route: None,
-        };
-        Ok(Response::new(guard(
-            Box::pin(stream::unfold(state, Events::next)),
-            call,
-        )))
+        Ok(Response::new(guard(Events::stream(self.clone(), p), call)))
     }
 
     async fn list_models(
@@ -221,125 +217,6 @@ impl ChatModelService for ChatService {
             });
         }
         Ok(Response::new(pb::ListModelsResponse { models, providers }))
-    }
-}
-
-enum Phase {
-    Start,
-    Starting,
-    Streaming(ChunkStream),
-    Failed(Status),
-    Done,
-}
-
-/// The StreamEvents state machine: start, stream…, end | error.
-struct Events {
-    phase: Phase,
-    agg: Aggregator,
-    service: ChatService,
-    p: Prepared,
-    route: Option<Route>,
-}
-
-impl Events {
-    fn event(&self, route: Option<&Route>, ev: pb::chat_event::Event) -> pb::ChatEvent {
-        let mut metadata: std::collections::HashMap<String, String> = self
-            .p
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if let Some(r) = route.or(self.p.routes.first()) {
-            metadata.insert("ls_provider".into(), r.provider.info().name.into());
-            metadata.insert("ls_model_name".into(), r.model.clone());
-        }
-        pb::ChatEvent {
-            run_id: self.p.run_id.clone(),
-            name: self.p.name.clone(),
-            tags: self.p.tags.clone(),
-            metadata,
-            event: Some(ev),
-        }
-    }
-
-    fn fail(&mut self, route: Option<&Route>, e: &Error) -> pb::ChatEvent {
-        let status = to_status(e);
-        let ev = pb::chat_event::Event::Error(pb::ErrorEvent {
-            code: status.code() as i32,
-            message: status.message().to_string(),
-            partial: Some(convert::message_out(&self.agg.snapshot())),
-        });
-        self.event(route, ev)
-    }
-
-    /// The `error` event now; the same status ends the stream next.
-    fn failed(mut self, e: Error) -> (Result<pb::ChatEvent, Status>, Self) {
-        let route = self.route.clone();
-        let ev = self.fail(route.as_ref(), &e);
-        self.phase = Phase::Failed(to_status(&e));
-        (Ok(ev), self)
-    }
-
-    async fn next(mut self) -> Option<(Result<pb::ChatEvent, Status>, Self)> {
-        use pb::chat_event::Event as E;
-        loop {
-            match std::mem::replace(&mut self.phase, Phase::Done) {
-                Phase::Start => {
-                    self.phase = Phase::Starting;
-                    let ev = self.event(
-                        None,
-                        E::Start(pb::StartEvent {
-                            input: Some(self.p.input.clone()),
-                        }),
-                    );
-                    return Some((Ok(ev), self));
-                }
-                Phase::Starting => match tokio::select! {
-                    r = self.service.start(&self.p) => r,
-                    () = self.service.drain.stopped() => Err(Drain::error()),
-                } {
-                    Ok((route, chunks)) => {
-                        self.agg.set_model(route.model.clone());
-                        self.route = Some(route);
-                        self.phase = Phase::Streaming(chunks);
-                    }
-                    Err(e) => return Some(self.failed(e)),
-                },
-                Phase::Streaming(mut chunks) => match tokio::select! {
-                    biased;
-                    c = chunks.next() => c,
-                    () = self.service.drain.stopped() => Some(Err(Drain::error())),
-                } {
-                    Some(Ok(c)) => {
-                        self.agg.push(&c);
-                        self.phase = Phase::Streaming(chunks);
-                        let ev = self.event(
-                            self.route.as_ref(),
-                            E::Stream(pb::StreamEvent {
-                                chunk: Some(convert::chunk(c)),
-                            }),
-                        );
-                        return Some((Ok(ev), self));
-                    }
-                    Some(Err(e)) => return Some(self.failed(e)),
-                    None => {
-                        self.phase = Phase::Done;
-                        let ev = self.event(
-                            self.route.as_ref(),
-                            E::End(pb::EndEvent {
-                                output: Some(convert::message_out(&self.agg.snapshot())),
-                            }),
-                        );
-                        return Some((Ok(ev), self));
-                    }
-                },
-                Phase::Failed(status) => {
-                    self.phase = Phase::Done;
-                    return Some((Err(status), self));
-                }
-                Phase::Done => return None,
-            }
-        }
     }
 }
 

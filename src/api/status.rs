@@ -1,5 +1,6 @@
-//! The one place an `Error` becomes a `tonic::Status`: the code, the message,
-//! and the `google.rpc.ErrorInfo` (+ `RetryInfo`) details.
+//! The one place a `tonic::Status` is built: an `Error` becomes the code, the
+//! message (redacted, capped), and the `google.rpc.ErrorInfo` (+ `RetryInfo`)
+//! details. Auth refusals and drain refusals come through here too.
 
 use std::collections::HashMap;
 
@@ -15,10 +16,9 @@ pub fn code(kind: Kind) -> Code {
         Kind::FailedPrecondition => Code::FailedPrecondition,
         Kind::Unauthenticated => Code::Unauthenticated,
         Kind::PermissionDenied => Code::PermissionDenied,
-        Kind::ResourceExhausted => Code::ResourceExhausted,
-        Kind::Unavailable => Code::Unavailable,
+        Kind::ResourceExhausted | Kind::RateLimited => Code::ResourceExhausted,
+        Kind::Unavailable | Kind::UpstreamProtocol | Kind::Draining => Code::Unavailable,
         Kind::DeadlineExceeded => Code::DeadlineExceeded,
-        Kind::Cancelled => Code::Cancelled,
         Kind::Internal => Code::Internal,
     }
 }
@@ -36,4 +36,32 @@ pub fn to_status(e: &Error) -> Status {
         details.set_retry_info(Some(after));
     }
     Status::with_error_details(code(e.kind), crate::error::redact(&e.message), details)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scripted_code_name_gives_that_code() {
+        for name in [
+            "INVALID_ARGUMENT",
+            "NOT_FOUND",
+            "FAILED_PRECONDITION",
+            "UNAUTHENTICATED",
+            "PERMISSION_DENIED",
+            "RESOURCE_EXHAUSTED",
+            "UNAVAILABLE",
+            "DEADLINE_EXCEEDED",
+            "INTERNAL",
+        ] {
+            let kind = Kind::for_code_name(name).unwrap_or(Kind::Internal);
+            let got = code(kind);
+            assert_eq!(
+                format!("{got:?}").to_ascii_uppercase(),
+                name.replace('_', ""),
+                "{name}"
+            );
+        }
+    }
 }

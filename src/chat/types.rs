@@ -2,8 +2,6 @@
 //! protobuf nor any provider's JSON. Conversions live at the two edges
 //! (`api::convert` for protobuf, each provider module for its wire format).
 
-use std::collections::BTreeMap;
-
 /// Who wrote a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -179,6 +177,3 @@ pub enum Part {
     /// The terminal event: the response is complete.
     Done,
 }
-
-/// Extra labels for events: the `ls_*` metadata LangChain's tracing adds.
-pub type Labels = BTreeMap<String, String>;

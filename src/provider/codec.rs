@@ -1,11 +1,5 @@
-//! Small shared pieces of the provider edge: base64 for inline images, and a
-//! whole-body run of framer → decoder → relay (the fixture checks and tests use
-//! it; the live path is the http shell, which does the same incrementally).
-
-use std::collections::VecDeque;
-
-use super::{frame::Framer, http::DEFAULT_MAX_FRAME, Decoder, Framing, Relay};
-use crate::{chat::types::Chunk, error::Error};
+//! Small shared pieces of the providers' request builders: base64 for inline
+//! images (and the pump's whole-body run, re-exported for the providers).
 
 /// Standard base64 with padding (RFC 4648).
 pub fn base64(bytes: &[u8]) -> String {
@@ -30,58 +24,8 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// Decodes a whole body delivered in pieces cut at `splits` (as reads would
-/// cut it): the chunks a client would get, and the error that would end the
-/// stream (truncation included).
-pub fn decode_body(
-    framing: Framing,
-    decoder: &mut dyn Decoder,
-    body: &[u8],
-    splits: &[usize],
-    fallback_id: &str,
-) -> (Vec<Chunk>, Option<Error>) {
-    let mut framer = Framer::new(framing, DEFAULT_MAX_FRAME);
-    let mut relay = Relay::new(fallback_id);
-    let mut out = VecDeque::new();
-    let mut frames = Vec::new();
-    let mut pieces: Vec<&[u8]> = Vec::new();
-    let mut at = 0;
-    for &s in splits.iter().filter(|&&s| s <= body.len()) {
-        if s >= at {
-            pieces.push(&body[at..s]);
-            at = s;
-        }
-    }
-    pieces.push(&body[at..]);
-    let mut result = (|| {
-        for piece in pieces {
-            framer.push(piece, &mut frames)?;
-            for f in frames.drain(..) {
-                if relay.is_done() {
-                    return Ok(());
-                }
-                relay.push(decoder.on_frame(&f)?, &mut out);
-            }
-        }
-        framer.finish(&mut frames)?;
-        for f in frames.drain(..) {
-            if relay.is_done() {
-                return Ok(());
-            }
-            relay.push(decoder.on_frame(&f)?, &mut out);
-        }
-        if !relay.is_done() {
-            relay.push(decoder.finish()?, &mut out);
-        }
-        Ok(())
-    })();
-    if result.is_ok() && !relay.is_done() {
-        result = Err(Error::truncated(
-            "the upstream stream ended before its terminal event",
-        ));
-    }
-    (out.into(), result.err())
-}
+/// The whole-body run of the one pump (kept here for the providers' callers).
+pub use super::pump::decode_body;
 
 #[cfg(test)]
 mod tests {

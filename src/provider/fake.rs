@@ -14,12 +14,12 @@ use std::{
 };
 
 use futures_util::stream;
-use serde::Deserialize;
 
 use super::{BoxFuture, Call, ChunkStream, Provider, ProviderInfo, Relay};
 use crate::{
     chat::types::{Delta, Part, Reasoning, Role, StopReason, Usage},
-    error::{Error, Kind},
+    config::script::{Script, ScriptChunk, ScriptFailure, ScriptStop},
+    error::Error,
 };
 
 /// The fake provider.
@@ -31,10 +31,6 @@ pub struct Fake {
 }
 
 impl Fake {
-    pub fn new(token_delay: Duration) -> Self {
-        Self::with_scripts(token_delay, BTreeMap::new())
-    }
-
     /// With named scripts from the config (`[fake.scripts.NAME]`), each checked here.
     pub fn with_scripts(
         token_delay: Duration,
@@ -58,78 +54,6 @@ impl Fake {
     }
 }
 
-/// A scripted response (`fake:script`), in the last user message as JSON.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Script {
-    /// The message id (default `run-<runId>`).
-    #[serde(default)]
-    pub id: String,
-    /// The chunks, each one of `text`, `refusal`, `reasoning`, `toolCall`.
-    #[serde(default)]
-    pub chunks: Vec<ScriptChunk>,
-    pub usage: Option<ScriptUsage>,
-    /// `end_turn`, `max_tokens`, `stop_sequence`, `tool_use`, `content_filter`, `other`.
-    pub stop_reason: Option<String>,
-    /// Delay before each chunk, in milliseconds.
-    #[serde(default)]
-    pub delay_ms: u64,
-    /// Fail instead of finishing.
-    pub fail: Option<ScriptFailure>,
-}
-
-/// One scripted chunk.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub enum ScriptChunk {
-    Text(String),
-    Refusal(String),
-    Reasoning {
-        #[serde(default)]
-        text: String,
-        #[serde(default)]
-        signature: String,
-    },
-    ToolCall {
-        index: u32,
-        #[serde(default)]
-        id: String,
-        #[serde(default)]
-        name: String,
-        #[serde(default)]
-        arguments: String,
-    },
-}
-
-/// Scripted usage (proto JSON names).
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct ScriptUsage {
-    pub input_tokens: u32,
-    pub output_tokens: u32,
-    pub total_tokens: u32,
-    pub cache_read_tokens: u32,
-    pub cache_creation_tokens: u32,
-    pub reasoning_tokens: u32,
-}
-
-/// A scripted failure.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ScriptFailure {
-    /// Fail after this many chunks were sent (0: before the first one).
-    #[serde(default)]
-    pub after_chunks: usize,
-    /// A gRPC code name (`UNAVAILABLE`, ...); default UNAVAILABLE.
-    pub code: Option<String>,
-    /// Behave as an upstream HTTP error with this status (mapped as the contract says).
-    pub http_status: Option<u16>,
-    /// With `httpStatus`: the upstream's retry-after, in seconds.
-    pub retry_after_secs: Option<u64>,
-    #[serde(default)]
-    pub message: String,
-}
-
 enum Step {
     Part(Part),
     Sleep(Duration),
@@ -146,7 +70,7 @@ impl Provider for Fake {
             "script" => parse_script(&last_user_text(&call)).and_then(|s| script_plan(s, "script")),
             "echo" => Ok(echo_plan(&call, self.token_delay)),
             name => match self.scripts.get(name) {
-                Some(v) => Script::deserialize(v)
+                Some(v) => Script::parse(v)
                     .map_err(|e| Error::internal(format!("fake script {name:?}: {e}")))
                     .and_then(|s| script_plan(s, name)),
                 None => Ok(echo_plan(&call, self.token_delay)),
@@ -249,17 +173,14 @@ fn echo_plan(call: &Call, delay: Duration) -> VecDeque<Step> {
 }
 
 fn parse_script(text: &str) -> Result<Script, Error> {
-    serde_json::from_str(text).map_err(|e| {
-        Error::invalid(format!(
-            "messages: fake:script takes a JSON script as the last user message: {e}"
-        ))
-    })
-}
-
-/// Checks a script from the config file (so `check-config` catches mistakes).
-pub fn check_script(v: &serde_json::Value) -> Result<(), String> {
-    let s = Script::deserialize(v).map_err(|e| e.to_string())?;
-    script_plan(s, "check").map(|_| ()).map_err(|e| e.message)
+    serde_json::from_str(text)
+        .map_err(|e| e.to_string())
+        .and_then(|v| Script::parse(&v))
+        .map_err(|e| {
+            Error::invalid(format!(
+                "messages: fake:script takes a JSON script as the last user message: {e}"
+            ))
+        })
 }
 
 fn script_plan(script: Script, model: &str) -> Result<VecDeque<Step>, Error> {
@@ -313,18 +234,13 @@ fn script_plan(script: Script, model: &str) -> Result<VecDeque<Step>, Error> {
             reasoning: u.reasoning_tokens,
         })));
     }
-    let stop = match script.stop_reason.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("end_turn") => StopReason::EndTurn,
-        Some("max_tokens") => StopReason::MaxTokens,
-        Some("stop_sequence") => StopReason::StopSequence,
-        Some("tool_use") => StopReason::ToolUse,
-        Some("content_filter") => StopReason::ContentFilter,
-        Some("other") => StopReason::Other,
-        Some(other) => {
-            return Err(Error::invalid(format!(
-                "messages: fake:script stopReason {other:?} is not one of end_turn, max_tokens, stop_sequence, tool_use, content_filter, other"
-            )))
-        }
+    let stop = match script.stop_reason.unwrap_or(ScriptStop::EndTurn) {
+        ScriptStop::EndTurn => StopReason::EndTurn,
+        ScriptStop::MaxTokens => StopReason::MaxTokens,
+        ScriptStop::StopSequence => StopReason::StopSequence,
+        ScriptStop::ToolUse => StopReason::ToolUse,
+        ScriptStop::ContentFilter => StopReason::ContentFilter,
+        ScriptStop::Other => StopReason::Other,
     };
     steps.push_back(Step::Part(Part::Stop(stop)));
     steps.push_back(Step::Part(Part::Done));
@@ -340,23 +256,9 @@ fn failure_error(f: &ScriptFailure) -> Result<Error, Error> {
                     .map(|s| Duration::from_secs(s.min(86_400))),
             ));
     }
-    let code = f.code.as_deref().unwrap_or("UNAVAILABLE");
-    let kind = match code {
-        "INVALID_ARGUMENT" => Kind::InvalidArgument,
-        "NOT_FOUND" => Kind::NotFound,
-        "FAILED_PRECONDITION" => Kind::FailedPrecondition,
-        "UNAUTHENTICATED" => Kind::Unauthenticated,
-        "PERMISSION_DENIED" => Kind::PermissionDenied,
-        "RESOURCE_EXHAUSTED" => Kind::ResourceExhausted,
-        "UNAVAILABLE" => Kind::Unavailable,
-        "DEADLINE_EXCEEDED" => Kind::DeadlineExceeded,
-        "INTERNAL" => Kind::Internal,
-        other => {
-            return Err(Error::invalid(format!(
-                "messages: fake:script fail.code {other:?} is not a gRPC code name this fake can produce"
-            )))
-        }
-    };
+    let (code, kind) = f
+        .code()
+        .map_err(|e| Error::invalid(format!("messages: fake:script {e}")))?;
     let message = if f.message.is_empty() {
         format!("scripted failure ({code})")
     } else {

@@ -10,16 +10,12 @@ use std::{collections::VecDeque, sync::Arc, time::Duration};
 use futures_util::stream;
 
 use super::{
-    frame::{Frame, Framer, Framing},
-    BoxFuture, Call, ChunkStream, Decoder, Provider, ProviderInfo, Relay,
+    frame::Framing, pump::Pump, BoxFuture, Call, ChunkStream, Decoder, Provider, ProviderInfo,
 };
 use crate::{
     chat::types::Chunk,
     error::{Error, Kind},
 };
-
-/// Default cap on one SSE event / NDJSON line.
-pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 /// How much of an error body is read to find the provider's message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
@@ -99,11 +95,13 @@ impl<W: Wire> Provider for HttpProvider<W> {
                 .map_err(|e| e.with_provider(name))?;
             let state = State {
                 response,
-                framer: Framer::new(wire.framing(), max_frame),
-                decoder: wire.decoder(&call),
-                relay: Relay::new(call.fallback_id.clone()),
+                pump: Pump::new(
+                    wire.framing(),
+                    max_frame,
+                    wire.decoder(&call),
+                    call.fallback_id,
+                ),
                 pending: VecDeque::new(),
-                frames: Vec::new(),
                 error: None,
                 ended: false,
                 provider: name,
@@ -115,11 +113,8 @@ impl<W: Wire> Provider for HttpProvider<W> {
 
 struct State {
     response: reqwest::Response,
-    framer: Framer,
-    decoder: Box<dyn Decoder>,
-    relay: Relay,
+    pump: Pump<'static>,
     pending: VecDeque<Chunk>,
-    frames: Vec<Frame>,
     error: Option<Error>,
     ended: bool,
     provider: &'static str,
@@ -136,65 +131,27 @@ impl State {
                 self.ended = true;
                 return Some((Err(e.with_provider(self.provider)), self));
             }
-            if self.ended || self.relay.is_done() {
+            if self.ended || self.pump.is_done() {
                 return None;
             }
-            match self.response.chunk().await {
-                Ok(Some(bytes)) => {
-                    // Frames completed before a framing error are still delivered.
-                    let framed = self.framer.push(&bytes, &mut self.frames);
-                    self.decode_frames();
-                    if let Err(e) = framed {
-                        self.error.get_or_insert(e);
-                    }
-                }
+            let fed = match self.response.chunk().await {
+                Ok(Some(bytes)) => self.pump.feed(&bytes, &mut self.pending),
                 Ok(None) => {
-                    let framed = self.framer.finish(&mut self.frames);
-                    self.decode_frames();
-                    if let Err(e) = framed {
-                        self.error.get_or_insert(e);
-                    }
-                    if self.error.is_none() && !self.relay.is_done() {
-                        match self.decoder.finish() {
-                            Ok(parts) => self.relay.push(parts, &mut self.pending),
-                            Err(e) => self.error = Some(e),
-                        }
-                        if self.error.is_none() && !self.relay.is_done() {
-                            self.error = Some(Error::truncated(
-                                "the upstream stream ended before its terminal event (truncated answer)",
-                            ));
-                        }
-                    }
                     self.ended = true;
+                    self.pump.finish(&mut self.pending)
                 }
-                Err(e) => self.error = Some(transport_error(&e, true)),
+                Err(e) => Err(transport_error(&e, true)),
+            };
+            if let Err(e) = fed {
+                self.error = Some(e);
             }
         }
-    }
-
-    fn decode_frames(&mut self) {
-        for frame in self.frames.drain(..) {
-            if self.error.is_some() || self.relay.is_done() {
-                break;
-            }
-            match self.decoder.on_frame(&frame) {
-                Ok(parts) => self.relay.push(parts, &mut self.pending),
-                Err(e) => self.error = Some(e),
-            }
-        }
-        self.frames.clear();
     }
 }
 
 fn transport_error(e: &reqwest::Error, mid_stream: bool) -> Error {
-    // A connect timeout is a connection error (retryable), not the call's deadline.
-    if e.is_timeout() && !e.is_connect() {
-        return Error::new(
-            Kind::DeadlineExceeded,
-            "UPSTREAM_TIMEOUT",
-            "the upstream timed out",
-        );
-    }
+    // The client sets no request timeout (the pipeline's timers bound a call),
+    // so a timeout here is a connect timeout: a connection error, retryable.
     let what = if mid_stream {
         "the upstream connection was lost mid-stream"
     } else if e.is_connect() {

@@ -221,28 +221,29 @@ pub fn stop_reason(s: &str) -> StopReason {
     }
 }
 
-/// An Anthropic error type (`error.type`) in the contract's terms, `None`
-/// when the type says nothing more than the HTTP status would.
-pub fn error_class(kind: &str) -> Option<(Kind, &'static str)> {
+/// The HTTP status Anthropic documents for an error type (`error.type`), so
+/// an error event mid-stream is classed by the one table as its HTTP twin is.
+pub fn error_status(kind: &str) -> Option<u16> {
     Some(match kind {
-        "overloaded_error" => (Kind::Unavailable, "UPSTREAM_OVERLOADED"),
-        "rate_limit_error" => (Kind::ResourceExhausted, "UPSTREAM_RATE_LIMITED"),
-        "invalid_request_error" | "request_too_large" => {
-            (Kind::InvalidArgument, "UPSTREAM_INVALID_REQUEST")
-        }
-        "api_error" => (Kind::Unavailable, "UPSTREAM_UNAVAILABLE"),
-        "authentication_error" | "permission_error" => {
-            (Kind::PermissionDenied, "UPSTREAM_PERMISSION_DENIED")
-        }
-        "not_found_error" => (Kind::NotFound, "UPSTREAM_NOT_FOUND"),
-        "timeout_error" => (Kind::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "api_error" => 500,
+        "timeout_error" => 408,
+        "overloaded_error" => 529,
         _ => return None,
     })
 }
 
 /// The error for an `error` event in the stream.
 fn stream_error(kind: &str, message: &str) -> Error {
-    let (k, reason) = error_class(kind).unwrap_or((Kind::Internal, "UPSTREAM_ERROR"));
+    let (k, reason) = error_status(kind).map_or(
+        (Kind::Unavailable, "UPSTREAM_ERROR"),
+        Kind::from_http_status,
+    );
     let kind = if kind.is_empty() { "error" } else { kind };
     let message = if message.is_empty() {
         "(no message)"
@@ -593,10 +594,11 @@ mod tests {
     fn error_events_map_to_contract_codes_with_the_message() {
         for (t, kind) in [
             ("overloaded_error", Kind::Unavailable),
-            ("rate_limit_error", Kind::ResourceExhausted),
+            ("rate_limit_error", Kind::RateLimited),
             ("invalid_request_error", Kind::InvalidArgument),
             ("api_error", Kind::Unavailable),
-            ("weird_error", Kind::Internal),
+            // An error type nobody documented is still the upstream's failure, never INTERNAL.
+            ("weird_error", Kind::Unavailable),
         ] {
             let mut d = AnthropicDecoder::new();
             let data = format!(
@@ -637,7 +639,7 @@ mod tests {
             r#"{"type":"content_block_delta","index":0,"#,
         )
         .unwrap_err();
-        assert_eq!(e.kind, Kind::Unavailable);
+        assert_eq!(e.kind, Kind::UpstreamProtocol);
         assert_eq!(e.reason, "UPSTREAM_PROTOCOL_ERROR");
     }
 

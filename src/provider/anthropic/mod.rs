@@ -131,14 +131,13 @@ pub fn http_error(status: u16, body: &str) -> Error {
         (false, true) => error.kind.clone(),
         (false, false) => format!("{} ({})", error.message, error.kind),
     };
+    // The status decides, except where the type says more: overloaded or rate
+    // limited under another status, or a status the table does not list.
     let mut e = Error::from_upstream_status(status, &detail);
     let overrides = matches!(error.kind.as_str(), "overloaded_error" | "rate_limit_error")
         || e.kind == crate::error::Kind::Internal;
-    if overrides {
-        if let Some((kind, reason)) = decode::error_class(&error.kind) {
-            e.kind = kind;
-            e.reason = reason;
-        }
+    if let Some(typed) = decode::error_status(&error.kind).filter(|_| overrides) {
+        (e.kind, e.reason) = crate::error::Kind::from_http_status(typed);
     }
     e
 }
@@ -175,7 +174,7 @@ mod tests {
             (403, "permission_error", Kind::PermissionDenied),
             (404, "not_found_error", Kind::NotFound),
             (413, "request_too_large", Kind::InvalidArgument),
-            (429, "rate_limit_error", Kind::ResourceExhausted),
+            (429, "rate_limit_error", Kind::RateLimited),
             (500, "api_error", Kind::Unavailable),
             (529, "overloaded_error", Kind::Unavailable),
             (500, "overloaded_error", Kind::Unavailable),

@@ -301,7 +301,7 @@ fn error_in_a_data_line_with_or_without_event_error() {
         ))
         .err();
     let e = e.unwrap_or_else(|| panic!("no error"));
-    assert_eq!(e.kind, Kind::ResourceExhausted);
+    assert_eq!(e.kind, Kind::RateLimited);
     assert!(e.message.contains("Rate limit reached"), "{}", e.message);
 
     let f = Frame {
@@ -386,6 +386,6 @@ fn http_error_keeps_the_message_and_code() {
         e.message
     );
     let e = w.http_error(429, "rate limited, plain text");
-    assert_eq!(e.kind, Kind::ResourceExhausted);
+    assert_eq!(e.kind, Kind::RateLimited);
     assert!(e.message.contains("rate limited, plain text"));
 }

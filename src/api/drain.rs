@@ -15,7 +15,8 @@ use futures_util::{stream, Stream, StreamExt};
 use tokio::sync::{watch, Notify};
 use tonic::Status;
 
-use crate::{api::status::to_status, error::Error, error::Kind};
+use super::status::to_status;
+use crate::error::{Error, Kind};
 
 /// The server's drain state, shared by the service and the server loop.
 pub struct Drain {
@@ -92,7 +93,7 @@ impl Drain {
         } else {
             "this server is shutting down; retry on another replica"
         };
-        Error::new(Kind::Unavailable, "DRAINING", message)
+        Error::new(Kind::Draining, "DRAINING", message)
     }
 
     /// The error that ends a call still in flight when the grace period is over.

@@ -1,78 +1,35 @@
-//! The one pipeline behind Invoke, Stream and StreamEvents: route the model,
-//! start the provider (retrying and falling back only before the first chunk),
-//! bound the call with the caller's deadline and the three timers, and collapse
-//! the answer into one chunk for non-streaming models.
+//! The one pipeline behind Invoke, Stream and StreamEvents: start the routed
+//! provider (retrying and falling back only before the first chunk), bound the
+//! call with the caller's deadline and the three timers, and collapse the
+//! answer into one chunk for non-streaming models.
+//!
+//! Layer: above `provider` (it drives providers through the trait), below `api`.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
+    future::Future,
     hash::{BuildHasher, RandomState},
+    pin::Pin,
     sync::Arc,
+    task::{Context, Poll},
     time::Duration,
 };
 
-use futures_util::{stream, StreamExt};
-use tokio::{sync::Semaphore, time::Instant};
+use futures_util::{stream, Stream, StreamExt};
+use tokio::{
+    sync::{Mutex, Semaphore},
+    time::{Instant, Sleep},
+};
 
-use super::{aggregate::Aggregator, types::ChatRequest};
 use crate::{
-    chat::types::Chunk,
+    chat::{
+        aggregate::Aggregator,
+        types::{ChatRequest, Chunk},
+    },
+    config::{Limits, RetryPolicy, Timers},
     error::{Error, Kind},
     provider::{Call, ChunkStream, Registry, Route},
 };
-
-/// The three stream timers (linkerd's initial / idle / lifetime).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Timers {
-    /// From the request to the first chunk (includes connecting and retries).
-    pub first_chunk: Duration,
-    /// Longest gap between two chunks.
-    pub idle: Duration,
-    /// The whole call.
-    pub total: Duration,
-}
-
-impl Default for Timers {
-    fn default() -> Self {
-        Self {
-            first_chunk: Duration::from_secs(120),
-            idle: Duration::from_secs(120),
-            total: Duration::from_secs(900),
-        }
-    }
-}
-
-/// Retries before the first chunk.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RetryPolicy {
-    pub max_retries: u32,
-    pub base_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_retries: 2,
-            base_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Limits on concurrent streams.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Limits {
-    /// Concurrent calls on this server (0: unlimited).
-    pub max_concurrent: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_concurrent: 1024,
-        }
-    }
-}
 
 /// A call that has started: the route that served it and its chunks.
 pub struct Started {
@@ -87,7 +44,7 @@ pub struct Pipeline {
     pub retry: RetryPolicy,
     permits: Option<Arc<Semaphore>>,
     /// Per model name (alias or provider:model) with `max_concurrent` set.
-    model_permits: std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
+    model_permits: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Pipeline {
@@ -125,15 +82,13 @@ impl Pipeline {
         let model_permit = match routes.first().and_then(|r| r.options.max_concurrent) {
             None => None,
             Some(n) => {
-                let sem = {
-                    let mut map = self
-                        .model_permits
-                        .lock()
-                        .map_err(|_| Error::internal("model permit table poisoned"))?;
-                    map.entry(name.to_string())
-                        .or_insert_with(|| Arc::new(Semaphore::new(n)))
-                        .clone()
-                };
+                let sem = self
+                    .model_permits
+                    .lock()
+                    .await
+                    .entry(name.to_string())
+                    .or_insert_with(|| Arc::new(Semaphore::new(n)))
+                    .clone();
                 Some(sem.try_acquire_owned().map_err(|_| {
                     Error::new(
                         Kind::ResourceExhausted,
@@ -144,17 +99,9 @@ impl Pipeline {
             }
         };
         let permit = (permit, model_permit);
-        let timers = match routes.first() {
-            None => self.timers,
-            Some(r) => Timers {
-                first_chunk: r
-                    .options
-                    .first_chunk_timeout
-                    .unwrap_or(self.timers.first_chunk),
-                idle: r.options.idle_timeout.unwrap_or(self.timers.idle),
-                total: r.options.total_timeout.unwrap_or(self.timers.total),
-            },
-        };
+        let timers = routes
+            .first()
+            .map_or(self.timers, |r| self.timers.for_model(&r.options));
         let now = Instant::now();
         let total_at = now + timers.total;
         let (end_at, end_is_caller) = match deadline {
@@ -205,9 +152,9 @@ impl Pipeline {
                     Ok(Err(e)) => e,
                 };
                 tracing::debug!(model = %route.qualified, attempt, error = %err, "upstream attempt failed");
-                if !is_retryable(&err) {
-                    // Only rate limits and outages move on to a fallback.
-                    if i + 1 < total_routes && is_fallback_worthy(&err) {
+                if !err.kind.retryable() {
+                    // Only rate limits, outages, timeouts and refused keys move on.
+                    if i + 1 < total_routes && err.kind.worth_a_fallback() {
                         last_err = Some(err);
                         break;
                     }
@@ -237,25 +184,6 @@ fn deadline_error(message: &str) -> Error {
     Error::new(Kind::DeadlineExceeded, "DEADLINE_EXCEEDED", message)
 }
 
-/// Connection errors, 429, 5xx, 529 / overloaded: worth another try.
-fn is_retryable(e: &Error) -> bool {
-    match e.kind {
-        Kind::Unavailable => !matches!(
-            e.reason,
-            "UPSTREAM_PROTOCOL_ERROR"
-                | "UPSTREAM_FRAME_TOO_LARGE"
-                | "SCRIPTED_FAILURE"
-                | "DRAINING"
-        ),
-        Kind::ResourceExhausted => e.upstream_status.is_some(),
-        _ => false,
-    }
-}
-
-fn is_fallback_worthy(e: &Error) -> bool {
-    is_retryable(e) || matches!(e.kind, Kind::DeadlineExceeded | Kind::PermissionDenied)
-}
-
 /// Exponential backoff with full jitter in [base·2^n / 2, base·2^n].
 fn backoff(p: &RetryPolicy, attempt: u32) -> Duration {
     let exp = p
@@ -281,7 +209,9 @@ async fn first_chunk(
     }
 }
 
-/// Puts the first chunk back in front and applies the idle and total timers.
+/// Puts the first chunk back in front and applies the idle and total timers:
+/// one pinned `Sleep`, reset after each chunk (linkerd's tonic-stream), not a
+/// new timer per chunk.
 fn timed(
     first: Option<Chunk>,
     rest: ChunkStream,
@@ -289,58 +219,82 @@ fn timed(
     end_at: Instant,
     end_is_caller: bool,
 ) -> ChunkStream {
-    struct S {
-        first: Option<Chunk>,
-        rest: ChunkStream,
-        done: bool,
-    }
-    let s = S {
+    Box::pin(Timed {
         first,
         rest,
+        idle,
+        end_at,
+        end_is_caller,
+        sleep: Box::pin(tokio::time::sleep_until(end_at)),
+        armed: false,
         done: false,
-    };
-    Box::pin(stream::unfold(s, move |mut s| async move {
-        if s.done {
-            return None;
+    })
+}
+
+struct Timed {
+    first: Option<Chunk>,
+    rest: ChunkStream,
+    idle: Duration,
+    end_at: Instant,
+    end_is_caller: bool,
+    sleep: Pin<Box<Sleep>>,
+    /// The sleep is set for the gap now being waited out.
+    armed: bool,
+    done: bool,
+}
+
+impl Timed {
+    fn chunk(&mut self, c: Chunk) -> Poll<Option<Result<Chunk, Error>>> {
+        self.done = c.last;
+        self.armed = false;
+        Poll::Ready(Some(Ok(c)))
+    }
+
+    fn end(&mut self, e: Error) -> Poll<Option<Result<Chunk, Error>>> {
+        self.done = true;
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+impl Stream for Timed {
+    type Item = Result<Chunk, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
         }
-        if let Some(c) = s.first.take() {
-            s.done = c.last;
-            return Some((Ok(c), s));
+        if let Some(c) = this.first.take() {
+            return this.chunk(c);
         }
-        let idle_at = Instant::now() + idle;
-        let at = idle_at.min(end_at);
-        match tokio::time::timeout_at(at, s.rest.next()).await {
-            Ok(Some(Ok(c))) => {
-                s.done = c.last;
-                Some((Ok(c), s))
-            }
-            Ok(Some(Err(e))) => {
-                s.done = true;
-                Some((Err(e), s))
-            }
+        if !this.armed {
+            let at = (Instant::now() + this.idle).min(this.end_at);
+            this.sleep.as_mut().reset(at);
+            this.armed = true;
+        }
+        match this.rest.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(c))) => return this.chunk(c),
+            Poll::Ready(Some(Err(e))) => return this.end(e),
             // The provider stopped without its `last` chunk: a cut, never a quiet OK.
-            Ok(None) => {
-                s.done = true;
-                Some((
-                    Err(Error::truncated(
-                        "the answer ended without its last chunk (truncated)",
-                    )),
-                    s,
+            Poll::Ready(None) => {
+                return this.end(Error::truncated(
+                    "the answer ended without its last chunk (truncated)",
                 ))
             }
-            Err(_) => {
-                s.done = true;
-                let msg = if at == end_at && end_is_caller {
-                    "the caller's deadline (grpc-timeout) passed mid-stream; the answer is cut"
-                } else if at == end_at {
-                    "the total-duration timer fired mid-stream; the answer is cut"
-                } else {
-                    "the idle timer fired: the upstream sent nothing for too long; the answer is cut"
-                };
-                Some((Err(deadline_error(msg)), s))
-            }
+            Poll::Pending => {}
         }
-    }))
+        if this.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let msg = if this.sleep.deadline() == this.end_at && this.end_is_caller {
+            "the caller's deadline (grpc-timeout) passed mid-stream; the answer is cut"
+        } else if this.sleep.deadline() == this.end_at {
+            "the total-duration timer fired mid-stream; the answer is cut"
+        } else {
+            "the idle timer fired: the upstream sent nothing for too long; the answer is cut"
+        };
+        this.end(deadline_error(msg))
+    }
 }
 
 /// Non-streaming models: the whole answer as one chunk per content block (one

@@ -1,112 +1,28 @@
 //! Configuration: flags > environment > optional TOML file. The file never holds
 //! a secret: a provider's key is read from the env var the file names.
+//!
+//! Layer: a leaf above `error`. Every setting the lower layers run with is
+//! defined here (timers, retries, limits, model switches, aliases, the fake's
+//! scripts), so `provider`, `pipeline` and `api` read config, never each other.
+
+mod file;
+mod options;
+pub mod script;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
+pub use file::{AuthFile, FakeFile, FileConfig, ProviderFile, RetryFile, TimersFile, TlsFiles};
+pub use options::{Alias, Limits, ModelOptions, OptionsPatch, RetryPolicy, Timers};
+
 use serde::Deserialize;
 
-use crate::{
-    chat::pipeline::{Limits, RetryPolicy, Timers},
-    error::Error,
-    provider::{Alias, ModelOptions, OptionsPatch},
-};
+use crate::error::Error;
 
-/// The TOML file, as written (every table rejects unknown keys by name).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub addr: Option<String>,
-    pub log_format: Option<String>,
-    pub max_frame_bytes: Option<usize>,
-    pub max_request_bytes: Option<usize>,
-    pub max_concurrent_streams: Option<usize>,
-    pub shutdown_grace_secs: Option<u64>,
-    pub timers: Option<TimersFile>,
-    pub retry: Option<RetryFile>,
-    pub fake: Option<FakeFile>,
-    pub auth: Option<AuthFile>,
-    pub tls: Option<TlsFiles>,
-    #[serde(default)]
-    pub providers: BTreeMap<String, ProviderFile>,
-    #[serde(default)]
-    pub models: BTreeMap<String, ModelFile>,
-}
+/// A snapshot of the environment (injected, so tests never mutate the process's).
+pub type Env = BTreeMap<String, String>;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TimersFile {
-    pub first_chunk_secs: Option<f64>,
-    pub idle_secs: Option<f64>,
-    pub total_secs: Option<f64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryFile {
-    pub max_retries: Option<u32>,
-    pub base_backoff_ms: Option<u64>,
-    pub max_backoff_ms: Option<u64>,
-}
-
-/// Callers' tokens: never in this file; read from an env var or a token file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthFile {
-    /// The env var holding comma-separated tokens (default `CHATWIRE_API_KEYS`).
-    pub tokens_env: Option<String>,
-    /// A file with one token per line (e.g. a mounted secret).
-    pub tokens_file: Option<std::path::PathBuf>,
-}
-
-/// TLS files (PEM).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    pub cert: std::path::PathBuf,
-    pub key: std::path::PathBuf,
-    /// When set, clients must present a certificate signed by this CA (mTLS).
-    pub client_ca: Option<std::path::PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FakeFile {
-    pub token_delay_ms: Option<u64>,
-    /// Named scripts (the `fake:script` format), each served as `fake:<name>`.
-    #[serde(default)]
-    pub scripts: BTreeMap<String, serde_json::Value>,
-}
-
-/// A provider's settings. `api_key_env` names the variable holding the key.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderFile {
-    pub base_url: Option<String>,
-    pub api_key_env: Option<String>,
-    pub default_max_tokens: Option<u32>,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-}
-
-/// A model entry: an alias (`target`, with optional `fallbacks`) or, when the
-/// table's name is itself `provider:model`, switches for that model.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelFile {
-    pub target: Option<String>,
-    #[serde(default)]
-    pub fallbacks: Vec<String>,
-    pub streaming: Option<bool>,
-    pub include_usage: Option<bool>,
-    pub max_completion_tokens: Option<bool>,
-    pub default_max_tokens: Option<u32>,
-    /// Concurrent calls to this name (0 or unset: only the server-wide cap).
-    pub max_concurrent: Option<usize>,
-    /// Timer overrides for this model, in seconds.
-    pub first_chunk_secs: Option<f64>,
-    pub idle_secs: Option<f64>,
-    pub total_secs: Option<f64>,
-}
+/// Default cap on one upstream SSE event / NDJSON line.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
 /// The resolved configuration the server runs with.
 #[derive(Clone)]
@@ -156,7 +72,7 @@ impl Default for Config {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             json_logs: false,
-            max_frame_bytes: crate::provider::http::DEFAULT_MAX_FRAME,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_request_bytes: 32 * 1024 * 1024,
             limits: Limits::default(),
             timers: Timers::default(),
@@ -181,7 +97,28 @@ pub const MAX_SECS: u64 = 365 * 24 * 3600;
 /// The longest retry backoff accepted (an hour).
 pub const MAX_BACKOFF_MS: u64 = 3_600_000;
 
+/// Every provider this server knows: the fake, then the remote ones (the
+/// provider registry builds exactly these; a test there keeps the two in step).
 pub const KNOWN_PROVIDERS: &[&str] = &["fake", "anthropic", "openai", "gemini", "ollama"];
+
+/// A number of seconds from the file: positive, finite, at most `MAX_SECS`.
+pub(crate) fn seconds(s: f64) -> Result<Duration, String> {
+    if s.is_finite() && s > 0.0 && s <= MAX_SECS as f64 {
+        Ok(Duration::from_secs_f64(s))
+    } else {
+        Err(format!("{s} must be a positive number of seconds"))
+    }
+}
+
+/// Callers' tokens from a comma- or newline-separated list (the env var and
+/// token file format; `#` starts a comment line).
+pub fn parse_token_list(list: &str) -> Vec<String> {
+    list.split([',', '\n'])
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
 
 impl Config {
     /// Reads and validates a TOML file; errors name the file, the key and where.
@@ -218,15 +155,8 @@ impl Config {
         }
         if let Some(t) = f.timers {
             let secs = |name: &str, v: Option<f64>, d: Duration| -> Result<Duration, String> {
-                match v {
-                    None => Ok(d),
-                    Some(s) if s.is_finite() && s > 0.0 && s <= MAX_SECS as f64 => {
-                        Ok(Duration::from_secs_f64(s))
-                    }
-                    Some(s) => Err(format!(
-                        "timers.{name}: {s} must be a positive number of seconds"
-                    )),
-                }
+                v.map_or(Ok(d), seconds)
+                    .map_err(|e| format!("timers.{name}: {e}"))
             };
             c.timers.first_chunk =
                 secs("first_chunk_secs", t.first_chunk_secs, c.timers.first_chunk)?;
@@ -257,8 +187,7 @@ impl Config {
                 if name == "echo" || name == "script" || name.contains(':') || name.is_empty() {
                     return Err(format!("fake.scripts.{name}: the name must not be echo, script, empty or contain ':'"));
                 }
-                crate::provider::fake::check_script(script)
-                    .map_err(|e| format!("fake.scripts.{name}: {e}"))?;
+                script::Script::parse(script).map_err(|e| format!("fake.scripts.{name}: {e}"))?;
             }
             c.fake_scripts = fake.scripts;
         }
@@ -270,31 +199,20 @@ impl Config {
             }
         }
         c.providers = f.providers;
-        for (name, m) in f.models {
-            let secs = |key: &str, v: Option<f64>| -> Result<Option<Duration>, String> {
-                match v {
-                    None => Ok(None),
-                    Some(s) if s.is_finite() && s > 0.0 && s <= MAX_SECS as f64 => {
-                        Ok(Some(Duration::from_secs_f64(s)))
-                    }
-                    Some(s) => Err(format!(
-                        "models.{name}.{key}: {s} must be a positive number of seconds"
-                    )),
-                }
+        for (name, mut table) in f.models {
+            let target = match table.remove("target") {
+                None => None,
+                Some(toml::Value::String(t)) => Some(t),
+                Some(_) => return Err(format!("models.{name}.target: must be a string")),
             };
-            let first_chunk_timeout = secs("first_chunk_secs", m.first_chunk_secs)?;
-            let idle_timeout = secs("idle_secs", m.idle_secs)?;
-            let total_timeout = secs("total_secs", m.total_secs)?;
-            let options = OptionsPatch {
-                streaming: m.streaming,
-                include_usage: m.include_usage,
-                max_completion_tokens: m.max_completion_tokens,
-                default_max_tokens: m.default_max_tokens,
-                max_concurrent: m.max_concurrent.filter(|&n| n > 0),
-                first_chunk_timeout,
-                idle_timeout,
-                total_timeout,
+            let fallbacks: Vec<String> = match table.remove("fallbacks") {
+                None => Vec::new(),
+                Some(v) => v
+                    .try_into()
+                    .map_err(|e| format!("models.{name}.fallbacks: {e}"))?,
             };
+            let options = OptionsPatch::deserialize(toml::Value::Table(table))
+                .map_err(|e| format!("models.{name}: {e}"))?;
             let check = |t: &str, key: &str| -> Result<(), String> {
                 match t.split_once(':') {
                     Some((p, m)) if KNOWN_PROVIDERS.contains(&p) && !m.is_empty() => Ok(()),
@@ -303,7 +221,7 @@ impl Config {
                     )),
                 }
             };
-            match m.target {
+            match target {
                 Some(target) => {
                     if name.contains(':') {
                         return Err(format!(
@@ -311,18 +229,18 @@ impl Config {
                         ));
                     }
                     check(&target, "target")?;
-                    for fb in &m.fallbacks {
+                    for fb in &fallbacks {
                         check(fb, "fallbacks")?;
                     }
                     let mut targets = vec![target];
-                    targets.extend(m.fallbacks);
+                    targets.extend(fallbacks);
                     c.aliases.insert(name, Alias { targets, options });
                 }
                 None => {
                     check(&name, "(name)").map_err(|_| {
                         format!("models.{name}: needs `target` (an alias) or a provider:model name (switches for that model)")
                     })?;
-                    if !m.fallbacks.is_empty() {
+                    if !fallbacks.is_empty() {
                         return Err(format!(
                             "models.{name}.fallbacks: only an alias (with `target`) has fallbacks"
                         ));
@@ -338,11 +256,10 @@ impl Config {
 
 impl Config {
     /// Reads callers' tokens from the configured env var and token file.
-    pub fn resolve_auth(&mut self, env: &crate::server::Env) -> Result<(), Error> {
-        use crate::api::auth::Tokens;
+    pub fn resolve_auth(&mut self, env: &Env) -> Result<(), Error> {
         let mut tokens = env
             .get(&self.auth_tokens_env)
-            .map(|v| Tokens::parse_list(v))
+            .map(|v| parse_token_list(v))
             .unwrap_or_default();
         if let Some(path) = &self.auth_tokens_file {
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -351,7 +268,7 @@ impl Config {
                     path.display()
                 ))
             })?;
-            tokens.extend(Tokens::parse_list(&text));
+            tokens.extend(parse_token_list(&text));
         }
         self.auth_tokens = tokens;
         Ok(())

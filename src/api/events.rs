@@ -1,0 +1,150 @@
+//! StreamEvents' state machine: one `start`, then one `stream` event per chunk,
+//! then exactly one terminal event — `end` with the folded answer, or `error`
+//! with the status about to end the stream and the partial answer.
+
+use futures_util::{stream, StreamExt};
+use tonic::Status;
+
+use super::{
+    convert,
+    drain::{Drain, Guarded},
+    service::{ChatService, Prepared},
+    status::to_status,
+};
+use crate::{
+    chat::aggregate::Aggregator,
+    error::Error,
+    pb,
+    provider::{ChunkStream, Route},
+};
+
+enum Phase {
+    Start,
+    Starting,
+    Streaming(ChunkStream),
+    Failed(Status),
+    Done,
+}
+
+/// The StreamEvents state machine: start, stream…, end | error.
+pub(super) struct Events {
+    phase: Phase,
+    agg: Aggregator,
+    service: ChatService,
+    p: Prepared,
+    route: Option<Route>,
+}
+
+impl Events {
+    /// The event stream for a prepared call.
+    pub(super) fn stream(service: ChatService, p: Prepared) -> Guarded<pb::ChatEvent> {
+        let state = Events {
+            phase: Phase::Start,
+            agg: Aggregator::new(p.model()),
+            service,
+            p,
+            route: None,
+        };
+        Box::pin(stream::unfold(state, Events::next))
+    }
+
+    fn event(&self, route: Option<&Route>, ev: pb::chat_event::Event) -> pb::ChatEvent {
+        let mut metadata: std::collections::HashMap<String, String> = self
+            .p
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(r) = route.or(self.p.routes.first()) {
+            metadata.insert("ls_provider".into(), r.provider.info().name.into());
+            metadata.insert("ls_model_name".into(), r.model.clone());
+        }
+        pb::ChatEvent {
+            run_id: self.p.run_id.clone(),
+            name: self.p.name.clone(),
+            tags: self.p.tags.clone(),
+            metadata,
+            event: Some(ev),
+        }
+    }
+
+    fn fail(&mut self, route: Option<&Route>, e: &Error) -> pb::ChatEvent {
+        let status = to_status(e);
+        let ev = pb::chat_event::Event::Error(pb::ErrorEvent {
+            code: status.code() as i32,
+            message: status.message().to_string(),
+            partial: Some(convert::message_out(&self.agg.snapshot())),
+        });
+        self.event(route, ev)
+    }
+
+    /// The `error` event now; the same status ends the stream next.
+    fn failed(mut self, e: Error) -> (Result<pb::ChatEvent, Status>, Self) {
+        let route = self.route.clone();
+        let ev = self.fail(route.as_ref(), &e);
+        self.phase = Phase::Failed(to_status(&e));
+        (Ok(ev), self)
+    }
+
+    async fn next(mut self) -> Option<(Result<pb::ChatEvent, Status>, Self)> {
+        use pb::chat_event::Event as E;
+        loop {
+            match std::mem::replace(&mut self.phase, Phase::Done) {
+                Phase::Start => {
+                    self.phase = Phase::Starting;
+                    let ev = self.event(
+                        None,
+                        E::Start(pb::StartEvent {
+                            input: Some(self.p.input.clone()),
+                        }),
+                    );
+                    return Some((Ok(ev), self));
+                }
+                Phase::Starting => match tokio::select! {
+                    r = self.service.start(&self.p) => r,
+                    () = self.service.drain.stopped() => Err(Drain::error()),
+                } {
+                    Ok((route, chunks)) => {
+                        self.agg.set_model(route.model.clone());
+                        self.route = Some(route);
+                        self.phase = Phase::Streaming(chunks);
+                    }
+                    Err(e) => return Some(self.failed(e)),
+                },
+                Phase::Streaming(mut chunks) => match tokio::select! {
+                    biased;
+                    c = chunks.next() => c,
+                    () = self.service.drain.stopped() => Some(Err(Drain::error())),
+                } {
+                    Some(Ok(c)) => {
+                        self.agg.push(&c);
+                        self.phase = Phase::Streaming(chunks);
+                        let ev = self.event(
+                            self.route.as_ref(),
+                            E::Stream(pb::StreamEvent {
+                                chunk: Some(convert::chunk(c)),
+                            }),
+                        );
+                        return Some((Ok(ev), self));
+                    }
+                    Some(Err(e)) => return Some(self.failed(e)),
+                    None => {
+                        self.phase = Phase::Done;
+                        let ev = self.event(
+                            self.route.as_ref(),
+                            E::End(pb::EndEvent {
+                                output: Some(convert::message_out(&self.agg.snapshot())),
+                            }),
+                        );
+                        return Some((Ok(ev), self));
+                    }
+                },
+                Phase::Failed(status) => {
+                    self.phase = Phase::Done;
+                    return Some((Err(status), self));
+                }
+                Phase::Done => return None,
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! A remote provider's settings (base URL, key, extra headers, resolved from
+//! the file and the environment) and the credential-safe ways to use them:
+//! sensitive header values, URLs shown without their userinfo.
+
+use crate::{
+    config::{Config, Env},
+    error::{Error, Kind},
+};
+
+/// A header value holding a credential: marked sensitive, so HTTP logging skips it.
+pub fn secret_header(key: &str) -> Result<reqwest::header::HeaderValue, Error> {
+    let mut v = reqwest::header::HeaderValue::from_str(key).map_err(|_| {
+        Error::new(
+            Kind::FailedPrecondition,
+            "PROVIDER_KEY_INVALID",
+            "the provider's API key in this server's environment contains characters a header cannot carry",
+        )
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// Header names that carry credentials (by the words in them).
+pub fn is_secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["auth", "key", "token", "secret", "cookie"]
+        .iter()
+        .any(|w| n.contains(w))
+}
+
+/// Adds the config file's extra headers; credential-like ones are marked sensitive.
+pub fn with_extra_headers(
+    mut rb: reqwest::RequestBuilder,
+    headers: &[(String, String)],
+) -> Result<reqwest::RequestBuilder, Error> {
+    for (k, v) in headers {
+        rb = if is_secret_header(k) {
+            rb.header(k.as_str(), secret_header(v)?)
+        } else {
+            rb.header(k.as_str(), v.as_str())
+        };
+    }
+    Ok(rb)
+}
+
+/// A URL for display: any `user:password@` removed.
+pub fn display_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(end);
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// A remote provider's resolved settings: file < environment (flags have none).
+#[derive(Clone, Default)]
+pub struct Settings {
+    /// The base URL, without a trailing slash.
+    pub base_url: String,
+    /// The API key, if any. Never logged, never in an error.
+    pub api_key: Option<String>,
+    /// Extra headers sent on every request (from the file).
+    pub headers: Vec<(String, String)>,
+    /// Default max tokens (from the file).
+    pub default_max_tokens: Option<u32>,
+    /// True when the base URL was given explicitly (file or environment).
+    pub explicit_base_url: bool,
+    /// The cap on one upstream frame.
+    pub max_frame: usize,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("base_url", &display_url(&self.base_url))
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("default_max_tokens", &self.default_max_tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    /// `key_envs` are tried in order (the file's `api_key_env` first);
+    /// `base_env` overrides the file's `base_url`, which overrides `default_base`.
+    pub fn resolve(
+        config: &Config,
+        env: &Env,
+        name: &str,
+        key_envs: &[&str],
+        base_env: &str,
+        default_base: &str,
+    ) -> Self {
+        let file = config.providers.get(name).cloned().unwrap_or_default();
+        let non_empty = |k: &str| {
+            env.get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let api_key = file
+            .api_key_env
+            .as_deref()
+            .and_then(non_empty)
+            .or_else(|| key_envs.iter().find_map(|k| non_empty(k)));
+        let explicit = non_empty(base_env).or(file.base_url.clone());
+        let base_url = explicit
+            .clone()
+            .unwrap_or_else(|| default_base.to_string())
+            .trim_end_matches('/')
+            .to_string();
+        if let Some(k) = &api_key {
+            crate::error::register_secret(k);
+        }
+        for (k, v) in &file.headers {
+            if is_secret_header(k) {
+                crate::error::register_secret(v);
+                // "Bearer sk-…": upstreams echo the token alone.
+                if let Some(last) = v.split_whitespace().last() {
+                    crate::error::register_secret(last);
+                }
+            }
+        }
+        Self {
+            base_url,
+            api_key,
+            headers: file.headers.into_iter().collect(),
+            default_max_tokens: file.default_max_tokens,
+            explicit_base_url: explicit.is_some(),
+            max_frame: config.max_frame_bytes,
+        }
+    }
+}
+
+/// The shared HTTP client settings for providers.
+pub fn http_client() -> Result<reqwest::Client, Error> {
+    super::http::client(std::time::Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_urls_drop_credentials() {
+        assert_eq!(
+            display_url("https://user:pw@proxy.example/v1"),
+            "https://proxy.example/v1"
+        );
+        assert_eq!(display_url("https://host?x=a@b"), "https://host?x=a@b");
+        assert_eq!(
+            display_url("http://127.0.0.1:11434"),
+            "http://127.0.0.1:11434"
+        );
+        assert!(is_secret_header("X-Api-Key") && is_secret_header("Authorization"));
+        assert!(!is_secret_header("HTTP-Referer"));
+    }
+}
