@@ -226,7 +226,7 @@ mod json {
             .unwrap_or(Value::Null)
     }
 
-    pub fn message(m: &pb::ChatMessage) -> Value {
+    pub(super) fn message(m: &pb::ChatMessage) -> Value {
         use pb::content_block::Block;
         let content: Vec<Value> = m
             .content
@@ -256,7 +256,7 @@ mod json {
         })
     }
 
-    pub fn chunk(c: &pb::MessageChunk) -> Value {
+    pub(super) fn chunk(c: &pb::MessageChunk) -> Value {
         use pb::message_chunk::Delta;
         let mut v = json!({ "id": c.id });
         match &c.delta {
@@ -282,7 +282,7 @@ mod json {
         v
     }
 
-    pub fn event(e: &pb::ChatEvent) -> Value {
+    pub(super) fn event(e: &pb::ChatEvent) -> Value {
         use pb::chat_event::Event;
         let (kind, data) = match &e.event {
             Some(Event::Start(_)) => ("start", json!({})),

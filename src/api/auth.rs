@@ -12,7 +12,7 @@ use crate::error::{Error, Kind};
 
 /// The configured tokens (empty: auth is off).
 #[derive(Clone, Default)]
-pub struct Tokens(Arc<Vec<Vec<u8>>>);
+pub(crate) struct Tokens(Arc<Vec<Vec<u8>>>);
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -21,7 +21,7 @@ impl std::fmt::Debug for Tokens {
 }
 
 impl Tokens {
-    pub fn new(tokens: impl IntoIterator<Item = String>) -> Self {
+    pub(crate) fn new(tokens: impl IntoIterator<Item = String>) -> Self {
         Self(Arc::new(
             tokens
                 .into_iter()
@@ -32,13 +32,13 @@ impl Tokens {
         ))
     }
 
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         !self.0.is_empty()
     }
 
     /// True when `presented` equals one of the tokens; every token is compared
     /// in full, so the time taken says nothing about which bytes matched.
-    pub fn accepts(&self, presented: &[u8]) -> bool {
+    pub(crate) fn accepts(&self, presented: &[u8]) -> bool {
         let mut ok = false;
         for t in self.0.iter() {
             ok |= ct_eq(t, presented);
@@ -48,7 +48,7 @@ impl Tokens {
 
     /// The interceptor for the chat service.
     #[allow(clippy::result_large_err)]
-    pub fn check<T>(&self, req: Request<T>) -> Result<Request<T>, Status> {
+    pub(crate) fn check<T>(&self, req: Request<T>) -> Result<Request<T>, Status> {
         if !self.is_enabled() {
             return Ok(req);
         }

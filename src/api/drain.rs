@@ -19,7 +19,7 @@ use super::status::to_status;
 use crate::error::{Error, Kind};
 
 /// The server's drain state, shared by the service and the server loop.
-pub struct Drain {
+pub(crate) struct Drain {
     draining: AtomicBool,
     in_flight: AtomicUsize,
     idle: Notify,
@@ -27,7 +27,7 @@ pub struct Drain {
 }
 
 impl Drain {
-    pub fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
@@ -36,20 +36,20 @@ impl Drain {
         })
     }
 
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
 
-    pub fn start_drain(&self) {
+    pub(crate) fn start_drain(&self) {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
     }
 
     /// Counts a call in flight until the guard drops (which logs how it ended).
-    pub fn enter(self: &Arc<Self>, rpc: &'static str) -> CallGuard {
+    pub(crate) fn enter(self: &Arc<Self>, rpc: &'static str) -> CallGuard {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         CallGuard {
             drain: self.clone(),
@@ -63,7 +63,7 @@ impl Drain {
     }
 
     /// Resolves when no call is in flight.
-    pub async fn wait_idle(&self) {
+    pub(crate) async fn wait_idle(&self) {
         loop {
             let notified = self.idle.notified();
             if self.in_flight() == 0 {
@@ -74,12 +74,12 @@ impl Drain {
     }
 
     /// The grace period is over: every call still in flight ends with UNAVAILABLE.
-    pub fn hard_stop(&self) {
+    pub(crate) fn hard_stop(&self) {
         self.stop.send_replace(true);
     }
 
     /// Resolves once `hard_stop` was called.
-    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub(crate) fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.stop.subscribe();
         async move {
             let _ = rx.wait_for(|v| *v).await;
@@ -87,7 +87,7 @@ impl Drain {
     }
 
     /// The error for calls refused (`during_call` false) or cut by the drain.
-    pub fn error_for(during_call: bool) -> Error {
+    pub(crate) fn error_for(during_call: bool) -> Error {
         let message = if during_call {
             "this server is shutting down and its grace period is over; the answer is cut: retry on another replica"
         } else {
@@ -97,12 +97,12 @@ impl Drain {
     }
 
     /// The error that ends a call still in flight when the grace period is over.
-    pub fn error() -> Error {
+    pub(crate) fn error() -> Error {
         Self::error_for(true)
     }
 
     /// The status for calls refused or ended by the drain.
-    pub fn status(during_call: bool) -> Status {
+    pub(crate) fn status(during_call: bool) -> Status {
         to_status(&Self::error_for(during_call))
     }
 }
@@ -110,7 +110,7 @@ impl Drain {
 /// A call in flight. Dropping it logs one `call ended` line: the outcome
 /// (`OK`, a status code, or `dropped before completion` when the client went
 /// away first), the items sent and the duration.
-pub struct CallGuard {
+pub(crate) struct CallGuard {
     drain: Arc<Drain>,
     rpc: &'static str,
     model: String,
@@ -122,13 +122,13 @@ pub struct CallGuard {
 
 impl CallGuard {
     /// Names the call in its log line.
-    pub fn describe(&mut self, model: &str, run_id: &str) {
+    pub(crate) fn describe(&mut self, model: &str, run_id: &str) {
         model.clone_into(&mut self.model);
         run_id.clone_into(&mut self.run_id);
     }
 
     /// Records how the call ended.
-    pub fn finish(&mut self, code: tonic::Code) {
+    pub(crate) fn finish(&mut self, code: tonic::Code) {
         self.outcome.get_or_insert(code);
     }
 }
@@ -159,9 +159,9 @@ impl Drop for CallGuard {
 }
 
 /// A response stream that holds its call guard and ends with UNAVAILABLE at hard stop.
-pub type Guarded<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+pub(crate) type Guarded<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-pub fn guard<T: Send + 'static>(inner: Guarded<T>, call: CallGuard) -> Guarded<T> {
+pub(crate) fn guard<T: Send + 'static>(inner: Guarded<T>, call: CallGuard) -> Guarded<T> {
     let stopped = Box::pin(call.drain.stopped());
     let state = (inner, Some(call), stopped);
     Box::pin(stream::unfold(

@@ -4,9 +4,9 @@
 //!
 //! Layer: above `pipeline`; with `server` and `cli`, the only code that touches
 //! `pb` or `tonic::Status`.
-pub mod auth;
+pub(crate) mod auth;
 pub mod convert;
-pub mod drain;
-pub mod events;
-pub mod service;
-pub mod status;
+pub(crate) mod drain;
+mod events;
+pub(crate) mod service;
+pub(crate) mod status;

@@ -24,13 +24,13 @@ use crate::{
 
 /// The service; cheap to clone.
 #[derive(Clone)]
-pub struct ChatService {
+pub(crate) struct ChatService {
     pipeline: Arc<Pipeline>,
     pub(super) drain: Arc<Drain>,
 }
 
 impl ChatService {
-    pub fn new(pipeline: Arc<Pipeline>, drain: Arc<Drain>) -> Self {
+    pub(crate) fn new(pipeline: Arc<Pipeline>, drain: Arc<Drain>) -> Self {
         Self { pipeline, drain }
     }
 }
@@ -221,7 +221,7 @@ impl ChatModelService for ChatService {
 }
 
 /// The caller's `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).
-pub fn grpc_timeout(md: &tonic::metadata::MetadataMap) -> Option<Duration> {
+pub(crate) fn grpc_timeout(md: &tonic::metadata::MetadataMap) -> Option<Duration> {
     let v = md.get("grpc-timeout")?.to_str().ok()?;
     if v.len() < 2 || v.len() > 9 {
         return None;

@@ -9,7 +9,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::error::{Error, Kind};
 
-pub fn code(kind: Kind) -> Code {
+pub(crate) fn code(kind: Kind) -> Code {
     match kind {
         Kind::InvalidArgument => Code::InvalidArgument,
         Kind::NotFound => Code::NotFound,
@@ -23,7 +23,7 @@ pub fn code(kind: Kind) -> Code {
     }
 }
 
-pub fn to_status(e: &Error) -> Status {
+pub(crate) fn to_status(e: &Error) -> Status {
     let mut metadata = HashMap::new();
     if let Some(p) = &e.provider {
         metadata.insert("provider".to_string(), p.clone());

@@ -210,7 +210,7 @@ fn reasoning(text: &str, signature: &str, redacted: &str) -> Part {
 }
 
 /// Anthropic's stop reason in the contract's terms.
-pub fn stop_reason(s: &str) -> StopReason {
+pub(super) fn stop_reason(s: &str) -> StopReason {
     match s {
         "end_turn" => StopReason::EndTurn,
         "max_tokens" => StopReason::MaxTokens,
@@ -223,7 +223,7 @@ pub fn stop_reason(s: &str) -> StopReason {
 
 /// The HTTP status Anthropic documents for an error type (`error.type`), so
 /// an error event mid-stream is classed by the one table as its HTTP twin is.
-pub fn error_status(kind: &str) -> Option<u16> {
+pub(super) fn error_status(kind: &str) -> Option<u16> {
     Some(match kind {
         "invalid_request_error" => 400,
         "authentication_error" => 401,

@@ -49,7 +49,7 @@ impl Anthropic {
 /// without an API key: its models then answer FAILED_PRECONDITION).
 pub fn provider(
     config: &crate::config::Config,
-    env: &crate::server::Env,
+    env: &crate::config::Env,
 ) -> Result<Arc<dyn Provider>, Error> {
     let settings = Settings::resolve(
         config,

@@ -12,7 +12,7 @@ use crate::{
 
 /// The JSON body for one streamed call. `default_max_tokens` is the provider's
 /// configured default (the file), used when neither the request nor the model sets one.
-pub fn body(call: &Call, default_max_tokens: Option<u32>) -> Value {
+pub(super) fn body(call: &Call, default_max_tokens: Option<u32>) -> Value {
     let req = &call.request;
     let mut system: Vec<&str> = Vec::new();
     let mut messages: Vec<(&'static str, Vec<Value>)> = Vec::new();

@@ -25,7 +25,7 @@ const HOW: &str = "OPENAI_API_KEY, or OPENAI_BASE_URL for a local OpenAI-compati
 /// The provider, configured from the file and the environment.
 pub fn provider(
     config: &crate::config::Config,
-    env: &crate::server::Env,
+    env: &crate::config::Env,
 ) -> Result<Arc<dyn Provider>, Error> {
     let settings = Settings::resolve(
         config,
