@@ -27,6 +27,9 @@ pub enum Kind {
     UpstreamProtocol,
     /// This replica is shutting down: the caller retries on another one.
     Draining,
+    /// The upstream answered with an HTTP status the contract does not list
+    /// (a redirect, 418, 304...): UNKNOWN, and the message names the status.
+    UpstreamUnexpected,
     DeadlineExceeded,
     Internal,
 }
@@ -52,7 +55,8 @@ impl Kind {
             429 => (Kind::RateLimited, "UPSTREAM_RATE_LIMITED"),
             529 => (Kind::Unavailable, "UPSTREAM_OVERLOADED"),
             500..=599 => (Kind::Unavailable, "UPSTREAM_UNAVAILABLE"),
-            _ => (Kind::Internal, "UPSTREAM_UNEXPECTED_STATUS"),
+            300..=399 => (Kind::UpstreamUnexpected, "UPSTREAM_REDIRECT"),
+            _ => (Kind::UpstreamUnexpected, "UPSTREAM_UNEXPECTED_STATUS"),
         }
     }
 
@@ -163,19 +167,24 @@ impl Error {
         } else {
             format!(": {provider_message}")
         };
-        let message = match kind {
-            Kind::PermissionDenied => {
+        let message = match (kind, reason) {
+            (Kind::PermissionDenied, _) => {
                 format!("the upstream refused the server's credentials (HTTP {status}){detail}")
             }
+            (_, "UPSTREAM_REDIRECT") => format!(
+                "the upstream answered HTTP {status}, a redirect{detail}; chatwire never follows redirects (the provider's credentials would go to another origin): point the base URL at the final address"
+            ),
             _ => format!("upstream returned HTTP {status}{detail}"),
         };
         Self::new(kind, reason, message).with_status(status)
     }
 }
 
+/// Logs show the message redacted and capped (a caller's own text included:
+/// logs are the operator's, and redacting there reveals nothing to a caller).
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&redact(&self.message))
+        f.write_str(&cap(&redact(&self.message)))
     }
 }
 
@@ -183,14 +192,18 @@ impl fmt::Display for Error {
 /// `grpc-message` travels in a trailer that clients cap (often at 16 KiB).
 pub const MAX_MESSAGE: usize = 2048;
 
+/// How much of a secret's start, echoed alone, is redacted (an upstream may
+/// echo a key cut or masked at the end: `sk-ant-api03-AbCd…`).
+const SECRET_PREFIX: usize = 12;
+
 /// Credentials this process holds (provider keys, callers' tokens, secret
-/// headers). Any of them found in a message is replaced before the message
-/// reaches a caller or a log: an upstream may echo the key it was sent.
+/// headers, passwords in base URLs). Upstream-derived text is redacted where it
+/// enters an `Error` (the http shell, the pump, transport errors) and in logs;
+/// a caller's own text is not, so redaction never answers "is this a key?".
 static SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
 
-/// Registers a credential for redaction (short values are ignored: they would
-/// redact ordinary words; a placeholder key such as "not-needed" for a local
-/// server is redacted too, which is harmless).
+/// Registers a credential for redaction (values under 8 bytes are ignored:
+/// they would redact ordinary words).
 pub fn register_secret(secret: &str) {
     let secret = secret.trim();
     if secret.len() < 8 {
@@ -205,23 +218,83 @@ pub fn register_secret(secret: &str) {
     }
 }
 
-/// The message with every registered credential replaced, cut to `MAX_MESSAGE`.
-pub fn redact(message: &str) -> String {
-    let mut out = message.to_string();
-    if let Ok(list) = SECRETS.read() {
-        for s in list.iter() {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "<redacted>");
-            }
+/// The text with every registered credential replaced by `<redacted>`: the
+/// whole secret, and any run of at least its first 12 characters (a cut or
+/// masked echo). Linear in the text per secret. Redact first, then cut.
+pub fn redact(text: &str) -> String {
+    let Ok(list) = SECRETS.read() else {
+        return text.to_string();
+    };
+    let mut out = text.to_string();
+    for secret in list.iter() {
+        out = redact_one(&out, secret);
+    }
+    out
+}
+
+fn redact_one(text: &str, secret: &str) -> String {
+    let anchor_len = (0..=SECRET_PREFIX.min(secret.len()))
+        .rev()
+        .find(|&n| secret.is_char_boundary(n))
+        .unwrap_or(0);
+    let anchor = &secret[..anchor_len];
+    if anchor.is_empty() || !text.contains(anchor) {
+        return text.to_string();
+    }
+    let (t, s) = (text.as_bytes(), secret.as_bytes());
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(pos) = text[from..].find(anchor) {
+        let start = from + pos;
+        let mut end = start + anchor_len;
+        while end < t.len() && end - start < s.len() && t[end] == s[end - start] {
+            end += 1;
+        }
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.push_str(&text[copied..start]);
+        out.push_str("<redacted>");
+        copied = end;
+        from = end.max(start + 1);
+        while !text.is_char_boundary(from) {
+            from += 1;
+        }
+        if from >= text.len() {
+            break;
         }
     }
-    if out.len() > MAX_MESSAGE {
-        let mut cut = MAX_MESSAGE;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// The text cut to `MAX_MESSAGE` bytes (on a character boundary), marked.
+pub fn cap(text: &str) -> String {
+    if text.len() <= MAX_MESSAGE {
+        return text.to_string();
+    }
+    let mut cut = MAX_MESSAGE;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… (truncated)", &text[..cut])
+}
+
+/// A caller- or upstream-supplied value made safe for a log field: control
+/// characters escaped (no forged lines), at most `max` characters kept.
+pub fn log_safe(value: &str, max: usize) -> String {
+    let mut out = String::with_capacity(value.len().min(max) + 8);
+    for (n, c) in value.chars().enumerate() {
+        if n == max {
+            out.push_str("…");
+            break;
         }
-        out.truncate(cut);
-        out.push_str("… (truncated)");
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
     out
 }
@@ -250,7 +323,33 @@ mod tests {
         assert!(e.to_string().contains("<redacted>"));
         assert!(redact("a short word").contains("short"));
         let long = "é".repeat(5000);
-        let r = redact(&long);
+        let r = cap(&redact(&long));
         assert!(r.len() <= MAX_MESSAGE + 20 && r.ends_with("(truncated)"));
+    }
+
+    #[test]
+    fn a_cut_or_masked_echo_of_a_key_is_redacted_too() {
+        register_secret("sk-ant-api03-SECRETSECRETSECRET-xyz");
+        // Cut at the end, masked at the end, and cut by a truncated body.
+        for echo in [
+            "key sk-ant-api03-SECRETSEC… was refused",
+            "key sk-ant-api03-SECRET****** was refused",
+            "…sk-ant-api03-S",
+        ] {
+            let r = redact(echo);
+            assert!(!r.contains("SECRET") && !r.contains("api03-S"), "{echo} -> {r}");
+        }
+        // Shorter than the anchor: an ordinary prefix stays.
+        assert_eq!(redact("sk-ant-api0"), "sk-ant-api0");
+        // Redaction is linear: a long text of near misses.
+        let near = "sk-ant-api03-SECRETSECRETSECRET-xy_".repeat(20_000);
+        assert_eq!(redact(&near).matches("<redacted>").count(), 20_000);
+    }
+
+    #[test]
+    fn log_values_cannot_forge_lines() {
+        assert_eq!(log_safe("a\r\nb", 100), "a\\r\\nb");
+        assert_eq!(log_safe(&"x".repeat(10), 4), "xxxx…");
+        assert_eq!(log_safe("日本語", 2), "日本…");
     }
 }

@@ -27,7 +27,7 @@ use crate::{
         types::{ChatRequest, Chunk},
     },
     config::{Limits, RetryPolicy, Timers},
-    error::{Error, Kind},
+    error::{log_safe, Error, Kind},
     provider::{Call, ChunkStream, Registry, Route},
 };
 
@@ -151,7 +151,12 @@ impl Pipeline {
                     }
                     Ok(Err(e)) => e,
                 };
-                tracing::debug!(model = %route.qualified, attempt, error = %err, "upstream attempt failed");
+                tracing::debug!(
+                    model = %log_safe(&route.qualified, 200),
+                    attempt,
+                    error = %err,
+                    "upstream attempt failed"
+                );
                 if !err.kind.retryable() {
                     // Only rate limits, outages, timeouts and refused keys move on.
                     if i + 1 < total_routes && err.kind.worth_a_fallback() {

@@ -16,7 +16,10 @@ use tokio::sync::{watch, Notify};
 use tonic::Status;
 
 use super::status::to_status;
-use crate::error::{Error, Kind};
+use crate::error::{log_safe, Error, Kind};
+
+/// The longest caller-supplied value a log line carries (characters).
+pub(crate) const LOG_VALUE_MAX: usize = 200;
 
 /// The server's drain state, shared by the service and the server loop.
 pub(crate) struct Drain {
@@ -122,9 +125,10 @@ pub(crate) struct CallGuard {
 
 impl CallGuard {
     /// Names the call in its log line.
+    /// Both are the caller's text: escaped and capped for the log line.
     pub(crate) fn describe(&mut self, model: &str, run_id: &str) {
-        model.clone_into(&mut self.model);
-        run_id.clone_into(&mut self.run_id);
+        self.model = log_safe(model, LOG_VALUE_MAX);
+        self.run_id = log_safe(run_id, LOG_VALUE_MAX);
     }
 
     /// Records how the call ended.

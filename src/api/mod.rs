@@ -5,6 +5,7 @@
 //! Layer: above `pipeline`; with `server` and `cli`, the only code that touches
 //! `pb` or `tonic::Status`.
 pub(crate) mod auth;
+pub mod codec;
 pub mod convert;
 pub(crate) mod drain;
 mod events;

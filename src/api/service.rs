@@ -10,13 +10,13 @@ use tonic::{Request, Response, Status};
 
 use super::{
     convert,
-    drain::{guard, Drain},
+    drain::{guard, Drain, LOG_VALUE_MAX},
     events::Events,
     status::to_status,
 };
 use crate::{
     chat::{aggregate::Aggregator, types as d},
-    error::Error,
+    error::{log_safe, Error},
     pb::{self, chat_model_service_server::ChatModelService},
     pipeline::Pipeline,
     provider::{ChunkStream, Route},
@@ -118,7 +118,11 @@ impl ChatService {
                 p.deadline,
             )
             .await?;
-        tracing::info!(model = %started.route.qualified, run_id = %p.run_id, "call started");
+        tracing::info!(
+            model = %log_safe(&started.route.qualified, LOG_VALUE_MAX),
+            run_id = %log_safe(&p.run_id, LOG_VALUE_MAX),
+            "call started"
+        );
         Ok((started.route, started.chunks))
     }
 }

@@ -18,6 +18,7 @@ pub(crate) fn code(kind: Kind) -> Code {
         Kind::PermissionDenied => Code::PermissionDenied,
         Kind::ResourceExhausted | Kind::RateLimited => Code::ResourceExhausted,
         Kind::Unavailable | Kind::UpstreamProtocol | Kind::Draining => Code::Unavailable,
+        Kind::UpstreamUnexpected => Code::Unknown,
         Kind::DeadlineExceeded => Code::DeadlineExceeded,
         Kind::Internal => Code::Internal,
     }
@@ -35,7 +36,14 @@ pub(crate) fn to_status(e: &Error) -> Status {
     if let Some(after) = e.retry_after {
         details.set_retry_info(Some(after));
     }
-    Status::with_error_details(code(e.kind), crate::error::redact(&e.message), details)
+    // Upstream text was redacted where it entered the Error; a caller's own text
+    // comes back as sent (redacting it would tell a caller which strings are keys).
+    Status::with_error_details(code(e.kind), crate::error::cap(&e.message), details)
+}
+
+/// A request that could not be decoded (see `api::codec`).
+pub(crate) fn invalid_message(message: &str) -> Status {
+    to_status(&Error::new(Kind::InvalidArgument, "INVALID_MESSAGE", message))
 }
 
 #[cfg(test)]

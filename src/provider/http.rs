@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     chat::types::Chunk,
-    error::{Error, Kind},
+    error::{log_safe, redact, Error, Kind},
 };
 /// How much of an error body is read to find the provider's message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -42,6 +42,9 @@ pub fn client(connect_timeout: Duration) -> Result<reqwest::Client, Error> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
+        // Never follow a redirect: the next hop would get the provider's key
+        // (and, on 307/308, the body). A 3xx ends the call, naming it.
+        .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(90))
         .user_agent(concat!("chatwire/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -83,13 +86,10 @@ impl<W: Wire> Provider for HttpProvider<W> {
                 .map_err(|e| transport_error(&e, false).with_provider(name))?;
             let status = response.status().as_u16();
             if !(200..300).contains(&status) {
-                let retry_after = retry_after(response.headers());
-                let body = read_capped(response).await;
-                return Err(wire
-                    .http_error(status, &body)
+                return Err(status_error(&*wire, response)
+                    .await
                     .with_provider(name)
-                    .with_status(status)
-                    .with_retry_after(retry_after));
+                    .with_status(status));
             }
             check_content_type(wire.framing(), response.headers())
                 .map_err(|e| e.with_provider(name))?;
@@ -169,12 +169,17 @@ fn transport_error(e: &reqwest::Error, mid_stream: bool) -> Error {
     let message = if source.is_empty() {
         what.to_string()
     } else {
-        format!("{what}: {source}")
+        format!("{what}: {}", redact(&source))
     };
     Error::new(Kind::Unavailable, "UPSTREAM_UNAVAILABLE", message)
 }
 
 fn check_content_type(framing: Framing, headers: &reqwest::header::HeaderMap) -> Result<(), Error> {
+    if let Some(enc) = content_encoding(headers) {
+        return Err(Error::protocol(format!(
+            "the upstream sent its stream compressed with {enc}, which chatwire does not ask for"
+        )));
+    }
     let ct = headers
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -197,9 +202,56 @@ fn check_content_type(framing: Framing, headers: &reqwest::header::HeaderMap) ->
         };
         Err(Error::protocol(format!(
             "the upstream answered with content type {:?}, not {want}",
-            if ct.is_empty() { "(none)" } else { ct.as_str() }
+            if ct.is_empty() {
+                "(none)".to_string()
+            } else {
+                log_safe(&redact(&ct), 100)
+            }
         )))
     }
+}
+
+/// The error for a non-2xx answer. The body is redacted whole before anything
+/// cuts it (so no cut can leave part of an echoed key); a redirect names only
+/// where it points (its origin), and a compressed body says so.
+async fn status_error<W: Wire + ?Sized>(wire: &W, response: reqwest::Response) -> Error {
+    let status = response.status().as_u16();
+    let retry_after = retry_after(response.headers());
+    if (300..400).contains(&status) {
+        let target = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|l| format!("to {}", redact(&origin(l))))
+            .unwrap_or_else(|| "without a Location".to_string());
+        return Error::from_upstream_status(status, &target);
+    }
+    let encoding = content_encoding(response.headers());
+    let body = read_capped(response).await;
+    let body = match encoding {
+        Some(enc) => format!("(a body compressed with {enc}, which chatwire does not ask for)"),
+        None => redact(&body),
+    };
+    wire.http_error(status, &body).with_retry_after(retry_after)
+}
+
+/// The scheme, host and port of a URL (a redirect target's path and query may
+/// carry tokens; the origin is what a person needs to fix the base URL).
+fn origin(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "a relative URL".to_string();
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{host}")
+}
+
+/// A `content-encoding` other than identity (chatwire sends no Accept-Encoding,
+/// so a compressed body is the upstream's mistake; say so, not "bad UTF-8").
+fn content_encoding(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let v = headers.get(reqwest::header::CONTENT_ENCODING)?.to_str().ok()?;
+    let v = v.trim().to_ascii_lowercase();
+    (!v.is_empty() && v != "identity").then(|| log_safe(&v, 40))
 }
 
 /// `retry-after` in seconds (the HTTP-date form is rare from APIs and ignored).
@@ -209,16 +261,23 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
 }
 
+/// At most `MAX_ERROR_BODY` bytes of an error body (read a little further, so
+/// an echoed key at the edge is whole when it is redacted; cut after that).
 async fn read_capped(mut response: reqwest::Response) -> String {
+    const SLACK: usize = 1024;
     let mut body = Vec::new();
     while let Ok(Some(bytes)) = response.chunk().await {
         body.extend_from_slice(&bytes);
-        if body.len() >= MAX_ERROR_BODY {
-            body.truncate(MAX_ERROR_BODY);
+        if body.len() >= MAX_ERROR_BODY + SLACK {
+            body.truncate(MAX_ERROR_BODY + SLACK);
             break;
         }
     }
-    String::from_utf8_lossy(&body).into_owned()
+    let text = redact(&String::from_utf8_lossy(&body));
+    match text.char_indices().nth(MAX_ERROR_BODY) {
+        Some((cut, _)) => text[..cut].to_string(),
+        None => text,
+    }
 }
 
 /// The message in the usual `{"error": {"message": ...}}` / `{"error": "..."}` envelopes.

@@ -95,7 +95,7 @@ impl<'d> Pump<'d> {
                 Ok(parts) => self.relay.push(parts, out),
                 Err(e) => {
                     self.failed = true;
-                    result = Err(e);
+                    result = Err(upstream_said(e));
                     break;
                 }
             }
@@ -104,6 +104,13 @@ impl<'d> Pump<'d> {
         self.frames = frames;
         result
     }
+}
+
+/// A decoder's error quotes the upstream (its error event, a bad frame): the
+/// text is redacted here, where it enters the pipeline.
+fn upstream_said(mut e: Error) -> Error {
+    e.message = crate::error::redact(&e.message);
+    e
 }
 
 /// Decodes a whole body delivered in pieces cut at `splits` (as reads would

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::{
     chat::types::{Delta, Part, Reasoning, StopReason, Usage},
-    error::{Error, Kind},
+    error::{log_safe, redact, Error, Kind},
     provider::{Decoder, Frame},
 };
 
@@ -366,7 +366,10 @@ impl Decoder for AnthropicDecoder {
             Event::MessageStop => out.push(Part::Done),
             Event::Error { error } => return Err(stream_error(&error.kind, &error.message)),
             Event::Unknown => {
-                tracing::debug!(event = %frame.event, "anthropic: skipping an unknown event type");
+                tracing::debug!(
+                    event = %log_safe(&redact(&frame.event), 100),
+                    "anthropic: skipping an unknown event type"
+                );
             }
         }
         Ok(out)

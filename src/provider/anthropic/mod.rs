@@ -135,7 +135,7 @@ pub fn http_error(status: u16, body: &str) -> Error {
     // limited under another status, or a status the table does not list.
     let mut e = Error::from_upstream_status(status, &detail);
     let overrides = matches!(error.kind.as_str(), "overloaded_error" | "rate_limit_error")
-        || e.kind == crate::error::Kind::Internal;
+        || e.kind == crate::error::Kind::UpstreamUnexpected;
     if let Some(typed) = decode::error_status(&error.kind).filter(|_| overrides) {
         (e.kind, e.reason) = crate::error::Kind::from_http_status(typed);
     }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::{
     chat::types::{Delta, Part, Reasoning, StopReason, Usage},
-    error::{Error, Kind},
+    error::{log_safe, redact, Error, Kind},
     provider::{Decoder, Frame},
 };
 
@@ -193,7 +193,10 @@ impl OpenAiDecoder {
                     "tool_calls" | "function_call" => StopReason::ToolUse,
                     "content_filter" => StopReason::ContentFilter,
                     other => {
-                        tracing::debug!(finish_reason = other, "openai: unmapped finish_reason");
+                        tracing::debug!(
+                            finish_reason = %log_safe(&redact(other), 100),
+                            "openai: unmapped finish_reason"
+                        );
                         StopReason::Other
                     }
                 };
