@@ -1,6 +1,7 @@
-//! Small shared pieces of the provider edge: base64 for inline images, and a
-//! whole-body run of framer → decoder → relay (the fixture checks and tests use
-//! it; the live path is the http shell, which does the same incrementally).
+//! Small shared pieces of the provider edge: what the request builders have in
+//! common (base64 and `data:` URLs for inline images), and a whole-body run of
+//! framer → decoder → relay (the fixture checks and tests use it; the live path
+//! is the http shell, which does the same incrementally).
 
 use std::collections::VecDeque;
 
@@ -28,6 +29,12 @@ pub fn base64(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// A `data:<mime>;base64,<payload>` URL as its media type and its payload
+/// (still base64); `None` for any other URL.
+pub fn split_data_url(url: &str) -> Option<(&str, &str)> {
+    url.strip_prefix("data:")?.split_once(";base64,")
 }
 
 /// Decodes a whole body delivered in pieces cut at `splits` (as reads would
@@ -85,6 +92,8 @@ pub fn decode_body(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn base64_matches_rfc4648_vectors() {
         for (i, o) in [
@@ -98,5 +107,15 @@ mod tests {
         ] {
             assert_eq!(super::base64(i.as_bytes()), o);
         }
+    }
+
+    #[test]
+    fn data_urls_split_into_mime_and_payload() {
+        assert_eq!(
+            split_data_url("data:image/png;base64,QUJD"),
+            Some(("image/png", "QUJD"))
+        );
+        assert_eq!(split_data_url("data:image/png,QUJD"), None);
+        assert_eq!(split_data_url("https://x/y.png"), None);
     }
 }

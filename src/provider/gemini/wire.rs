@@ -10,7 +10,7 @@ use super::GENERATED_ID_PREFIX;
 use crate::{
     chat::types::{Content, Image, Role, ToolChoice},
     error::Error,
-    provider::Call,
+    provider::{codec, Call},
 };
 
 /// The JSON body of a `streamGenerateContent` call.
@@ -138,7 +138,7 @@ fn user_parts(req: &crate::chat::types::ChatRequest, i: usize) -> Result<Vec<Val
         match c {
             Content::Text(t) => parts.push(json!({ "text": t })),
             Content::Image(Image::Data { data, mime_type }) => parts.push(json!({
-                "inlineData": { "mimeType": mime_type, "data": crate::provider::codec::base64(data) }
+                "inlineData": { "mimeType": mime_type, "data": codec::base64(data) }
             })),
             Content::Image(Image::Url(url)) => parts.push(image_url(url)),
             Content::ToolResult(r) => {
@@ -174,10 +174,8 @@ fn user_parts(req: &crate::chat::types::ChatRequest, i: usize) -> Result<Vec<Val
 
 /// A data: URL becomes inline data; any other URL a `fileData` reference.
 fn image_url(url: &str) -> Value {
-    if let Some(rest) = url.strip_prefix("data:") {
-        if let Some((mime, data)) = rest.split_once(";base64,") {
-            return json!({ "inlineData": { "mimeType": mime, "data": data } });
-        }
+    if let Some((mime, data)) = codec::split_data_url(url) {
+        return json!({ "inlineData": { "mimeType": mime, "data": data } });
     }
     let mut fd = Map::new();
     if let Some(mime) = mime_from_path(url) {

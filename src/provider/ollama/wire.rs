@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use crate::{
     chat::types::{Content, Image, Role, ToolChoice},
     error::Error,
-    provider::Call,
+    provider::{codec, Call},
 };
 
 /// The JSON body of an `/api/chat` call.
@@ -32,15 +32,16 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
                 Content::Refusal(t) => text.push_str(t),
                 Content::Reasoning(r) => thinking.push_str(&r.text),
                 Content::Image(Image::Data { data, .. }) => {
-                    images.push(Value::String(crate::provider::codec::base64(data)))
+                    images.push(Value::String(codec::base64(data)))
                 }
                 Content::Image(Image::Url(url)) => {
-                    images.push(Value::String(data_url_payload(url).ok_or_else(|| {
+                    let (_, data) = codec::split_data_url(url).ok_or_else(|| {
                         Error::invalid(format!(
                             "messages[{i}]: ollama takes images as inline data only \
                              (data + mimeType, or a data: URL), not {url:?}"
                         ))
-                    })?))
+                    })?;
+                    images.push(Value::String(data.to_string()))
                 }
                 Content::ToolCall(tc) => tool_calls.push(json!({
                     "function": { "name": tc.name, "arguments": tc.arguments }
@@ -131,12 +132,6 @@ fn tool_json(t: &crate::chat::types::Tool) -> Value {
             "parameters": t.parameters,
         }
     })
-}
-
-fn data_url_payload(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("data:")?;
-    let (_, data) = rest.split_once(";base64,")?;
-    Some(data.to_string())
 }
 
 /// The name of the tool call `id`, from the nearest earlier message.
