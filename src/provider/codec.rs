@@ -1,12 +1,16 @@
 //! Small shared pieces of the provider edge: what the request builders have in
-//! common (base64 and `data:` URLs for inline images), and a whole-body run of
-//! framer → decoder → relay (the fixture checks and tests use it; the live path
-//! is the http shell, which does the same incrementally).
+//! common (base64 and `data:` URLs for inline images, tool-call names by id),
+//! and a whole-body run of framer → decoder → relay (the fixture checks and
+//! tests use it; the live path is the http shell, which does the same
+//! incrementally).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use super::{frame::Framer, http::DEFAULT_MAX_FRAME, Decoder, Framing, Relay};
-use crate::{chat::types::Chunk, error::Error};
+use crate::{
+    chat::types::{Chunk, Content, Message},
+    error::Error,
+};
 
 /// Standard base64 with padding (RFC 4648).
 pub fn base64(bytes: &[u8]) -> String {
@@ -35,6 +39,31 @@ pub fn base64(bytes: &[u8]) -> String {
 /// (still base64); `None` for any other URL.
 pub fn split_data_url(url: &str) -> Option<(&str, &str)> {
     url.strip_prefix("data:")?.split_once(";base64,")
+}
+
+/// The function names of the tool calls a conversation has made so far, by
+/// call id: what a tool result needs on a wire that names the function rather
+/// than the call. Fed each message after it is built, so a result sees only
+/// the calls before it; the nearest earlier call with the id wins (within one
+/// message, the first). One pass over the request, one lookup per result.
+#[derive(Debug, Default)]
+pub struct ToolNames<'a>(HashMap<&'a str, &'a str>);
+
+impl<'a> ToolNames<'a> {
+    /// The name of the call `id`, if an earlier message made it.
+    pub fn get(&self, id: &str) -> Option<&'a str> {
+        self.0.get(id).copied()
+    }
+
+    /// Records the tool calls of `msg`.
+    pub fn add(&mut self, msg: &'a Message) {
+        // Backwards, so that within one message the first call with an id wins.
+        for c in msg.content.iter().rev() {
+            if let Content::ToolCall(tc) = c {
+                self.0.insert(&tc.id, &tc.name);
+            }
+        }
+    }
 }
 
 /// Decodes a whole body delivered in pieces cut at `splits` (as reads would
@@ -93,6 +122,7 @@ pub fn decode_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::types::{Role, ToolCall};
 
     #[test]
     fn base64_matches_rfc4648_vectors() {
@@ -117,5 +147,39 @@ mod tests {
         );
         assert_eq!(split_data_url("data:image/png,QUJD"), None);
         assert_eq!(split_data_url("https://x/y.png"), None);
+    }
+
+    #[test]
+    fn tool_names_see_earlier_calls_the_nearest_first() {
+        let call = |id: &str, name: &str| {
+            Content::ToolCall(ToolCall {
+                id: id.into(),
+                name: name.into(),
+                arguments: serde_json::Map::new(),
+            })
+        };
+        let msgs = [
+            Message {
+                role: Role::Assistant,
+                content: vec![call("a", "old"), call("b", "first"), call("b", "second")],
+            },
+            Message {
+                role: Role::Assistant,
+                content: vec![call("a", "new")],
+            },
+        ];
+        let mut names = ToolNames::default();
+        assert_eq!(names.get("a"), None);
+        names.add(&msgs[0]);
+        assert_eq!(
+            (names.get("a"), names.get("b")),
+            (Some("old"), Some("first"))
+        );
+        names.add(&msgs[1]);
+        assert_eq!(
+            (names.get("a"), names.get("b")),
+            (Some("new"), Some("first"))
+        );
+        assert_eq!(names.get("c"), None);
     }
 }

@@ -8,9 +8,12 @@ use serde_json::{json, Map, Value};
 
 use super::GENERATED_ID_PREFIX;
 use crate::{
-    chat::types::{Content, Image, Role, ToolChoice},
+    chat::types::{Content, Image, Message, Role, ToolChoice},
     error::Error,
-    provider::{codec, Call},
+    provider::{
+        codec::{self, ToolNames},
+        Call,
+    },
 };
 
 /// The JSON body of a `streamGenerateContent` call.
@@ -18,6 +21,7 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
     let req = &call.request;
     let mut system: Vec<Value> = Vec::new();
     let mut contents: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    let mut names = ToolNames::default();
     for (i, msg) in req.messages.iter().enumerate() {
         let (role, parts) = match msg.role {
             Role::System => {
@@ -33,9 +37,10 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
                 }
                 continue;
             }
-            Role::User | Role::Tool => ("user", user_parts(req, i)?),
+            Role::User | Role::Tool => ("user", user_parts(msg, i, &names)?),
             Role::Assistant => ("model", model_parts(&msg.content)),
         };
+        names.add(msg);
         if parts.is_empty() {
             continue;
         }
@@ -132,9 +137,11 @@ fn thinks(model: &str) -> bool {
         && !m.contains("lite")
 }
 
-fn user_parts(req: &crate::chat::types::ChatRequest, i: usize) -> Result<Vec<Value>, Error> {
+/// A user or tool message (`messages[i]`) as `user` parts; `names` has the
+/// calls made before it.
+fn user_parts(msg: &Message, i: usize, names: &ToolNames<'_>) -> Result<Vec<Value>, Error> {
     let mut parts = Vec::new();
-    for c in &req.messages[i].content {
+    for c in &msg.content {
         match c {
             Content::Text(t) => parts.push(json!({ "text": t })),
             Content::Image(Image::Data { data, mime_type }) => parts.push(json!({
@@ -142,7 +149,7 @@ fn user_parts(req: &crate::chat::types::ChatRequest, i: usize) -> Result<Vec<Val
             })),
             Content::Image(Image::Url(url)) => parts.push(image_url(url)),
             Content::ToolResult(r) => {
-                let name = tool_name(req, i, &r.tool_call_id).ok_or_else(|| {
+                let name = names.get(&r.tool_call_id).ok_or_else(|| {
                     Error::invalid(format!(
                         "messages[{i}]: toolResult for toolCallId {:?} matches no earlier toolCall \
                          (gemini needs the function's name)",
@@ -200,20 +207,6 @@ fn mime_from_path(url: &str) -> Option<&'static str> {
         "heic" => "image/heic",
         "heif" => "image/heif",
         _ => return None,
-    })
-}
-
-/// The name of the tool call `id`, from the nearest earlier assistant message.
-fn tool_name<'a>(
-    req: &'a crate::chat::types::ChatRequest,
-    before: usize,
-    id: &str,
-) -> Option<&'a str> {
-    req.messages[..before].iter().rev().find_map(|m| {
-        m.content.iter().find_map(|c| match c {
-            Content::ToolCall(tc) if tc.id == id => Some(tc.name.as_str()),
-            _ => None,
-        })
     })
 }
 

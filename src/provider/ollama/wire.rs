@@ -7,7 +7,10 @@ use serde_json::{json, Map, Value};
 use crate::{
     chat::types::{Content, Image, Role, ToolChoice},
     error::Error,
-    provider::{codec, Call},
+    provider::{
+        codec::{self, ToolNames},
+        Call,
+    },
 };
 
 /// The JSON body of an `/api/chat` call.
@@ -15,6 +18,7 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
     let req = &call.request;
     let mut messages = Vec::new();
     let mut had_reasoning = false;
+    let mut names = ToolNames::default();
     for (i, msg) in req.messages.iter().enumerate() {
         let role = match msg.role {
             Role::System => "system",
@@ -51,13 +55,14 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
                     let mut m = Map::new();
                     m.insert("role".into(), json!("tool"));
                     m.insert("content".into(), json!(r.content));
-                    if let Some(name) = tool_name(req, i, &r.tool_call_id) {
+                    if let Some(name) = names.get(&r.tool_call_id) {
                         m.insert("tool_name".into(), json!(name));
                     }
                     messages.push(Value::Object(m));
                 }
             }
         }
+        names.add(msg);
         let only_results = msg
             .content
             .iter()
@@ -131,20 +136,6 @@ fn tool_json(t: &crate::chat::types::Tool) -> Value {
             "description": t.description,
             "parameters": t.parameters,
         }
-    })
-}
-
-/// The name of the tool call `id`, from the nearest earlier message.
-fn tool_name<'a>(
-    req: &'a crate::chat::types::ChatRequest,
-    before: usize,
-    id: &str,
-) -> Option<&'a str> {
-    req.messages[..before].iter().rev().find_map(|m| {
-        m.content.iter().find_map(|c| match c {
-            Content::ToolCall(tc) if tc.id == id => Some(tc.name.as_str()),
-            _ => None,
-        })
     })
 }
 
