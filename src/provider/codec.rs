@@ -1,14 +1,14 @@
 //! Small shared pieces of the provider edge: what the request builders have in
-//! common (base64 and `data:` URLs for inline images, tool-call names by id),
-//! and a whole-body run of framer → decoder → relay (the fixture checks and
-//! tests use it; the live path is the http shell, which does the same
-//! incrementally).
+//! common (base64 and `data:` URLs for inline images, the max-tokens fallback,
+//! tool-call names by id), and a whole-body run of framer → decoder → relay
+//! (the fixture checks and tests use it; the live path is the http shell, which
+//! does the same incrementally).
 
 use std::collections::{HashMap, VecDeque};
 
-use super::{frame::Framer, http::DEFAULT_MAX_FRAME, Decoder, Framing, Relay};
+use super::{frame::Framer, http::DEFAULT_MAX_FRAME, Decoder, Framing, ModelOptions, Relay};
 use crate::{
-    chat::types::{Chunk, Content, Message},
+    chat::types::{ChatRequest, Chunk, Content, Message},
     error::Error,
 };
 
@@ -39,6 +39,19 @@ pub fn base64(bytes: &[u8]) -> String {
 /// (still base64); `None` for any other URL.
 pub fn split_data_url(url: &str) -> Option<(&str, &str)> {
     url.strip_prefix("data:")?.split_once(";base64,")
+}
+
+/// The max tokens to ask for: the request's, else the model's configured
+/// default, else the provider's (its settings). A provider whose API demands a
+/// value puts its own constant after this.
+pub fn max_tokens(
+    req: &ChatRequest,
+    options: &ModelOptions,
+    provider_default: Option<u32>,
+) -> Option<u32> {
+    req.max_tokens
+        .or(options.default_max_tokens)
+        .or(provider_default)
 }
 
 /// The function names of the tool calls a conversation has made so far, by
@@ -147,6 +160,18 @@ mod tests {
         );
         assert_eq!(split_data_url("data:image/png,QUJD"), None);
         assert_eq!(split_data_url("https://x/y.png"), None);
+    }
+
+    #[test]
+    fn max_tokens_request_then_model_then_provider() {
+        let mut req = ChatRequest::default();
+        let mut options = ModelOptions::default();
+        assert_eq!(max_tokens(&req, &options, None), None);
+        assert_eq!(max_tokens(&req, &options, Some(7)), Some(7));
+        options.default_max_tokens = Some(9);
+        assert_eq!(max_tokens(&req, &options, Some(7)), Some(9));
+        req.max_tokens = Some(11);
+        assert_eq!(max_tokens(&req, &options, Some(7)), Some(11));
     }
 
     #[test]

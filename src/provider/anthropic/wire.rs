@@ -10,6 +10,10 @@ use crate::{
     provider::Call,
 };
 
+/// Anthropic demands a max_tokens: this one goes when neither the request, the
+/// model nor the provider sets one.
+const DEFAULT_MAX_TOKENS: u32 = 1024;
+
 /// The JSON body for one streamed call. `default_max_tokens` is the provider's
 /// configured default (the file), used when neither the request nor the model sets one.
 pub fn body(call: &Call, default_max_tokens: Option<u32>) -> Value {
@@ -39,11 +43,8 @@ pub fn body(call: &Call, default_max_tokens: Option<u32>) -> Value {
     }
     let mut b = Map::new();
     b.insert("model".into(), json!(call.model));
-    let max_tokens = req
-        .max_tokens
-        .or(call.options.default_max_tokens)
-        .or(default_max_tokens)
-        .unwrap_or(1024);
+    let max_tokens = crate::provider::codec::max_tokens(req, &call.options, default_max_tokens)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
     b.insert("max_tokens".into(), json!(max_tokens));
     b.insert("stream".into(), json!(true));
     if !system.is_empty() {

@@ -102,11 +102,7 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
         }
     }
     let mut gen = Map::new();
-    if let Some(n) = req
-        .max_tokens
-        .or(call.options.default_max_tokens)
-        .or(default_max_tokens)
-    {
+    if let Some(n) = codec::max_tokens(req, &call.options, default_max_tokens) {
         gen.insert("maxOutputTokens".into(), json!(n));
     }
     if let Some(t) = req.temperature {

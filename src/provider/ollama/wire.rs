@@ -112,11 +112,7 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
     if let Some(p) = req.top_p {
         options.insert("top_p".into(), json!(p));
     }
-    if let Some(n) = req
-        .max_tokens
-        .or(call.options.default_max_tokens)
-        .or(default_max_tokens)
-    {
+    if let Some(n) = codec::max_tokens(req, &call.options, default_max_tokens) {
         options.insert("num_predict".into(), json!(n));
     }
     if !req.stop.is_empty() {

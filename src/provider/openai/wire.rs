@@ -24,11 +24,7 @@ pub fn body(
     if options.include_usage {
         b.insert("stream_options".into(), json!({ "include_usage": true }));
     }
-    if let Some(max) = req
-        .max_tokens
-        .or(options.default_max_tokens)
-        .or(default_max_tokens)
-    {
+    if let Some(max) = crate::provider::codec::max_tokens(req, options, default_max_tokens) {
         let key = if options.max_completion_tokens {
             "max_completion_tokens"
         } else {
