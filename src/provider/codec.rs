@@ -1,10 +1,12 @@
 //! Small shared pieces of the provider edge: what the request builders have in
 //! common (base64 and `data:` URLs for inline images, the max-tokens fallback,
-//! tool-call names by id), and a whole-body run of framer → decoder → relay
-//! (the fixture checks and tests use it; the live path is the http shell, which
-//! does the same incrementally).
+//! tool-call names by id, role turns merged), and a whole-body run of framer →
+//! decoder → relay (the fixture checks and tests use it; the live path is the
+//! http shell, which does the same incrementally).
 
 use std::collections::{HashMap, VecDeque};
+
+use serde_json::Value;
 
 use super::{frame::Framer, http::DEFAULT_MAX_FRAME, Decoder, Framing, ModelOptions, Relay};
 use crate::{
@@ -79,6 +81,23 @@ impl<'a> ToolNames<'a> {
     }
 }
 
+/// Appends one message's blocks as a turn of `role`, merged into the last turn
+/// when that has the same role (for wires that want roles to alternate); a
+/// message without blocks adds nothing.
+pub fn push_turn(
+    turns: &mut Vec<(&'static str, Vec<Value>)>,
+    role: &'static str,
+    blocks: Vec<Value>,
+) {
+    if blocks.is_empty() {
+        return;
+    }
+    match turns.last_mut() {
+        Some((r, prev)) if *r == role => prev.extend(blocks),
+        _ => turns.push((role, blocks)),
+    }
+}
+
 /// Decodes a whole body delivered in pieces cut at `splits` (as reads would
 /// cut it): the chunks a client would get, and the error that would end the
 /// stream (truncation included).
@@ -134,6 +153,8 @@ pub fn decode_body(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::chat::types::{Role, ToolCall};
 
@@ -206,5 +227,23 @@ mod tests {
             (Some("new"), Some("first"))
         );
         assert_eq!(names.get("c"), None);
+    }
+
+    #[test]
+    fn turns_of_one_role_merge_and_empty_ones_vanish() {
+        let mut turns = Vec::new();
+        push_turn(&mut turns, "user", vec![json!(1)]);
+        push_turn(&mut turns, "user", vec![json!(2)]);
+        push_turn(&mut turns, "model", Vec::new());
+        push_turn(&mut turns, "model", vec![json!(3)]);
+        push_turn(&mut turns, "user", vec![json!(4)]);
+        assert_eq!(
+            turns,
+            vec![
+                ("user", vec![json!(1), json!(2)]),
+                ("model", vec![json!(3)]),
+                ("user", vec![json!(4)]),
+            ]
+        );
     }
 }

@@ -33,13 +33,7 @@ pub fn body(call: &Call, default_max_tokens: Option<u32>) -> Value {
             Role::Assistant => "assistant",
         };
         let blocks: Vec<Value> = m.content.iter().filter_map(block).collect();
-        if blocks.is_empty() {
-            continue;
-        }
-        match messages.last_mut() {
-            Some((r, prev)) if *r == role => prev.extend(blocks),
-            _ => messages.push((role, blocks)),
-        }
+        crate::provider::codec::push_turn(&mut messages, role, blocks);
     }
     let mut b = Map::new();
     b.insert("model".into(), json!(call.model));

@@ -41,14 +41,8 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
             Role::Assistant => ("model", model_parts(&msg.content)),
         };
         names.add(msg);
-        if parts.is_empty() {
-            continue;
-        }
         // Gemini wants turns to alternate, and parallel function responses in one turn.
-        match contents.last_mut() {
-            Some((r, prev)) if *r == role => prev.extend(parts),
-            _ => contents.push((role, parts)),
-        }
+        codec::push_turn(&mut contents, role, parts);
     }
     let mut body = Map::new();
     body.insert(
