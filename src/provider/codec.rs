@@ -1,16 +1,16 @@
 //! Small shared pieces of the provider edge: what the request builders have in
 //! common (base64 and `data:` URLs for inline images, the max-tokens fallback,
-//! tool-call names by id, role turns merged), and a whole-body run of framer →
-//! decoder → relay (the fixture checks and tests use it; the live path is the
-//! http shell, which does the same incrementally).
+//! tool-call names by id, role turns merged, tool declarations), and a whole-
+//! body run of framer → decoder → relay (the fixture checks and tests use it;
+//! the live path is the http shell, which does the same incrementally).
 
 use std::collections::{HashMap, VecDeque};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{frame::Framer, http::DEFAULT_MAX_FRAME, Decoder, Framing, ModelOptions, Relay};
 use crate::{
-    chat::types::{ChatRequest, Chunk, Content, Message},
+    chat::types::{ChatRequest, Chunk, Content, Message, Tool},
     error::Error,
 };
 
@@ -96,6 +96,18 @@ pub fn push_turn(
         Some((r, prev)) if *r == role => prev.extend(blocks),
         _ => turns.push((role, blocks)),
     }
+}
+
+/// A tool's `name`, and its `description` when it has one: how a function
+/// declaration starts on every wire that leaves an empty description out (the
+/// caller adds the schema under its wire's key).
+pub fn tool_declaration(t: &Tool) -> Map<String, Value> {
+    let mut d = Map::new();
+    d.insert("name".into(), Value::String(t.name.clone()));
+    if !t.description.is_empty() {
+        d.insert("description".into(), Value::String(t.description.clone()));
+    }
+    d
 }
 
 /// Decodes a whole body delivered in pieces cut at `splits` (as reads would
@@ -244,6 +256,24 @@ mod tests {
                 ("model", vec![json!(3)]),
                 ("user", vec![json!(4)]),
             ]
+        );
+    }
+
+    #[test]
+    fn tool_declarations_leave_an_empty_description_out() {
+        let t = Tool {
+            name: "f".into(),
+            description: String::new(),
+            parameters: Map::new(),
+        };
+        assert_eq!(Value::Object(tool_declaration(&t)), json!({"name": "f"}));
+        let t = Tool {
+            description: "d".into(),
+            ..t
+        };
+        assert_eq!(
+            Value::Object(tool_declaration(&t)),
+            json!({"name": "f", "description": "d"})
         );
     }
 }

@@ -67,11 +67,7 @@ pub fn body(call: &Call, default_max_tokens: Option<u32>) -> Value {
             .tools
             .iter()
             .map(|t| {
-                let mut o = Map::new();
-                o.insert("name".into(), json!(t.name));
-                if !t.description.is_empty() {
-                    o.insert("description".into(), json!(t.description));
-                }
+                let mut o = crate::provider::codec::tool_declaration(t);
                 let schema = if t.parameters.is_empty() {
                     json!({"type": "object", "properties": {}})
                 } else {

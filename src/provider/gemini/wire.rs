@@ -63,11 +63,7 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
             .tools
             .iter()
             .map(|t| {
-                let mut d = Map::new();
-                d.insert("name".into(), json!(t.name));
-                if !t.description.is_empty() {
-                    d.insert("description".into(), json!(t.description));
-                }
+                let mut d = codec::tool_declaration(t);
                 // Full JSON Schema (`parametersJsonSchema`), not the OpenAPI subset of
                 // `parameters`, so schemas pass through unchanged.
                 if !t.parameters.is_empty() {

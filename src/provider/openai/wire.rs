@@ -46,11 +46,7 @@ pub fn body(
             .tools
             .iter()
             .map(|t| {
-                let mut f = Map::new();
-                f.insert("name".into(), json!(t.name));
-                if !t.description.is_empty() {
-                    f.insert("description".into(), json!(t.description));
-                }
+                let mut f = crate::provider::codec::tool_declaration(t);
                 f.insert("parameters".into(), Value::Object(t.parameters.clone()));
                 json!({ "type": "function", "function": f })
             })
