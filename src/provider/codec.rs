@@ -1,8 +1,9 @@
 //! Small shared pieces of the provider edge: what the request builders have in
 //! common (base64 and `data:` URLs for inline images, the max-tokens fallback,
-//! tool-call names by id, role turns merged, tool declarations), and a whole-
-//! body run of framer → decoder → relay (the fixture checks and tests use it;
-//! the live path is the http shell, which does the same incrementally).
+//! tool-call names by id, role turns merged, tool declarations, sampling
+//! settings), and a whole-body run of framer → decoder → relay (the fixture
+//! checks and tests use it; the live path is the http shell, which does the
+//! same incrementally).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -108,6 +109,21 @@ pub fn tool_declaration(t: &Tool) -> Map<String, Value> {
         d.insert("description".into(), Value::String(t.description.clone()));
     }
     d
+}
+
+/// The request's sampling settings that are set (temperature, top-p, stop
+/// sequences), under the wire's names for them, in that order.
+pub fn insert_sampling(map: &mut Map<String, Value>, req: &ChatRequest, keys: [&str; 3]) {
+    let [temperature, top_p, stop] = keys;
+    if let Some(t) = req.temperature {
+        map.insert(temperature.into(), t.into());
+    }
+    if let Some(p) = req.top_p {
+        map.insert(top_p.into(), p.into());
+    }
+    if !req.stop.is_empty() {
+        map.insert(stop.into(), req.stop.clone().into());
+    }
 }
 
 /// Decodes a whole body delivered in pieces cut at `splits` (as reads would
@@ -275,5 +291,18 @@ mod tests {
             Value::Object(tool_declaration(&t)),
             json!({"name": "f", "description": "d"})
         );
+    }
+
+    #[test]
+    fn sampling_settings_go_under_the_wires_names_when_set() {
+        let mut m = Map::new();
+        let mut req = ChatRequest::default();
+        insert_sampling(&mut m, &req, ["t", "p", "s"]);
+        assert!(m.is_empty());
+        req.temperature = Some(0.5);
+        req.top_p = Some(0.25);
+        req.stop = vec!["END".into()];
+        insert_sampling(&mut m, &req, ["t", "p", "s"]);
+        assert_eq!(Value::Object(m), json!({"t": 0.5, "p": 0.25, "s": ["END"]}));
     }
 }

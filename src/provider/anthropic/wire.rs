@@ -53,15 +53,11 @@ pub fn body(call: &Call, default_max_tokens: Option<u32>) -> Value {
                 .collect(),
         ),
     );
-    if let Some(t) = req.temperature {
-        b.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = req.top_p {
-        b.insert("top_p".into(), json!(p));
-    }
-    if !req.stop.is_empty() {
-        b.insert("stop_sequences".into(), json!(req.stop));
-    }
+    crate::provider::codec::insert_sampling(
+        &mut b,
+        req,
+        ["temperature", "top_p", "stop_sequences"],
+    );
     if !req.tools.is_empty() {
         let tools: Vec<Value> = req
             .tools

@@ -95,15 +95,7 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
     if let Some(n) = codec::max_tokens(req, &call.options, default_max_tokens) {
         gen.insert("maxOutputTokens".into(), json!(n));
     }
-    if let Some(t) = req.temperature {
-        gen.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = req.top_p {
-        gen.insert("topP".into(), json!(p));
-    }
-    if !req.stop.is_empty() {
-        gen.insert("stopSequences".into(), json!(req.stop));
-    }
+    codec::insert_sampling(&mut gen, req, ["temperature", "topP", "stopSequences"]);
     if thinks(&call.model) {
         gen.insert("thinkingConfig".into(), json!({ "includeThoughts": true }));
     }

@@ -106,17 +106,9 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
         body.insert("think".into(), json!(true));
     }
     let mut options = Map::new();
-    if let Some(t) = req.temperature {
-        options.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = req.top_p {
-        options.insert("top_p".into(), json!(p));
-    }
+    codec::insert_sampling(&mut options, req, ["temperature", "top_p", "stop"]);
     if let Some(n) = codec::max_tokens(req, &call.options, default_max_tokens) {
         options.insert("num_predict".into(), json!(n));
-    }
-    if !req.stop.is_empty() {
-        options.insert("stop".into(), json!(req.stop));
     }
     if !options.is_empty() {
         body.insert("options".into(), Value::Object(options));

@@ -32,15 +32,7 @@ pub fn body(
         };
         b.insert(key.into(), json!(max));
     }
-    if let Some(t) = req.temperature {
-        b.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = req.top_p {
-        b.insert("top_p".into(), json!(p));
-    }
-    if !req.stop.is_empty() {
-        b.insert("stop".into(), json!(req.stop));
-    }
+    crate::provider::codec::insert_sampling(&mut b, req, ["temperature", "top_p", "stop"]);
     if !req.tools.is_empty() {
         let tools: Vec<Value> = req
             .tools
