@@ -7,71 +7,12 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::GENERATED_ID_PREFIX;
+use super::{stream_error, ApiError, GENERATED_ID_PREFIX};
 use crate::{
     chat::types::{Delta, Part, Reasoning, StopReason, Usage},
-    error::{Error, Kind},
+    error::Error,
     provider::{Decoder, Frame},
 };
-
-#[derive(Debug, Deserialize)]
-pub(super) struct ApiError<'a> {
-    #[serde(default)]
-    code: Option<u16>,
-    #[serde(default, borrow)]
-    message: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    status: Option<Cow<'a, str>>,
-    #[serde(default)]
-    details: Vec<Value>,
-}
-
-impl ApiError<'_> {
-    pub(super) fn text(&self) -> String {
-        let message = self.message.as_deref().unwrap_or("").trim();
-        match self.status.as_deref() {
-            Some(s) if !s.is_empty() && !message.is_empty() => format!("{message} ({s})"),
-            Some(s) if !s.is_empty() => s.to_string(),
-            _ => message.to_string(),
-        }
-    }
-
-    /// Gemini answers a bad key with HTTP 400 `API_KEY_INVALID`, not 401.
-    pub(super) fn bad_key(&self) -> bool {
-        self.details
-            .iter()
-            .any(|d| d.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"))
-    }
-}
-
-/// A mid-stream `error` object: classed by its gRPC-style `status`, else its code.
-fn stream_error(e: &ApiError<'_>) -> Error {
-    let text = e.text();
-    let (kind, reason) = match e.status.as_deref().unwrap_or("") {
-        "INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE" => {
-            (Kind::InvalidArgument, "UPSTREAM_INVALID_REQUEST")
-        }
-        "PERMISSION_DENIED" | "UNAUTHENTICATED" => {
-            (Kind::PermissionDenied, "UPSTREAM_PERMISSION_DENIED")
-        }
-        "NOT_FOUND" => (Kind::NotFound, "UPSTREAM_NOT_FOUND"),
-        "RESOURCE_EXHAUSTED" => (Kind::ResourceExhausted, "UPSTREAM_RATE_LIMITED"),
-        "DEADLINE_EXCEEDED" => (Kind::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
-        "" => {
-            let mut err = Error::from_upstream_status(e.code.unwrap_or(500), &text);
-            err.message = format!("the upstream reported an error mid-stream: {text}");
-            return err;
-        }
-        _ => (Kind::Unavailable, "UPSTREAM_ERROR"),
-    };
-    let mut err = Error::new(
-        kind,
-        reason,
-        format!("the upstream reported an error mid-stream: {text}"),
-    );
-    err.upstream_status = e.code;
-    err
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -326,6 +267,7 @@ fn reasoning(text: &str, signature: &str) -> Part {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::error::Kind;
 
     fn frame(data: &str) -> Frame {
         Frame {

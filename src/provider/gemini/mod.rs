@@ -20,14 +20,16 @@
 //! reasoning block that preceded them does.
 //!
 //! `wire` builds the request body, `decode` is the pure stream decoder; this
-//! file plugs them into the http shell.
+//! file plugs them into the http shell and maps Google's error object (in an
+//! HTTP error body or mid-stream).
 
 mod decode;
 mod wire;
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
 use serde::Deserialize;
+use serde_json::Value;
 
 pub use decode::{stop_reason, GeminiDecoder};
 pub use wire::request_body;
@@ -38,7 +40,6 @@ use super::{
     Call, Decoder, Provider, ProviderInfo, Settings,
 };
 use crate::error::{Error, Kind};
-use decode::ApiError;
 
 const NAME: &str = "gemini";
 const CLASS: &str = "ChatGoogleGenerativeAI";
@@ -162,6 +163,36 @@ struct ErrorEnvelope<'a> {
     error: ApiError<'a>,
 }
 
+#[derive(Debug, Deserialize)]
+struct ApiError<'a> {
+    #[serde(default)]
+    code: Option<u16>,
+    #[serde(default, borrow)]
+    message: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(default)]
+    details: Vec<Value>,
+}
+
+impl ApiError<'_> {
+    fn text(&self) -> String {
+        let message = self.message.as_deref().unwrap_or("").trim();
+        match self.status.as_deref() {
+            Some(s) if !s.is_empty() && !message.is_empty() => format!("{message} ({s})"),
+            Some(s) if !s.is_empty() => s.to_string(),
+            _ => message.to_string(),
+        }
+    }
+
+    /// Gemini answers a bad key with HTTP 400 `API_KEY_INVALID`, not 401.
+    fn bad_key(&self) -> bool {
+        self.details
+            .iter()
+            .any(|d| d.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"))
+    }
+}
+
 /// The error for a non-2xx answer: mapped by HTTP status, with Google's message.
 pub fn http_error(status: u16, body: &str) -> Error {
     match serde_json::from_str::<ErrorEnvelope<'_>>(body) {
@@ -177,6 +208,35 @@ pub fn http_error(status: u16, body: &str) -> Error {
         Ok(env) => Error::from_upstream_status(status, &env.error.text()),
         Err(_) => Error::from_upstream_status(status, &super::http::generic_error_message(body)),
     }
+}
+
+/// A mid-stream `error` object: classed by its gRPC-style `status`, else its code.
+fn stream_error(e: &ApiError<'_>) -> Error {
+    let text = e.text();
+    let (kind, reason) = match e.status.as_deref().unwrap_or("") {
+        "INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE" => {
+            (Kind::InvalidArgument, "UPSTREAM_INVALID_REQUEST")
+        }
+        "PERMISSION_DENIED" | "UNAUTHENTICATED" => {
+            (Kind::PermissionDenied, "UPSTREAM_PERMISSION_DENIED")
+        }
+        "NOT_FOUND" => (Kind::NotFound, "UPSTREAM_NOT_FOUND"),
+        "RESOURCE_EXHAUSTED" => (Kind::ResourceExhausted, "UPSTREAM_RATE_LIMITED"),
+        "DEADLINE_EXCEEDED" => (Kind::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
+        "" => {
+            let mut err = Error::from_upstream_status(e.code.unwrap_or(500), &text);
+            err.message = format!("the upstream reported an error mid-stream: {text}");
+            return err;
+        }
+        _ => (Kind::Unavailable, "UPSTREAM_ERROR"),
+    };
+    let mut err = Error::new(
+        kind,
+        reason,
+        format!("the upstream reported an error mid-stream: {text}"),
+    );
+    err.upstream_status = e.code;
+    err
 }
 
 /// Runs a whole body through framer → decoder → relay, as the http shell does
