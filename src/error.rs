@@ -287,7 +287,7 @@ pub fn log_safe(value: &str, max: usize) -> String {
     let mut out = String::with_capacity(value.len().min(max) + 8);
     for (n, c) in value.chars().enumerate() {
         if n == max {
-            out.push_str("…");
+            out.push('…');
             break;
         }
         if c.is_control() {
@@ -337,7 +337,10 @@ mod tests {
             "…sk-ant-api03-S",
         ] {
             let r = redact(echo);
-            assert!(!r.contains("SECRET") && !r.contains("api03-S"), "{echo} -> {r}");
+            assert!(
+                !r.contains("SECRET") && !r.contains("api03-S"),
+                "{echo} -> {r}"
+            );
         }
         // Shorter than the anchor: an ordinary prefix stays.
         assert_eq!(redact("sk-ant-api0"), "sk-ant-api0");

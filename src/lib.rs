@@ -20,7 +20,11 @@
 //! - `pipeline` imports `provider` and everything below it.
 //! - `api` imports `pipeline` and everything below it; with `server` and `cli`,
 //!   it alone touches `pb` and `tonic::Status`.
-//! - `server` imports `api` and everything below; `cli` imports only `pb`.
+//! - `server` imports `api` and everything below; `cli` is a gRPC client of
+//!   `pb` (and `api::convert` for printing).
+// Items only the crate uses are pub(crate), so dead code shows as dead.
+#![warn(unreachable_pub)]
+
 pub mod api;
 pub mod chat;
 pub mod cli;

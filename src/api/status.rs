@@ -43,7 +43,11 @@ pub(crate) fn to_status(e: &Error) -> Status {
 
 /// A request that could not be decoded (see `api::codec`).
 pub(crate) fn invalid_message(message: &str) -> Status {
-    to_status(&Error::new(Kind::InvalidArgument, "INVALID_MESSAGE", message))
+    to_status(&Error::new(
+        Kind::InvalidArgument,
+        "INVALID_MESSAGE",
+        message,
+    ))
 }
 
 #[cfg(test)]

@@ -1,5 +1,14 @@
-//! Small shared pieces of the providers' request builders: base64 for inline
-//! images (and the pump's whole-body run, re-exported for the providers).
+//! Small shared pieces of the providers' request builders: base64 and `data:`
+//! URLs for inline images, the max-tokens fallback, tool-call names by id, role
+//! turns merged, tool declarations, sampling settings (and the pump's
+//! whole-body run, re-exported for the providers).
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+use super::ModelOptions;
+use crate::chat::types::{ChatRequest, Content, Message, Tool};
 
 /// Standard base64 with padding (RFC 4648).
 pub fn base64(bytes: &[u8]) -> String {
@@ -27,8 +36,101 @@ pub fn base64(bytes: &[u8]) -> String {
 /// The whole-body run of the one pump (kept here for the providers' callers).
 pub use super::pump::decode_body;
 
+/// A `data:<mime>;base64,<payload>` URL as its media type and its payload
+/// (still base64); `None` for any other URL.
+pub fn split_data_url(url: &str) -> Option<(&str, &str)> {
+    url.strip_prefix("data:")?.split_once(";base64,")
+}
+
+/// The max tokens to ask for: the request's, else the model's configured
+/// default, else the provider's (its settings). A provider whose API demands a
+/// value puts its own constant after this.
+pub fn max_tokens(
+    req: &ChatRequest,
+    options: &ModelOptions,
+    provider_default: Option<u32>,
+) -> Option<u32> {
+    req.max_tokens
+        .or(options.default_max_tokens)
+        .or(provider_default)
+}
+
+/// The function names of the tool calls a conversation has made so far, by
+/// call id: what a tool result needs on a wire that names the function rather
+/// than the call. Fed each message after it is built, so a result sees only
+/// the calls before it; the nearest earlier call with the id wins (within one
+/// message, the first). One pass over the request, one lookup per result.
+#[derive(Debug, Default)]
+pub struct ToolNames<'a>(HashMap<&'a str, &'a str>);
+
+impl<'a> ToolNames<'a> {
+    /// The name of the call `id`, if an earlier message made it.
+    pub fn get(&self, id: &str) -> Option<&'a str> {
+        self.0.get(id).copied()
+    }
+
+    /// Records the tool calls of `msg`.
+    pub fn add(&mut self, msg: &'a Message) {
+        // Backwards, so that within one message the first call with an id wins.
+        for c in msg.content.iter().rev() {
+            if let Content::ToolCall(tc) = c {
+                self.0.insert(&tc.id, &tc.name);
+            }
+        }
+    }
+}
+
+/// Appends one message's blocks as a turn of `role`, merged into the last turn
+/// when that has the same role (for wires that want roles to alternate); a
+/// message without blocks adds nothing.
+pub fn push_turn(
+    turns: &mut Vec<(&'static str, Vec<Value>)>,
+    role: &'static str,
+    blocks: Vec<Value>,
+) {
+    if blocks.is_empty() {
+        return;
+    }
+    match turns.last_mut() {
+        Some((r, prev)) if *r == role => prev.extend(blocks),
+        _ => turns.push((role, blocks)),
+    }
+}
+
+/// A tool's `name`, and its `description` when it has one: how a function
+/// declaration starts on every wire that leaves an empty description out (the
+/// caller adds the schema under its wire's key).
+pub fn tool_declaration(t: &Tool) -> Map<String, Value> {
+    let mut d = Map::new();
+    d.insert("name".into(), Value::String(t.name.clone()));
+    if !t.description.is_empty() {
+        d.insert("description".into(), Value::String(t.description.clone()));
+    }
+    d
+}
+
+/// The request's sampling settings that are set (temperature, top-p, stop
+/// sequences), under the wire's names for them, in that order.
+pub fn insert_sampling(map: &mut Map<String, Value>, req: &ChatRequest, keys: [&str; 3]) {
+    let [temperature, top_p, stop] = keys;
+    if let Some(t) = req.temperature {
+        map.insert(temperature.into(), t.into());
+    }
+    if let Some(p) = req.top_p {
+        map.insert(top_p.into(), p.into());
+    }
+    if !req.stop.is_empty() {
+        map.insert(stop.into(), req.stop.clone().into());
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::chat::types::{Role, ToolCall};
+
     #[test]
     fn base64_matches_rfc4648_vectors() {
         for (i, o) in [
@@ -42,5 +144,110 @@ mod tests {
         ] {
             assert_eq!(super::base64(i.as_bytes()), o);
         }
+    }
+
+    #[test]
+    fn data_urls_split_into_mime_and_payload() {
+        assert_eq!(
+            split_data_url("data:image/png;base64,QUJD"),
+            Some(("image/png", "QUJD"))
+        );
+        assert_eq!(split_data_url("data:image/png,QUJD"), None);
+        assert_eq!(split_data_url("https://x/y.png"), None);
+    }
+
+    #[test]
+    fn max_tokens_request_then_model_then_provider() {
+        let mut req = ChatRequest::default();
+        let mut options = ModelOptions::default();
+        assert_eq!(max_tokens(&req, &options, None), None);
+        assert_eq!(max_tokens(&req, &options, Some(7)), Some(7));
+        options.default_max_tokens = Some(9);
+        assert_eq!(max_tokens(&req, &options, Some(7)), Some(9));
+        req.max_tokens = Some(11);
+        assert_eq!(max_tokens(&req, &options, Some(7)), Some(11));
+    }
+
+    #[test]
+    fn tool_names_see_earlier_calls_the_nearest_first() {
+        let call = |id: &str, name: &str| {
+            Content::ToolCall(ToolCall {
+                id: id.into(),
+                name: name.into(),
+                arguments: serde_json::Map::new(),
+            })
+        };
+        let msgs = [
+            Message {
+                role: Role::Assistant,
+                content: vec![call("a", "old"), call("b", "first"), call("b", "second")],
+            },
+            Message {
+                role: Role::Assistant,
+                content: vec![call("a", "new")],
+            },
+        ];
+        let mut names = ToolNames::default();
+        assert_eq!(names.get("a"), None);
+        names.add(&msgs[0]);
+        assert_eq!(
+            (names.get("a"), names.get("b")),
+            (Some("old"), Some("first"))
+        );
+        names.add(&msgs[1]);
+        assert_eq!(
+            (names.get("a"), names.get("b")),
+            (Some("new"), Some("first"))
+        );
+        assert_eq!(names.get("c"), None);
+    }
+
+    #[test]
+    fn turns_of_one_role_merge_and_empty_ones_vanish() {
+        let mut turns = Vec::new();
+        push_turn(&mut turns, "user", vec![json!(1)]);
+        push_turn(&mut turns, "user", vec![json!(2)]);
+        push_turn(&mut turns, "model", Vec::new());
+        push_turn(&mut turns, "model", vec![json!(3)]);
+        push_turn(&mut turns, "user", vec![json!(4)]);
+        assert_eq!(
+            turns,
+            vec![
+                ("user", vec![json!(1), json!(2)]),
+                ("model", vec![json!(3)]),
+                ("user", vec![json!(4)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn tool_declarations_leave_an_empty_description_out() {
+        let t = Tool {
+            name: "f".into(),
+            description: String::new(),
+            parameters: Map::new(),
+        };
+        assert_eq!(Value::Object(tool_declaration(&t)), json!({"name": "f"}));
+        let t = Tool {
+            description: "d".into(),
+            ..t
+        };
+        assert_eq!(
+            Value::Object(tool_declaration(&t)),
+            json!({"name": "f", "description": "d"})
+        );
+    }
+
+    #[test]
+    fn sampling_settings_go_under_the_wires_names_when_set() {
+        let mut m = Map::new();
+        let mut req = ChatRequest::default();
+        insert_sampling(&mut m, &req, ["t", "p", "s"]);
+        assert!(m.is_empty());
+        req.temperature = Some(0.5);
+        req.top_p = Some(0.25);
+        req.stop = vec!["END".into()];
+        insert_sampling(&mut m, &req, ["t", "p", "s"]);
+        assert_eq!(Value::Object(m), json!({"t": 0.5, "p": 0.25, "s": ["END"]}));
     }
 }

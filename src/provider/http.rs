@@ -249,7 +249,10 @@ fn origin(url: &str) -> String {
 /// A `content-encoding` other than identity (chatwire sends no Accept-Encoding,
 /// so a compressed body is the upstream's mistake; say so, not "bad UTF-8").
 fn content_encoding(headers: &reqwest::header::HeaderMap) -> Option<String> {
-    let v = headers.get(reqwest::header::CONTENT_ENCODING)?.to_str().ok()?;
+    let v = headers
+        .get(reqwest::header::CONTENT_ENCODING)?
+        .to_str()
+        .ok()?;
     let v = v.trim().to_ascii_lowercase();
     (!v.is_empty() && v != "identity").then(|| log_safe(&v, 40))
 }

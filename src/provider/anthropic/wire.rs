@@ -10,6 +10,10 @@ use crate::{
     provider::Call,
 };
 
+/// Anthropic demands a max_tokens: this one goes when neither the request, the
+/// model nor the provider sets one.
+const DEFAULT_MAX_TOKENS: u32 = 1024;
+
 /// The JSON body for one streamed call. `default_max_tokens` is the provider's
 /// configured default (the file), used when neither the request nor the model sets one.
 pub(super) fn body(call: &Call, default_max_tokens: Option<u32>) -> Value {
@@ -29,21 +33,12 @@ pub(super) fn body(call: &Call, default_max_tokens: Option<u32>) -> Value {
             Role::Assistant => "assistant",
         };
         let blocks: Vec<Value> = m.content.iter().filter_map(block).collect();
-        if blocks.is_empty() {
-            continue;
-        }
-        match messages.last_mut() {
-            Some((r, prev)) if *r == role => prev.extend(blocks),
-            _ => messages.push((role, blocks)),
-        }
+        crate::provider::codec::push_turn(&mut messages, role, blocks);
     }
     let mut b = Map::new();
     b.insert("model".into(), json!(call.model));
-    let max_tokens = req
-        .max_tokens
-        .or(call.options.default_max_tokens)
-        .or(default_max_tokens)
-        .unwrap_or(1024);
+    let max_tokens = crate::provider::codec::max_tokens(req, &call.options, default_max_tokens)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
     b.insert("max_tokens".into(), json!(max_tokens));
     b.insert("stream".into(), json!(true));
     if !system.is_empty() {
@@ -58,25 +53,17 @@ pub(super) fn body(call: &Call, default_max_tokens: Option<u32>) -> Value {
                 .collect(),
         ),
     );
-    if let Some(t) = req.temperature {
-        b.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = req.top_p {
-        b.insert("top_p".into(), json!(p));
-    }
-    if !req.stop.is_empty() {
-        b.insert("stop_sequences".into(), json!(req.stop));
-    }
+    crate::provider::codec::insert_sampling(
+        &mut b,
+        req,
+        ["temperature", "top_p", "stop_sequences"],
+    );
     if !req.tools.is_empty() {
         let tools: Vec<Value> = req
             .tools
             .iter()
             .map(|t| {
-                let mut o = Map::new();
-                o.insert("name".into(), json!(t.name));
-                if !t.description.is_empty() {
-                    o.insert("description".into(), json!(t.description));
-                }
+                let mut o = crate::provider::codec::tool_declaration(t);
                 let schema = if t.parameters.is_empty() {
                     json!({"type": "object", "properties": {}})
                 } else {

@@ -24,11 +24,7 @@ pub fn body(
     if options.include_usage {
         b.insert("stream_options".into(), json!({ "include_usage": true }));
     }
-    if let Some(max) = req
-        .max_tokens
-        .or(options.default_max_tokens)
-        .or(default_max_tokens)
-    {
+    if let Some(max) = crate::provider::codec::max_tokens(req, options, default_max_tokens) {
         let key = if options.max_completion_tokens {
             "max_completion_tokens"
         } else {
@@ -36,25 +32,13 @@ pub fn body(
         };
         b.insert(key.into(), json!(max));
     }
-    if let Some(t) = req.temperature {
-        b.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = req.top_p {
-        b.insert("top_p".into(), json!(p));
-    }
-    if !req.stop.is_empty() {
-        b.insert("stop".into(), json!(req.stop));
-    }
+    crate::provider::codec::insert_sampling(&mut b, req, ["temperature", "top_p", "stop"]);
     if !req.tools.is_empty() {
         let tools: Vec<Value> = req
             .tools
             .iter()
             .map(|t| {
-                let mut f = Map::new();
-                f.insert("name".into(), json!(t.name));
-                if !t.description.is_empty() {
-                    f.insert("description".into(), json!(t.description));
-                }
+                let mut f = crate::provider::codec::tool_declaration(t);
                 f.insert("parameters".into(), Value::Object(t.parameters.clone()));
                 json!({ "type": "function", "function": f })
             })

@@ -1,0 +1,455 @@
+//! The pure decoder of Gemini's SSE stream: one `GenerateContentResponse` in,
+//! the domain parts it produces out (see the provider's module doc for the wire
+//! facts and where thought signatures go).
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{stream_error, ApiError, GENERATED_ID_PREFIX};
+use crate::{
+    chat::types::{Delta, Part, Reasoning, StopReason, Usage},
+    error::Error,
+    provider::{Decoder, Frame},
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StreamChunk<'a> {
+    #[serde(default, borrow)]
+    candidates: Vec<Candidate<'a>>,
+    #[serde(default)]
+    usage_metadata: Option<UsageMetadata>,
+    #[serde(default, borrow)]
+    response_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    prompt_feedback: Option<PromptFeedback<'a>>,
+    #[serde(default, borrow)]
+    error: Option<ApiError<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Candidate<'a> {
+    #[serde(default, borrow)]
+    content: Option<CandidateContent<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    index: u32,
+}
+
+#[derive(Debug, Deserialize)]
+struct CandidateContent<'a> {
+    #[serde(default, borrow)]
+    parts: Vec<WirePart<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WirePart<'a> {
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default)]
+    thought: bool,
+    #[serde(default, borrow)]
+    thought_signature: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    function_call: Option<FunctionCall<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FunctionCall<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    /// An object; the one place a `Value` is right (it is re-serialized as is).
+    #[serde(default)]
+    args: Option<Value>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageMetadata {
+    #[serde(default)]
+    prompt_token_count: u32,
+    #[serde(default)]
+    candidates_token_count: u32,
+    #[serde(default)]
+    total_token_count: Option<u32>,
+    #[serde(default)]
+    thoughts_token_count: u32,
+    #[serde(default)]
+    cached_content_token_count: u32,
+}
+
+impl From<UsageMetadata> for Usage {
+    fn from(u: UsageMetadata) -> Self {
+        // promptTokenCount already includes cached content (Gemini's definition).
+        let output = u
+            .candidates_token_count
+            .saturating_add(u.thoughts_token_count);
+        Usage {
+            input: u.prompt_token_count,
+            output,
+            total: u
+                .total_token_count
+                .unwrap_or(u.prompt_token_count.saturating_add(output)),
+            cache_read: u.cached_content_token_count,
+            cache_creation: 0,
+            reasoning: u.thoughts_token_count,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PromptFeedback<'a> {
+    #[serde(default, borrow)]
+    block_reason: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    block_reason_message: Option<Cow<'a, str>>,
+}
+
+/// The pure decoder for one Gemini response.
+#[derive(Debug, Default)]
+pub struct GeminiDecoder {
+    meta_sent: bool,
+    /// Function calls seen so far (their `index`, and the STOP → TOOL_USE switch).
+    calls: u32,
+    /// A finishReason (or a blocked prompt) was seen: EOF is then the end.
+    finished: bool,
+}
+
+/// The contract's stop reason for a Gemini `finishReason`.
+pub fn stop_reason(finish: &str, saw_calls: bool) -> StopReason {
+    match finish {
+        "STOP" if saw_calls => StopReason::ToolUse,
+        "STOP" => StopReason::EndTurn,
+        "MAX_TOKENS" => StopReason::MaxTokens,
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => {
+            StopReason::ContentFilter
+        }
+        _ => StopReason::Other,
+    }
+}
+
+impl Decoder for GeminiDecoder {
+    fn on_frame(&mut self, frame: &Frame) -> Result<Vec<Part>, Error> {
+        let data = frame.data.trim();
+        if data.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chunk: StreamChunk<'_> = serde_json::from_str(data).map_err(|e| {
+            Error::protocol(format!(
+                "the upstream sent an event that is not valid JSON: {e}"
+            ))
+        })?;
+        if let Some(e) = &chunk.error {
+            return Err(stream_error(e));
+        }
+        let mut out = Vec::new();
+        if !self.meta_sent {
+            if let Some(id) = chunk.response_id.as_deref().filter(|s| !s.is_empty()) {
+                out.push(Part::Meta {
+                    id: id.to_string(),
+                    model: chunk.model_version.as_deref().unwrap_or("").to_string(),
+                });
+                self.meta_sent = true;
+            }
+        }
+        let mut stop = None;
+        for cand in &chunk.candidates {
+            if cand.index != 0 {
+                tracing::debug!(
+                    index = cand.index,
+                    "gemini: skipping a candidate other than 0"
+                );
+                continue;
+            }
+            for part in cand.content.iter().flat_map(|c| &c.parts) {
+                self.part(part, &mut out);
+            }
+            if let Some(reason) = cand.finish_reason.as_deref().filter(|r| !r.is_empty()) {
+                stop = Some(stop_reason(reason, self.calls > 0));
+                self.finished = true;
+            }
+        }
+        if let Some(block) = chunk
+            .prompt_feedback
+            .as_ref()
+            .and_then(|f| f.block_reason.as_deref().map(|r| (r, f)))
+        {
+            // The prompt itself was refused: no candidates will come. The reason is
+            // kept visible as refusal text (the contract's place for refusals).
+            let (reason, feedback) = block;
+            let mut text = format!("Gemini blocked the prompt (blockReason {reason})");
+            if let Some(m) = feedback.block_reason_message.as_deref() {
+                text.push_str(": ");
+                text.push_str(m);
+            }
+            out.push(Part::Delta(Delta::Refusal(text)));
+            stop = Some(StopReason::ContentFilter);
+            self.finished = true;
+        }
+        if let Some(u) = chunk.usage_metadata {
+            out.push(Part::Usage(u.into()));
+        }
+        if let Some(s) = stop {
+            out.push(Part::Stop(s));
+        }
+        Ok(out)
+    }
+
+    fn finish(&mut self) -> Result<Vec<Part>, Error> {
+        if self.finished {
+            Ok(vec![Part::Done])
+        } else {
+            Err(Error::truncated(
+                "the Gemini stream ended without a finishReason (truncated answer)",
+            ))
+        }
+    }
+}
+
+impl GeminiDecoder {
+    fn part(&mut self, part: &WirePart<'_>, out: &mut Vec<Part>) {
+        let signature = part.thought_signature.as_deref().unwrap_or("");
+        if part.thought {
+            let text = part.text.as_deref().unwrap_or("");
+            if !text.is_empty() || !signature.is_empty() {
+                out.push(reasoning(text, signature));
+            }
+            return;
+        }
+        // A signature on an answer part closes the thinking before it.
+        if !signature.is_empty() {
+            out.push(reasoning("", signature));
+        }
+        if let Some(fc) = &part.function_call {
+            let index = self.calls;
+            self.calls += 1;
+            let id = match fc.id.as_deref() {
+                Some(id) if !id.is_empty() => id.to_string(),
+                _ => format!("{GENERATED_ID_PREFIX}{index}"),
+            };
+            let arguments = match &fc.args {
+                Some(v) => v.to_string(),
+                None => "{}".to_string(),
+            };
+            out.push(Part::Delta(Delta::ToolCall {
+                index,
+                id,
+                name: fc.name.to_string(),
+                arguments,
+            }));
+        } else if let Some(text) = part.text.as_deref().filter(|t| !t.is_empty()) {
+            out.push(Part::Delta(Delta::Text(text.to_string())));
+        } else if part.text.is_none() && signature.is_empty() {
+            tracing::debug!("gemini: skipping a part of an unknown kind");
+        }
+    }
+}
+
+fn reasoning(text: &str, signature: &str) -> Part {
+    Part::Delta(Delta::Reasoning(Reasoning {
+        text: text.to_string(),
+        signature: signature.to_string(),
+        redacted: String::new(),
+    }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::error::Kind;
+
+    fn frame(data: &str) -> Frame {
+        Frame {
+            event: String::new(),
+            data: data.to_string(),
+        }
+    }
+
+    fn text(t: &str) -> Part {
+        Part::Delta(Delta::Text(t.to_string()))
+    }
+
+    #[test]
+    fn text_usage_and_stop_frame_by_frame() {
+        let mut d = GeminiDecoder::default();
+        let p = d
+            .on_frame(&frame(
+                r#"{"candidates":[{"content":{"parts":[{"text":"Hel"}],"role":"model"}}],"usageMetadata":{"promptTokenCount":4,"totalTokenCount":4},"modelVersion":"gemini-2.0-flash","responseId":"r1"}"#,
+            ))
+            .unwrap();
+        assert_eq!(
+            p,
+            vec![
+                Part::Meta {
+                    id: "r1".into(),
+                    model: "gemini-2.0-flash".into()
+                },
+                text("Hel"),
+                Part::Usage(Usage {
+                    input: 4,
+                    total: 4,
+                    ..Usage::default()
+                })
+            ]
+        );
+        let p = d
+            .on_frame(&frame(
+                r#"{"candidates":[{"content":{"parts":[{"text":"lo"}],"role":"model"},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":2,"totalTokenCount":9,"thoughtsTokenCount":3,"cachedContentTokenCount":1},"responseId":"r1"}"#,
+            ))
+            .unwrap();
+        assert_eq!(
+            p,
+            vec![
+                text("lo"),
+                Part::Usage(Usage {
+                    input: 4,
+                    output: 5,
+                    total: 9,
+                    cache_read: 1,
+                    cache_creation: 0,
+                    reasoning: 3
+                }),
+                Part::Stop(StopReason::EndTurn)
+            ]
+        );
+        assert_eq!(d.finish().unwrap(), vec![Part::Done]);
+    }
+
+    #[test]
+    fn eof_without_finish_reason_is_truncated() {
+        let mut d = GeminiDecoder::default();
+        d.on_frame(&frame(
+            r#"{"candidates":[{"content":{"parts":[{"text":"a"}]}}]}"#,
+        ))
+        .unwrap();
+        let e = d.finish().unwrap_err();
+        assert_eq!(
+            (e.kind, e.reason),
+            (Kind::Unavailable, "UPSTREAM_TRUNCATED")
+        );
+    }
+
+    #[test]
+    fn thoughts_signatures_and_function_calls() {
+        let mut d = GeminiDecoder::default();
+        let p = d
+            .on_frame(&frame(
+                r#"{"candidates":[{"content":{"parts":[{"text":"think","thought":true},{"functionCall":{"name":"f","args":{"a":1}},"thoughtSignature":"SIG"},{"functionCall":{"id":"g1","name":"g","args":{}}}]},"finishReason":"STOP"}]}"#,
+            ))
+            .unwrap();
+        assert_eq!(
+            p,
+            vec![
+                reasoning("think", ""),
+                reasoning("", "SIG"),
+                Part::Delta(Delta::ToolCall {
+                    index: 0,
+                    id: "call_0".into(),
+                    name: "f".into(),
+                    arguments: r#"{"a":1}"#.into()
+                }),
+                Part::Delta(Delta::ToolCall {
+                    index: 1,
+                    id: "g1".into(),
+                    name: "g".into(),
+                    arguments: "{}".into()
+                }),
+                Part::Stop(StopReason::ToolUse)
+            ]
+        );
+    }
+
+    #[test]
+    fn finish_reasons_map() {
+        for (r, s) in [
+            ("MAX_TOKENS", StopReason::MaxTokens),
+            ("SAFETY", StopReason::ContentFilter),
+            ("RECITATION", StopReason::ContentFilter),
+            ("BLOCKLIST", StopReason::ContentFilter),
+            ("PROHIBITED_CONTENT", StopReason::ContentFilter),
+            ("SPII", StopReason::ContentFilter),
+            ("MALFORMED_FUNCTION_CALL", StopReason::Other),
+            ("OTHER", StopReason::Other),
+        ] {
+            assert_eq!(stop_reason(r, false), s, "{r}");
+        }
+        assert_eq!(stop_reason("MAX_TOKENS", true), StopReason::MaxTokens);
+    }
+
+    #[test]
+    fn blocked_prompt_is_a_refusal_with_the_reason() {
+        let mut d = GeminiDecoder::default();
+        let p = d
+            .on_frame(&frame(
+                r#"{"promptFeedback":{"blockReason":"SAFETY"},"usageMetadata":{"promptTokenCount":7,"totalTokenCount":7}}"#,
+            ))
+            .unwrap();
+        assert_eq!(
+            p,
+            vec![
+                Part::Delta(Delta::Refusal(
+                    "Gemini blocked the prompt (blockReason SAFETY)".into()
+                )),
+                Part::Usage(Usage {
+                    input: 7,
+                    total: 7,
+                    ..Usage::default()
+                }),
+                Part::Stop(StopReason::ContentFilter)
+            ]
+        );
+        assert_eq!(d.finish().unwrap(), vec![Part::Done]);
+    }
+
+    #[test]
+    fn stream_error_object_maps_by_status() {
+        let mut d = GeminiDecoder::default();
+        let e = d
+            .on_frame(&frame(
+                r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#,
+            ))
+            .unwrap_err();
+        assert_eq!(e.kind, Kind::Unavailable);
+        assert!(
+            e.message.contains("The model is overloaded."),
+            "{}",
+            e.message
+        );
+        let e = d
+            .on_frame(&frame(
+                r#"{"error":{"code":429,"message":"Quota","status":"RESOURCE_EXHAUSTED"}}"#,
+            ))
+            .unwrap_err();
+        assert_eq!(e.kind, Kind::RateLimited);
+        let e = d
+            .on_frame(&frame(r#"{"error":{"code":400,"message":"bad"}}"#))
+            .unwrap_err();
+        assert_eq!(e.kind, Kind::InvalidArgument);
+    }
+
+    #[test]
+    fn bad_json_is_a_protocol_error_and_unknown_parts_are_skipped() {
+        let mut d = GeminiDecoder::default();
+        assert_eq!(
+            d.on_frame(&frame("{not json")).unwrap_err().reason,
+            "UPSTREAM_PROTOCOL_ERROR"
+        );
+        let p = d
+            .on_frame(&frame(
+                r#"{"candidates":[{"content":{"parts":[{"executableCode":{"code":"1"}},{"text":"x"}]},"groundingMetadata":{}}],"somethingNew":1}"#,
+            ))
+            .unwrap();
+        assert_eq!(p, vec![text("x")]);
+    }
+}
