@@ -108,20 +108,22 @@ impl Pipeline {
             Some(d) if d < total_at => (d, true),
             _ => (total_at, false),
         };
-        let first_at = (now + timers.first_chunk).min(end_at);
-        let timer_error = |at: Instant| -> Error {
-            if at == end_at && end_is_caller {
+        let end_error = || {
+            if end_is_caller {
                 deadline_error("the caller's deadline (grpc-timeout) passed before the first chunk")
-            } else if at == end_at && end_at < now + timers.first_chunk {
-                deadline_error("the total-duration timer fired before the first chunk")
             } else {
-                deadline_error("the first-chunk timer fired: the upstream sent nothing in time")
+                deadline_error("the total-duration timer fired before the first chunk")
             }
         };
+        // One request for every attempt: shared, never copied per retry.
+        let request = Arc::new(request);
 
         let mut last_err = None;
         let total_routes = routes.len();
         for (i, route) in routes.into_iter().enumerate() {
+            // Each target gets its own first-chunk window (retries included),
+            // within the call's total / the caller's deadline.
+            let first_at = (Instant::now() + timers.first_chunk).min(end_at);
             let mut attempt = 0;
             loop {
                 let call = Call {
@@ -134,7 +136,11 @@ impl Pipeline {
                     tokio::time::timeout_at(first_at, first_chunk(route.provider.stream(call)))
                         .await;
                 let err = match outcome {
-                    Err(_) => return Err(timer_error(first_at)),
+                    Err(_) if first_at == end_at => return Err(end_error()),
+                    // The first-chunk timer: a slow target, so the next one is tried.
+                    Err(_) => deadline_error(
+                        "the first-chunk timer fired: the upstream sent no chunk in time",
+                    ),
                     Ok(Ok((first, rest))) => {
                         let chunks = timed(first, rest, timers.idle, end_at, end_is_caller);
                         let chunks = if route.options.streaming {
@@ -296,7 +302,7 @@ impl Stream for Timed {
         } else if this.sleep.deadline() == this.end_at {
             "the total-duration timer fired mid-stream; the answer is cut"
         } else {
-            "the idle timer fired: the upstream sent nothing for too long; the answer is cut"
+            "the idle timer fired: the upstream sent no content for too long (keepalive pings and comments do not count); the answer is cut"
         };
         this.end(deadline_error(msg))
     }
@@ -312,7 +318,7 @@ fn collapse(chunks: ChunkStream) -> ChunkStream {
             while let Some(c) = chunks.next().await {
                 agg.push(&c?);
             }
-            Ok::<_, Error>(agg.collapsed())
+            Ok::<_, Error>(agg.into_collapsed())
         })
         .flat_map(|r: Result<VecDeque<Chunk>, Error>| match r {
             Ok(v) => stream::iter(v.into_iter().map(Ok).collect::<Vec<_>>()),

@@ -308,22 +308,23 @@ pub fn chunk(c: d::Chunk) -> pb::MessageChunk {
     }
 }
 
-pub fn message_out(m: &FinalMessage) -> pb::ChatMessage {
+/// The final message on the wire; the answer moves in, nothing is copied.
+pub fn message_out(m: FinalMessage) -> pb::ChatMessage {
     use pb::content_block::Block;
     pb::ChatMessage {
-        id: m.id.clone(),
-        model: m.model.clone(),
+        id: m.id,
+        model: m.model,
         content: m
             .content
-            .iter()
+            .into_iter()
             .filter_map(|c| {
                 let block = match c {
-                    d::Content::Text(t) => Block::Text(t.clone()),
-                    d::Content::Refusal(t) => Block::Refusal(t.clone()),
+                    d::Content::Text(t) => Block::Text(t),
+                    d::Content::Refusal(t) => Block::Refusal(t),
                     d::Content::Reasoning(r) => Block::Reasoning(pb::Reasoning {
-                        text: r.text.clone(),
-                        signature: r.signature.clone(),
-                        redacted: r.redacted.clone(),
+                        text: r.text,
+                        signature: r.signature,
+                        redacted: r.redacted,
                     }),
                     _ => return None,
                 };
@@ -332,21 +333,21 @@ pub fn message_out(m: &FinalMessage) -> pb::ChatMessage {
             .collect(),
         tool_calls: m
             .tool_calls
-            .iter()
+            .into_iter()
             .map(|t| pb::ToolCall {
-                id: t.id.clone(),
-                name: t.name.clone(),
+                id: t.id,
+                name: t.name,
                 arguments: Some(json_to_struct(&t.arguments)),
             })
             .collect(),
         invalid_tool_calls: m
             .invalid_tool_calls
-            .iter()
+            .into_iter()
             .map(|t| pb::InvalidToolCall {
-                id: t.id.clone(),
-                name: t.name.clone(),
-                arguments: t.arguments.clone(),
-                error: t.error.clone(),
+                id: t.id,
+                name: t.name,
+                arguments: t.arguments,
+                error: t.error,
             })
             .collect(),
         usage: m.usage.as_ref().map(usage),

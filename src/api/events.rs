@@ -73,7 +73,7 @@ impl Events {
         let ev = pb::chat_event::Event::Error(pb::ErrorEvent {
             code: status.code() as i32,
             message: status.message().to_string(),
-            partial: Some(convert::message_out(&self.agg.snapshot())),
+            partial: Some(convert::message_out(std::mem::take(&mut self.agg).finish())),
         });
         self.event(route, ev)
     }
@@ -130,10 +130,12 @@ impl Events {
                     Some(Err(e)) => return Some(self.failed(e)),
                     None => {
                         self.phase = Phase::Done;
+                        // The answer moves into the event: never copied.
+                        let output = convert::message_out(std::mem::take(&mut self.agg).finish());
                         let ev = self.event(
                             self.route.as_ref(),
                             E::End(pb::EndEvent {
-                                output: Some(convert::message_out(&self.agg.snapshot())),
+                                output: Some(output),
                             }),
                         );
                         return Some((Ok(ev), self));

@@ -142,7 +142,7 @@ impl ChatModelService for ChatService {
             while let Some(c) = chunks.next().await {
                 agg.push(&c.map_err(|e| to_status(&e))?);
             }
-            Ok(Response::new(convert::message_out(&agg.snapshot())))
+            Ok(Response::new(convert::message_out(agg.finish())))
         };
         let result = tokio::select! {
             r = run => r,

@@ -30,6 +30,8 @@ struct PendingCall {
 /// Accumulates chunks; `finish` parses tool arguments once, at the end.
 #[derive(Debug, Default)]
 pub struct Aggregator {
+    /// Bytes of content folded so far (text, reasoning, arguments, ids).
+    bytes: usize,
     id: String,
     model: String,
     content: Vec<Content>,
@@ -51,8 +53,14 @@ impl Aggregator {
         self.model = model;
     }
 
+    /// The bytes of content folded so far: what a cap on folded answers reads.
+    pub fn size(&self) -> usize {
+        self.bytes
+    }
+
     /// Adds one chunk.
     pub fn push(&mut self, chunk: &Chunk) {
+        self.bytes += chunk.delta.as_ref().map_or(0, delta_size);
         if self.id.is_empty() && !chunk.id.is_empty() {
             self.id.clone_from(&chunk.id);
         }
@@ -96,58 +104,64 @@ impl Aggregator {
                 id,
                 name,
                 arguments,
-            }) => match self.calls.iter_mut().find(|c| c.index == *index) {
-                Some(call) => {
-                    if call.id.is_empty() {
-                        call.id.clone_from(id);
+            }) => match self.calls.last_mut().filter(|c| c.index == *index) {
+                // Fragments almost always continue the latest call: no scan per fragment.
+                Some(call) => call.arguments.push_str(arguments),
+                None => match self.calls.iter_mut().find(|c| c.index == *index) {
+                    Some(call) => {
+                        if call.id.is_empty() {
+                            call.id.clone_from(id);
+                        }
+                        if call.name.is_empty() {
+                            call.name.clone_from(name);
+                        }
+                        call.arguments.push_str(arguments);
                     }
-                    if call.name.is_empty() {
-                        call.name.clone_from(name);
-                    }
-                    call.arguments.push_str(arguments);
-                }
-                None => self.calls.push(PendingCall {
-                    index: *index,
-                    id: id.clone(),
-                    name: name.clone(),
-                    arguments: arguments.clone(),
-                }),
+                    None => self.calls.push(PendingCall {
+                        index: *index,
+                        id: id.clone(),
+                        name: name.clone(),
+                        arguments: arguments.clone(),
+                    }),
+                },
             },
         }
     }
 
     /// The whole answer as chunks, one per content block and tool call, the last
-    /// one carrying usage, stop reason and `last` (non-streaming models).
-    pub fn collapsed(&self) -> std::collections::VecDeque<Chunk> {
+    /// one carrying usage, stop reason and `last` (non-streaming models). The
+    /// answer moves into the chunks: nothing is copied.
+    pub fn into_collapsed(self) -> std::collections::VecDeque<Chunk> {
+        let id = self.id;
         let mut out: std::collections::VecDeque<Chunk> = self
             .content
-            .iter()
+            .into_iter()
             .filter_map(|c| match c {
-                Content::Text(t) => Some(Delta::Text(t.clone())),
-                Content::Refusal(t) => Some(Delta::Refusal(t.clone())),
-                Content::Reasoning(r) => Some(Delta::Reasoning(r.clone())),
+                Content::Text(t) => Some(Delta::Text(t)),
+                Content::Refusal(t) => Some(Delta::Refusal(t)),
+                Content::Reasoning(r) => Some(Delta::Reasoning(r)),
                 _ => None,
             })
-            .chain(self.calls.iter().map(|c| Delta::ToolCall {
+            .chain(self.calls.into_iter().map(|c| Delta::ToolCall {
                 index: c.index,
-                id: c.id.clone(),
-                name: c.name.clone(),
-                arguments: c.arguments.clone(),
+                id: c.id,
+                name: c.name,
+                arguments: c.arguments,
             }))
             .map(|d| Chunk {
-                id: self.id.clone(),
+                id: id.clone(),
                 delta: Some(d),
                 ..Chunk::default()
             })
             .collect();
         if out.is_empty() {
             out.push_back(Chunk {
-                id: self.id.clone(),
+                id,
                 ..Chunk::default()
             });
         }
         if let Some(first) = out.front_mut() {
-            first.model.clone_from(&self.model);
+            first.model = self.model;
         }
         if let Some(last) = out.back_mut() {
             last.usage = self.usage;
@@ -157,11 +171,35 @@ impl Aggregator {
         out
     }
 
-    /// The message so far (used for `error.partial` too).
+    /// The message so far, leaving the aggregator as it is (tests and checks).
     pub fn snapshot(&self) -> FinalMessage {
+        Self {
+            bytes: self.bytes,
+            id: self.id.clone(),
+            model: self.model.clone(),
+            content: self.content.clone(),
+            calls: self
+                .calls
+                .iter()
+                .map(|c| PendingCall {
+                    index: c.index,
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    arguments: c.arguments.clone(),
+                })
+                .collect(),
+            usage: self.usage,
+            stop_reason: self.stop_reason,
+        }
+        .finish()
+    }
+
+    /// The final message (or `error.partial`): the answer moves into it; tool
+    /// arguments are parsed once, here.
+    pub fn finish(self) -> FinalMessage {
         let mut tool_calls = Vec::new();
         let mut invalid_tool_calls = Vec::new();
-        for call in &self.calls {
+        for call in self.calls {
             // No arguments at all means "no arguments": `{}` (as LangChain's parser does).
             let raw = if call.arguments.trim().is_empty() {
                 "{}"
@@ -170,33 +208,47 @@ impl Aggregator {
             };
             match serde_json::from_str::<serde_json::Value>(raw) {
                 Ok(serde_json::Value::Object(arguments)) => tool_calls.push(ToolCall {
-                    id: call.id.clone(),
-                    name: call.name.clone(),
+                    id: call.id,
+                    name: call.name,
                     arguments,
                 }),
                 Ok(other) => invalid_tool_calls.push(InvalidToolCall {
-                    id: call.id.clone(),
-                    name: call.name.clone(),
-                    arguments: call.arguments.clone(),
                     error: format!("arguments are not a JSON object but {}", kind_of(&other)),
+                    id: call.id,
+                    name: call.name,
+                    arguments: call.arguments,
                 }),
                 Err(e) => invalid_tool_calls.push(InvalidToolCall {
-                    id: call.id.clone(),
-                    name: call.name.clone(),
-                    arguments: call.arguments.clone(),
                     error: format!("arguments are not valid JSON: {e}"),
+                    id: call.id,
+                    name: call.name,
+                    arguments: call.arguments,
                 }),
             }
         }
         FinalMessage {
-            id: self.id.clone(),
-            model: self.model.clone(),
-            content: self.content.clone(),
+            id: self.id,
+            model: self.model,
+            content: self.content,
             tool_calls,
             invalid_tool_calls,
             usage: self.usage,
             stop_reason: self.stop_reason,
         }
+    }
+}
+
+/// The bytes a delta adds to a folded answer.
+fn delta_size(d: &Delta) -> usize {
+    match d {
+        Delta::Text(t) | Delta::Refusal(t) => t.len(),
+        Delta::Reasoning(r) => r.text.len() + r.signature.len() + r.redacted.len(),
+        Delta::ToolCall {
+            id,
+            name,
+            arguments,
+            ..
+        } => id.len() + name.len() + arguments.len(),
     }
 }
 

@@ -20,7 +20,7 @@ pub mod registry;
 pub mod relay;
 pub mod settings;
 
-use std::{future::Future, pin::Pin};
+use std::{future::Future, pin::Pin, sync::Arc};
 
 use futures_util::Stream;
 
@@ -47,7 +47,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub struct Call {
     /// The model as the provider names it (after the `provider:` prefix).
     pub model: String,
-    pub request: ChatRequest,
+    /// Shared by every attempt of a call (retries and fallbacks copy nothing).
+    pub request: Arc<ChatRequest>,
     pub options: ModelOptions,
     /// The message id to use when the provider gives none (`run-<runId>`).
     pub fallback_id: String,

@@ -45,14 +45,50 @@ pub fn with_extra_headers(
 
 /// A URL for display: any `user:password@` removed.
 pub fn display_url(url: &str) -> String {
-    match url.split_once("://") {
+    let (base, query) = split_query(url);
+    let shown = match base.split_once("://") {
         Some((scheme, rest)) => {
-            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let end = rest.find('/').unwrap_or(rest.len());
             let (authority, path) = rest.split_at(end);
             let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
             format!("{scheme}://{host}{path}")
         }
-        None => url.to_string(),
+        None => base.to_string(),
+    };
+    // A query may carry a key (`?api-key=`): shown as present, never its values.
+    if query.is_empty() {
+        shown
+    } else {
+        format!("{shown}?<redacted>")
+    }
+}
+
+/// A URL as (everything before the query, the query with its `?`, or "").
+/// A fragment is dropped: it never reaches a server.
+pub fn split_query(url: &str) -> (&str, &str) {
+    let url = url.split_once('#').map_or(url, |(u, _)| u);
+    match url.find('?') {
+        Some(i) => (&url[..i], &url[i..]),
+        None => (url, ""),
+    }
+}
+
+/// Credentials a URL carries: the userinfo's password (and user), and the
+/// query's values. Each is registered for redaction.
+fn register_url_secrets(url: &str) {
+    let (base, query) = split_query(url);
+    if let Some((_, rest)) = base.split_once("://") {
+        let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            crate::error::register_secret(password);
+            crate::error::register_secret(user);
+        }
+    }
+    for pair in query.trim_start_matches('?').split('&') {
+        if let Some((_, value)) = pair.split_once('=') {
+            crate::error::register_secret(value);
+        }
     }
 }
 
@@ -88,6 +124,13 @@ impl std::fmt::Debug for Settings {
 }
 
 impl Settings {
+    /// The URL of `path` under the base URL, with the base URL's query (e.g.
+    /// an `api-version`) kept after the path, where a server reads it.
+    pub fn endpoint(&self, path: &str) -> String {
+        let (base, query) = split_query(&self.base_url);
+        format!("{}{path}{query}", base.trim_end_matches('/'))
+    }
+
     /// `key_envs` are tried in order (the file's `api_key_env` first);
     /// `base_env` overrides the file's `base_url`, which overrides `default_base`.
     pub fn resolve(
@@ -110,11 +153,10 @@ impl Settings {
             .and_then(non_empty)
             .or_else(|| key_envs.iter().find_map(|k| non_empty(k)));
         let explicit = non_empty(base_env).or(file.base_url.clone());
-        let base_url = explicit
-            .clone()
-            .unwrap_or_else(|| default_base.to_string())
-            .trim_end_matches('/')
-            .to_string();
+        let base_url = explicit.clone().unwrap_or_else(|| default_base.to_string());
+        let (base, query) = split_query(base_url.trim());
+        let base_url = format!("{}{query}", base.trim_end_matches('/'));
+        register_url_secrets(&base_url);
         if let Some(k) = &api_key {
             crate::error::register_secret(k);
         }
@@ -153,7 +195,19 @@ mod tests {
             display_url("https://user:pw@proxy.example/v1"),
             "https://proxy.example/v1"
         );
-        assert_eq!(display_url("https://host?x=a@b"), "https://host?x=a@b");
+        assert_eq!(display_url("https://host?x=a@b"), "https://host?<redacted>");
+        assert_eq!(
+            display_url("https://u:p@host/v1?api-key=k#f"),
+            "https://host/v1?<redacted>"
+        );
+        let s = Settings {
+            base_url: "http://h/v1?api-version=2024-10-21".into(),
+            ..Settings::default()
+        };
+        assert_eq!(
+            s.endpoint("/chat/completions"),
+            "http://h/v1/chat/completions?api-version=2024-10-21"
+        );
         assert_eq!(
             display_url("http://127.0.0.1:11434"),
             "http://127.0.0.1:11434"

@@ -142,10 +142,14 @@ pub async fn run(
             "grace period over: ending the calls still in flight with UNAVAILABLE"
         );
         drain.hard_stop();
-        let _ = tokio::time::timeout(Duration::from_secs(2), drain.wait_idle()).await;
+        // Calls end with UNAVAILABLE now; a client that stopped reading cannot
+        // take even that, so it gets half a second, not more.
+        let _ = tokio::time::timeout(Duration::from_millis(500), drain.wait_idle()).await;
     }
     let _ = stop_tx.send(());
-    match tokio::time::timeout(Duration::from_secs(5), &mut server).await {
+    // Connections close gracefully if they can; within half a second, or they
+    // are dropped with the server (exit within the grace period plus a second).
+    match tokio::time::timeout(Duration::from_millis(500), &mut server).await {
         Ok(r) => r.map_err(|e| Error::internal(format!("server: {e}"))),
         Err(_) => Ok(()),
     }

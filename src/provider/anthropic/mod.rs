@@ -88,7 +88,7 @@ impl Wire for Anthropic {
         let body = serde_json::to_vec(&body)
             .map_err(|e| Error::internal(format!("encoding the anthropic request failed: {e}")))?;
         let mut rb = client
-            .post(format!("{}/v1/messages", self.settings.base_url))
+            .post(self.settings.endpoint("/v1/messages"))
             .header("anthropic-version", API_VERSION)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "text/event-stream");

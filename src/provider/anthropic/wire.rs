@@ -139,7 +139,7 @@ mod tests {
     fn call(req: ChatRequest) -> Call {
         Call {
             model: "claude-3-haiku-20240307".into(),
-            request: req,
+            request: req.into(),
             options: ModelOptions::default(),
             fallback_id: "run-x".into(),
         }
@@ -264,7 +264,7 @@ mod tests {
         assert_eq!(body(&c, Some(7))["max_tokens"], 7);
         c.options.default_max_tokens = Some(9);
         assert_eq!(body(&c, Some(7))["max_tokens"], 9);
-        c.request.max_tokens = Some(11);
+        std::sync::Arc::make_mut(&mut c.request).max_tokens = Some(11);
         assert_eq!(body(&c, Some(7))["max_tokens"], 11);
         assert!(body(&c, None).get("system").is_none());
         assert!(body(&c, None).get("tools").is_none());

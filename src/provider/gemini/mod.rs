@@ -106,15 +106,20 @@ impl Gemini {
                 "model: {model:?} is not a Gemini model name (letters, digits, '-', '.', '_')"
             )));
         }
-        let base = &self.settings.base_url;
+        let (base, query) = super::settings::split_query(&self.settings.base_url);
+        let base = base.trim_end_matches('/');
         // A base URL that already names the API version is used as given.
         let prefix = if base.ends_with("/v1beta") || base.ends_with("/v1") {
-            base.clone()
+            base.to_string()
         } else {
             format!("{base}/v1beta")
         };
+        // The base URL's own query (a proxy's token, say) is kept beside alt=sse.
+        let extra = query
+            .strip_prefix('?')
+            .map_or(String::new(), |q| format!("&{q}"));
         Ok(format!(
-            "{prefix}/models/{model}:streamGenerateContent?alt=sse"
+            "{prefix}/models/{model}:streamGenerateContent?alt=sse{extra}"
         ))
     }
 }

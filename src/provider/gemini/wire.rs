@@ -269,7 +269,8 @@ mod tests {
             request: ChatRequest {
                 messages,
                 ..ChatRequest::default()
-            },
+            }
+            .into(),
             options: crate::provider::ModelOptions::default(),
             fallback_id: "run-1".into(),
         }
@@ -332,7 +333,7 @@ mod tests {
                 })],
             },
         ]);
-        c.request.tools = vec![Tool {
+        std::sync::Arc::make_mut(&mut c.request).tools = vec![Tool {
             name: "weather".into(),
             description: "Weather".into(),
             parameters: json!({"type":"object","properties":{"city":{"type":"string"}}})
@@ -340,11 +341,12 @@ mod tests {
                 .cloned()
                 .unwrap(),
         }];
-        c.request.tool_choice = Some(ToolChoice::Tool("weather".into()));
-        c.request.max_tokens = Some(50);
-        c.request.temperature = Some(0.5);
-        c.request.top_p = Some(0.9);
-        c.request.stop = vec!["END".into()];
+        std::sync::Arc::make_mut(&mut c.request).tool_choice =
+            Some(ToolChoice::Tool("weather".into()));
+        std::sync::Arc::make_mut(&mut c.request).max_tokens = Some(50);
+        std::sync::Arc::make_mut(&mut c.request).temperature = Some(0.5);
+        std::sync::Arc::make_mut(&mut c.request).top_p = Some(0.9);
+        std::sync::Arc::make_mut(&mut c.request).stop = vec!["END".into()];
         let body = request_body(&c, None).unwrap();
         assert_eq!(
             body,

@@ -72,6 +72,24 @@ pub fn provider(
 /// to 11434 without a scheme (80 / 443 with an explicit http / https).
 pub fn normalize_host(host: &str) -> String {
     let s = host.trim();
+    // `user:pass@` (a proxy's basic auth) is kept aside while the host and
+    // port are worked out, then put back.
+    let (scheme_part, after) = match s.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, s),
+    };
+    let auth_end = after.find('/').unwrap_or(after.len());
+    if let Some((userinfo, hostpart)) = after[..auth_end].rsplit_once('@') {
+        let rest = format!("{hostpart}{}", &after[auth_end..]);
+        let plain = match scheme_part {
+            Some(scheme) => normalize_host(&format!("{scheme}://{rest}")),
+            None => normalize_host(&rest),
+        };
+        return match plain.split_once("://") {
+            Some((scheme, tail)) => format!("{scheme}://{userinfo}@{tail}"),
+            None => plain,
+        };
+    }
     let (scheme, rest, default_port) = match s.split_once("://") {
         None => ("http", s, "11434"),
         Some(("https", rest)) => ("https", rest, "443"),
@@ -142,7 +160,7 @@ impl Wire for Ollama {
     ) -> Result<reqwest::RequestBuilder, Error> {
         let body = request_body(call, self.settings.default_max_tokens)?;
         let mut req = client
-            .post(format!("{}/api/chat", self.settings.base_url))
+            .post(self.settings.endpoint("/api/chat"))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
         req = super::with_extra_headers(req, &self.settings.headers)?;

@@ -191,7 +191,7 @@ mod tests {
         };
         let call = Call {
             model: "llama3.2".into(),
-            request,
+            request: request.into(),
             options: crate::provider::ModelOptions::default(),
             fallback_id: "run-1".into(),
         };
@@ -213,13 +213,16 @@ mod tests {
             })
         );
         let mut c = call.clone();
-        c.request.tool_choice = Some(ToolChoice::None);
-        c.request.messages[1].content = vec![Content::Image(Image::Url("https://x/y.png".into()))];
+        std::sync::Arc::make_mut(&mut c.request).tool_choice = Some(ToolChoice::None);
+        std::sync::Arc::make_mut(&mut c.request).messages[1].content =
+            vec![Content::Image(Image::Url("https://x/y.png".into()))];
         assert_eq!(
             request_body(&c, None).unwrap_err().kind,
             Kind::InvalidArgument
         );
-        c.request.messages.truncate(1);
+        std::sync::Arc::make_mut(&mut c.request)
+            .messages
+            .truncate(1);
         let body = request_body(&c, None).unwrap();
         assert!(body.get("tools").is_none() && body.get("think").is_none());
     }

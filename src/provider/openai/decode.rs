@@ -154,6 +154,10 @@ pub struct OpenAiDecoder {
     pub(super) meta_sent: bool,
     calls: Vec<Call>,
     finish_seen: bool,
+    /// `stream_options.include_usage` was sent: the usage chunk comes after
+    /// the finish_reason, so the answer is whole only with it or `[DONE]`.
+    usage_requested: bool,
+    usage_seen: bool,
     refusal_seen: bool,
     stop: Option<StopReason>,
 }
@@ -161,6 +165,14 @@ pub struct OpenAiDecoder {
 impl OpenAiDecoder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder for a request that asked for usage (`include_usage`).
+    pub fn with_usage_requested(requested: bool) -> Self {
+        Self {
+            usage_requested: requested,
+            ..Self::default()
+        }
     }
 
     fn chunk(&mut self, c: WireChunk<'_>, out: &mut Vec<Part>) -> Result<(), Error> {
@@ -205,6 +217,7 @@ impl OpenAiDecoder {
             }
         }
         if let Some(u) = c.usage {
+            self.usage_seen = true;
             out.push(Part::Usage(usage(&u)));
         }
         Ok(())
@@ -455,8 +468,15 @@ impl Decoder for OpenAiDecoder {
     }
 
     /// EOF without `[DONE]`: many compatible servers omit it, so a stream
-    /// that gave its finish_reason is complete; one that did not was cut.
+    /// that gave its finish_reason is complete; one that did not was cut. When
+    /// usage was asked for, the usage chunk follows the finish_reason: without
+    /// it (and without `[DONE]`) the stream was cut in that last gap.
     fn finish(&mut self) -> Result<Vec<Part>, Error> {
+        if self.finish_seen && self.usage_requested && !self.usage_seen {
+            return Err(Error::truncated(
+                "the upstream stream ended after its finish_reason but before the usage chunk and [DONE] it was asked for (truncated answer)",
+            ));
+        }
         if self.finish_seen {
             let mut out = Vec::new();
             self.flush_calls(None, &mut out);

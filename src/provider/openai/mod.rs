@@ -89,7 +89,7 @@ impl Wire for OpenAi {
             &call.options,
             self.settings.default_max_tokens,
         )?;
-        let url = format!("{}/chat/completions", self.settings.base_url);
+        let url = self.settings.endpoint("/chat/completions");
         let mut rb = client
             .post(url)
             .header(reqwest::header::ACCEPT, "text/event-stream")
@@ -102,8 +102,10 @@ impl Wire for OpenAi {
         Ok(rb)
     }
 
-    fn decoder(&self, _call: &Call) -> Box<dyn Decoder> {
-        Box::new(OpenAiDecoder::new())
+    fn decoder(&self, call: &Call) -> Box<dyn Decoder> {
+        Box::new(OpenAiDecoder::with_usage_requested(
+            call.options.include_usage,
+        ))
     }
 
     /// `{"error": {"message", "type", "code"}}`: the message, with the code
