@@ -327,39 +327,58 @@ async fn an_alias_falls_back_before_the_first_chunk_and_says_who_served() {
     assert_eq!(status.map(|s| s.code()), Some(Code::Unavailable));
 }
 
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
+
+/// The grpc.health.v1 Check answer for `service`; an error status fails the test.
+async fn health_status(health: &mut HealthClient<Channel>, service: &str) -> ServingStatus {
+    let r = health
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("health Check({service:?}) must answer: {e:?}"));
+    ServingStatus::try_from(r.into_inner().status).expect("a known serving status")
+}
+
 #[tokio::test]
 async fn a_stream_in_flight_at_shutdown_completes_and_new_calls_are_refused() {
     let mut srv = TestServer::start(Config::default(), env(&[])).await;
     let ch = srv.channel().await;
     let mut c = pb::chat_model_service_client::ChatModelServiceClient::new(ch.clone());
-    let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+    let mut health = HealthClient::new(ch.clone());
     let mut s = c.stream(slow_script(8, 100)).await.unwrap().into_inner();
     use futures_util::StreamExt;
     let first = s.next().await.unwrap().unwrap();
     assert!(!first.last);
+    // Before shutdown: SERVING, for the server and for the chat service.
+    for service in ["", chatwire::server::SERVICE_NAME] {
+        assert_eq!(
+            health_status(&mut health, service).await,
+            ServingStatus::Serving,
+            "{service:?}"
+        );
+    }
 
     srv.trigger_shutdown();
-    // Health turns NOT_SERVING (or the server stops answering new calls).
-    let mut not_serving = false;
-    for _ in 0..50 {
-        match health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-        {
-            Ok(r) if r.get_ref().status == 2 => {
-                not_serving = true;
-                break;
-            }
-            Err(_) => {
-                not_serving = true;
-                break;
-            }
-            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+    // During the drain health answers, and says NOT_SERVING (an error here is a
+    // failure: a probe must see the status, not a broken connection).
+    // The in-flight stream keeps the drain going for about 700 ms more; the
+    // status must have turned well before that.
+    let mut status = health_status(&mut health, "").await;
+    for _ in 0..30 {
+        if status != ServingStatus::Serving {
+            break;
         }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        status = health_status(&mut health, "").await;
     }
-    assert!(not_serving);
+    assert_eq!(status, ServingStatus::NotServing, "health during the drain");
+    assert_eq!(
+        health_status(&mut health, chatwire::server::SERVICE_NAME).await,
+        ServingStatus::NotServing
+    );
     // New calls are refused.
     let refused = c.invoke(text_request("fake:echo", "late")).await;
     assert!(refused.is_err(), "a call after shutdown must be refused");
