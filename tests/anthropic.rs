@@ -606,8 +606,10 @@ async fn an_event_over_the_frame_cap_fails_the_call() {
     let up =
         MockUpstream::start(move |_| Reply::sse(b.clone()).splits(vec![100, 5000, 20000])).await;
     // The default retry policy: an oversized event must not be retried like an outage.
-    let mut config = Config::default();
-    config.max_frame_bytes = 16 * 1024;
+    let config = Config {
+        max_frame_bytes: 16 * 1024,
+        ..Config::default()
+    };
     let srv = anthropic_server(&up, config).await;
     let mut client = srv.client().await;
     let (chunks, st) = collect_stream(&mut client, text_request(MODEL, "hi")).await;
