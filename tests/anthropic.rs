@@ -607,13 +607,21 @@ async fn an_event_over_the_frame_cap_fails_the_call() {
     b += &end("end_turn", 1);
     let up =
         MockUpstream::start(move |_| Reply::sse(b.clone()).splits(vec![100, 5000, 20000])).await;
-    let mut config = no_retry();
-    config.max_frame_bytes = 16 * 1024;
+    // The default retry policy: an oversized event must not be retried like an outage.
+    let config = Config {
+        max_frame_bytes: 16 * 1024,
+        ..Config::default()
+    };
     let srv = anthropic_server(&up, config).await;
     let mut client = srv.client().await;
     let (chunks, st) = collect_stream(&mut client, text_request(MODEL, "hi")).await;
     assert!(chunks.iter().all(|c| !c.last));
-    assert_eq!(st.unwrap().code(), Code::Unavailable);
+    let st = st.expect("an oversized event ends the call with a status");
+    assert_eq!(st.code(), Code::Unavailable);
+    // The caller can tell this apart from an outage: the reason names the cap.
+    assert_eq!(reason(&st), "UPSTREAM_FRAME_TOO_LARGE", "{st:?}");
+    assert!(st.message().contains("16384"), "{}", st.message());
+    assert_eq!(up.requests().len(), 1, "not retried");
 }
 
 #[tokio::test]

@@ -1,9 +1,19 @@
-//! Every recorded Anthropic stream in ../shared/fixtures/anthropic, run through
-//! framer → decoder → relay → aggregator, must give exactly its `expected`
-//! result (text, thinking and signatures, redacted thinking, tool calls with raw
-//! and parsed arguments, usage, stop reason, id, errors). The fixtures are read
-//! in place, never copied into the project.
+//! The Anthropic decoder (framer → decoder → relay) against streams written
+//! from Anthropic's documented Messages SSE format.
+//!
+//! - The project's own fixtures (tests/fixtures/anthropic: text with a ping,
+//!   tool_use with input_json_delta fragments, thinking with signature_delta
+//!   and redacted thinking, an error event, message_delta usage) always run,
+//!   whole and at every split point, against their `.expected.json`.
+//! - The shared recorded streams in ../shared/fixtures/anthropic (read in
+//!   place, never copied here) are an extra: each must give exactly its
+//!   `expected` result (text, thinking and signatures, redacted thinking, tool
+//!   calls with raw and parsed arguments, usage, stop reason, id, errors). When
+//!   that directory is absent the `*_shared_fixtures` tests print a SKIPPED
+//!   line; with `CI` set they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod fixture_check;
 
 use std::path::{Path, PathBuf};
 
@@ -13,11 +23,31 @@ use chatwire::{
         types::{Content, StopReason},
     },
     error::Kind,
-    provider::anthropic::{decode_body, http_error},
+    provider::{
+        anthropic::{decode_body, http_error, AnthropicDecoder},
+        codec, Framing,
+    },
 };
 use serde_json::Value;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/anthropic");
+#[test]
+fn every_own_stream_translates_to_its_expected_result_at_every_split() {
+    let n = fixture_check::check_provider(
+        "anthropic",
+        "sse",
+        |body| decode_body(body, "run-fallback"),
+        |body, splits| {
+            codec::decode_body(
+                Framing::Sse,
+                &mut AnthropicDecoder::new(),
+                body,
+                splits,
+                "run-fallback",
+            )
+        },
+    );
+    assert_eq!(n, 5, "the five streams in tests/fixtures/anthropic");
+}
 
 fn stop(s: &str) -> StopReason {
     match s {
@@ -242,12 +272,9 @@ fn check(sse: &Path, expected: &Value) -> Vec<String> {
     bad
 }
 
-fn fixtures() -> Option<Vec<PathBuf>> {
-    let dir = Path::new(DIR);
-    if !dir.is_dir() {
-        eprintln!("note: {DIR} is absent; the fixture check is skipped");
-        return None;
-    }
+/// The shared recorded streams, or None (skipped; a failure under CI).
+fn fixtures(test: &str) -> Option<Vec<PathBuf>> {
+    let dir = fixture_check::shared_dir(test, "anthropic")?;
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -257,8 +284,10 @@ fn fixtures() -> Option<Vec<PathBuf>> {
 }
 
 #[test]
-fn every_recorded_stream_translates_to_its_expected_result() {
-    let Some(files) = fixtures() else { return };
+fn every_recorded_stream_translates_shared_fixtures() {
+    let Some(files) = fixtures("every_recorded_stream_translates_shared_fixtures") else {
+        return;
+    };
     let mut passed = 0;
     let mut failed = Vec::new();
     for sse in files
@@ -279,12 +308,18 @@ fn every_recorded_stream_translates_to_its_expected_result() {
         failed.len()
     );
     assert!(failed.is_empty(), "{}", failed.join("\n"));
-    assert!(passed > 0, "no .sse fixture found in {DIR}");
+    assert!(
+        passed > 0,
+        "no .sse fixture found in ../shared/fixtures/anthropic"
+    );
 }
 
 #[test]
-fn every_recorded_http_error_keeps_anthropic_message() {
-    let Some(files) = fixtures() else { return };
+fn every_recorded_http_error_keeps_anthropic_message_shared_fixtures() {
+    let Some(files) = fixtures("every_recorded_http_error_keeps_anthropic_message_shared_fixtures")
+    else {
+        return;
+    };
     let mut n = 0;
     for f in files
         .iter()

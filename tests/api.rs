@@ -1,6 +1,7 @@
 //! The gRPC surface with the built-in fake model: the three RPCs agree, events
 //! are well formed, validation codes, health, reflection, non-streaming models,
-//! failures after chunks, deadlines.
+//! failures after chunks, deadlines; retries against a mock upstream that
+//! counts the requests it sees.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -250,19 +251,119 @@ async fn upstream_style_failure_before_first_chunk_carries_retry_info() {
     assert_eq!(retry.retry_delay, Some(Duration::from_secs(7)));
 }
 
+/// A mock OpenAI-compatible upstream answering each request with `answer(n)`,
+/// n counting from 0, and a server routing `openai:*` to it.
+async fn openai_upstream(
+    config: Config,
+    answer: impl Fn(usize) -> Reply + Send + Sync + 'static,
+) -> (MockUpstream, TestServer) {
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    let up =
+        MockUpstream::start(move |_| answer(n.fetch_add(1, std::sync::atomic::Ordering::SeqCst)))
+            .await;
+    let srv = TestServer::start(
+        config,
+        env(&[
+            ("OPENAI_API_KEY", "sk-test-retries"),
+            ("OPENAI_BASE_URL", &up.url),
+        ]),
+    )
+    .await;
+    (up, srv)
+}
+
+fn openai_error(status: u16, message: &str) -> Reply {
+    Reply::json(
+        status,
+        serde_json::json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}})
+            .to_string(),
+    )
+}
+
+fn openai_answer(text: &str) -> Reply {
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+        let c = serde_json::json!({"id": "chatcmpl-retry", "object": "chat.completion.chunk",
+            "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        format!("data: {c}\n\n")
+    };
+    Reply::sse(
+        chunk(
+            serde_json::json!({"role": "assistant", "content": text}),
+            serde_json::Value::Null,
+        ) + &chunk(serde_json::json!({}), serde_json::json!("stop"))
+            + "data: [DONE]\n\n",
+    )
+}
+
 #[tokio::test]
 async fn retryable_failures_are_retried_before_the_first_chunk() {
+    // The default policy, with a short backoff so the test is quick.
     let mut config = Config::default();
-    config.retry.max_retries = 2;
+    assert_eq!(config.retry.max_retries, 2, "the documented default");
     config.retry.base_backoff = Duration::from_millis(1);
-    let srv = TestServer::start(config, env(&[])).await;
+    config.retry.max_backoff = Duration::from_millis(5);
+    let model = "openai:gpt-4o-mini";
+
+    // A 503 every time: one request and two retries, then the upstream's status.
+    let (up, srv) = openai_upstream(config.clone(), |_| {
+        openai_error(503, "down for maintenance")
+    })
+    .await;
     let mut c = srv.client().await;
-    // A 503 every time: retried, then the status.
-    let req = script_request(serde_json::json!({
-        "fail": {"afterChunks": 0, "httpStatus": 503, "message": "down"}
-    }));
-    let err = c.invoke(req).await.unwrap_err();
+    let (chunks, status) = collect_stream(&mut c, text_request(model, "hi")).await;
+    let status = status.expect("a failing upstream is never OK");
+    assert!(chunks.is_empty());
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().contains("down for maintenance"),
+        "{}",
+        status.message()
+    );
+    let seen = up.requests();
+    assert_eq!(seen.len(), 3, "1 request + max_retries (2) retries");
+    assert!(
+        seen.iter()
+            .all(|r| r.path == seen[0].path && r.body == seen[0].body),
+        "every attempt sends the same request"
+    );
+
+    // Two 503s, then an answer: the third attempt serves the call, and the
+    // client sees only the answer.
+    let (up, srv) = openai_upstream(config.clone(), |n| {
+        if n < 2 {
+            openai_error(503, "down for maintenance")
+        } else {
+            openai_answer("fine")
+        }
+    })
+    .await;
+    let mut c = srv.client().await;
+    let m = c
+        .invoke(text_request(model, "hi"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        m.content[0].block,
+        Some(pb::content_block::Block::Text("fine".into()))
+    );
+    assert_eq!(up.requests().len(), 3);
+
+    // A request the upstream rejects (400) is not worth another try.
+    let (up, srv) = openai_upstream(config.clone(), |_| openai_error(400, "bad request")).await;
+    let mut c = srv.client().await;
+    let err = c.invoke(text_request(model, "hi")).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(up.requests().len(), 1, "not retried");
+
+    // max_retries = 0: exactly one request.
+    config.retry.max_retries = 0;
+    let (up, srv) = openai_upstream(config, |_| openai_error(503, "down")).await;
+    let mut c = srv.client().await;
+    let err = c.invoke(text_request(model, "hi")).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
+    assert_eq!(up.requests().len(), 1);
 }
 
 #[tokio::test]

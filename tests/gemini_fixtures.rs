@@ -1,11 +1,20 @@
-//! The Gemini decoder against recorded streams in ../shared/fixtures/gemini:
-//! every `.sse` body goes framer → decoder → relay → aggregator and must give the
-//! `expected` result of its `.json`; every `.http-error.json` must map to the
-//! status class and carry Google's message. The `.jsonarray` body (no `alt=sse`)
-//! is a format chatwire never requests, so it is not checked.
+//! The Gemini decoder (framer → decoder → relay) against streams written from
+//! Google's documented `streamGenerateContent?alt=sse` format.
+//!
+//! - The project's own fixtures (tests/fixtures/gemini: text with
+//!   usageMetadata, functionCall parts, thought parts with thoughtSignature,
+//!   finishReason STOP and MAX_TOKENS, a blocked prompt, a mid-stream error)
+//!   always run, whole and at every split point, against their
+//!   `.expected.json`.
+//! - The shared recorded streams in ../shared/fixtures/gemini are an extra:
+//!   every `.sse` body must give the `expected` result of its `.json`; every
+//!   `.http-error.json` must map to the status class and carry Google's
+//!   message. The `.jsonarray` body (no `alt=sse`) is a format chatwire never
+//!   requests, so it is not checked. When that directory is absent the
+//!   `*_shared_fixtures` test prints a SKIPPED line; with `CI` set it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+mod fixture_check;
 
 use chatwire::{
     chat::{
@@ -13,11 +22,27 @@ use chatwire::{
         types::{Content, StopReason},
     },
     error::Kind,
-    provider::gemini,
+    provider::{
+        codec,
+        gemini::{self, GeminiDecoder},
+        Framing,
+    },
 };
 use serde_json::Value;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/gemini");
+#[test]
+fn every_own_stream_translates_to_its_expected_result_at_every_split() {
+    let n = fixture_check::check_provider("gemini", "sse", gemini::decode_body, |body, splits| {
+        codec::decode_body(
+            Framing::Sse,
+            &mut GeminiDecoder::default(),
+            body,
+            splits,
+            "run-fallback",
+        )
+    });
+    assert_eq!(n, 6, "the six streams in tests/fixtures/gemini");
+}
 
 fn u(v: &Value, k: &str) -> u32 {
     v.get(k).and_then(Value::as_u64).unwrap_or(0) as u32
@@ -146,13 +171,14 @@ fn check_stream(name: &str, body: &[u8], exp: &Value) -> Result<(), String> {
 }
 
 #[test]
-fn every_gemini_fixture_translates_to_its_expected_result() {
-    let dir = Path::new(DIR);
-    if !dir.is_dir() {
-        eprintln!("note: {DIR} is absent; the Gemini fixture check is skipped");
+fn every_gemini_recording_translates_shared_fixtures() {
+    let Some(dir) = fixture_check::shared_dir(
+        "every_gemini_recording_translates_shared_fixtures",
+        "gemini",
+    ) else {
         return;
-    }
-    let mut names: Vec<_> = std::fs::read_dir(dir)
+    };
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();

@@ -1,21 +1,45 @@
-//! The Ollama decoder against recorded streams in ../shared/fixtures/ollama:
-//! every `.ndjson` body goes framer → decoder → relay → aggregator and must give
-//! the `expected` result of its `.json` (text, thinking, tool calls, usage from
-//! the counters, stop reason, or the mid-stream error with the partial text).
-//! chatwire calls `/api/chat`; the decoder also reads `/api/generate` lines
-//! (`response`), so those fixtures are checked too.
+//! The Ollama decoder (framer → decoder → relay) against streams written from
+//! Ollama's documented `/api/chat` NDJSON format.
+//!
+//! - The project's own fixtures (tests/fixtures/ollama: text, tool_calls,
+//!   thinking, done with done_reason and counters, a mid-stream error) always
+//!   run, whole and at every split point, against their `.expected.json`.
+//! - The shared recorded streams in ../shared/fixtures/ollama are an extra:
+//!   every `.ndjson` body must give the `expected` result of its `.json`
+//!   (text, thinking, tool calls, usage from the counters, stop reason, or the
+//!   mid-stream error with the partial text). chatwire calls `/api/chat`; the
+//!   decoder also reads `/api/generate` lines (`response`), so those are
+//!   checked too. When that directory is absent the `*_shared_fixtures` test
+//!   prints a SKIPPED line; with `CI` set it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+mod fixture_check;
 
 use chatwire::{
     chat::{aggregate::Aggregator, types::Content},
     error::Kind,
-    provider::ollama,
+    provider::{
+        codec,
+        ollama::{self, OllamaDecoder},
+        Framing,
+    },
 };
 use serde_json::Value;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/ollama");
+#[test]
+fn every_own_stream_translates_to_its_expected_result_at_every_split() {
+    let n =
+        fixture_check::check_provider("ollama", "ndjson", ollama::decode_body, |body, splits| {
+            codec::decode_body(
+                Framing::Ndjson,
+                &mut OllamaDecoder::default(),
+                body,
+                splits,
+                "run-fallback",
+            )
+        });
+    assert_eq!(n, 5, "the five streams in tests/fixtures/ollama");
+}
 
 fn check(name: &str, body: &[u8], exp: &Value) -> Result<(), String> {
     let (chunks, err) = ollama::decode_body(body);
@@ -116,13 +140,14 @@ fn check(name: &str, body: &[u8], exp: &Value) -> Result<(), String> {
 }
 
 #[test]
-fn every_ollama_fixture_translates_to_its_expected_result() {
-    let dir = Path::new(DIR);
-    if !dir.is_dir() {
-        eprintln!("note: {DIR} is absent; the Ollama fixture check is skipped");
+fn every_ollama_recording_translates_shared_fixtures() {
+    let Some(dir) = fixture_check::shared_dir(
+        "every_ollama_recording_translates_shared_fixtures",
+        "ollama",
+    ) else {
         return;
-    }
-    let mut names: Vec<_> = std::fs::read_dir(dir)
+    };
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();

@@ -1,9 +1,17 @@
-//! The decoder against real recorded Chat Completions streams in
-//! ../shared/fixtures (read at test time, never copied here): every stream
-//! must translate, through framer → decoder → relay → aggregator, to the
-//! `expected` object of its metadata file. Also run at random split points.
+//! The Chat Completions decoder (framer → decoder → relay) against streams
+//! written from OpenAI's documented SSE format.
+//!
+//! - The project's own fixtures (tests/fixtures/openai: text, tool calls in
+//!   fragments, the usage chunk of include_usage, [DONE], a mid-stream error,
+//!   no usage at all) always run, whole and at every split point, against
+//!   their `.expected.json`.
+//! - The shared recorded streams in ../shared/fixtures (read at test time,
+//!   never copied here) are an extra: each must translate to the `expected`
+//!   object of its metadata file, whole and at random split points. When that
+//!   directory is absent the `*_shared_fixtures` test prints a SKIPPED line;
+//!   with `CI` set it fails.
 
-use std::path::Path;
+mod fixture_check;
 
 use chatwire::{
     chat::{
@@ -14,6 +22,13 @@ use chatwire::{
     provider::openai::decode_body,
 };
 use serde_json::Value;
+
+#[test]
+fn every_own_stream_translates_to_its_expected_result_at_every_split() {
+    let n =
+        fixture_check::check_provider("openai", "sse", |body| decode_body(body, &[]), decode_body);
+    assert_eq!(n, 4, "the four streams in tests/fixtures/openai");
+}
 
 const DIRS: &[&str] = &["openai-chat", "openai-compatible", "mistral"];
 
@@ -180,12 +195,12 @@ fn check(body: &[u8], expected: &Value, splits: &[usize]) -> Vec<String> {
 }
 
 #[test]
-fn every_recorded_stream_translates_to_its_expected_result() {
-    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures"));
-    if !root.is_dir() {
-        eprintln!("note: {} is absent; fixture check skipped", root.display());
+fn every_recorded_stream_translates_shared_fixtures() {
+    let Some(root) =
+        fixture_check::shared_dir("every_recorded_stream_translates_shared_fixtures", "")
+    else {
         return;
-    }
+    };
     let (mut total, mut failures) = (0, Vec::new());
     for dir in DIRS {
         let Ok(entries) = std::fs::read_dir(root.join(dir)) else {

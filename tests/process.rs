@@ -189,15 +189,24 @@ fn refuses_a_public_address_without_auth() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("--insecure-no-auth"));
 }
 
-/// A one-shot HTTP upstream (std only) that answers every request with `status`.
-fn tiny_upstream(status: u16, body: &'static str) -> String {
+/// An HTTP upstream (std only) that answers every request with `status` and
+/// `body`, where `{key}` is replaced by the `x-api-key` the request carried (an
+/// upstream echoing the credential it was sent). Returns its URL and the keys
+/// it was sent.
+fn tiny_upstream(
+    status: u16,
+    body: &'static str,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let keys = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen_keys = keys.clone();
     std::thread::spawn(move || {
         for mut sock in listener.incoming().flatten() {
             let mut buf = [0u8; 65536];
             let mut seen = Vec::new();
+            let mut key = String::new();
             while let Ok(n) = sock.read(&mut buf) {
                 if n == 0 {
                     break;
@@ -205,19 +214,25 @@ fn tiny_upstream(status: u16, body: &'static str) -> String {
                 seen.extend_from_slice(&buf[..n]);
                 let text = String::from_utf8_lossy(&seen);
                 if let Some(h) = text.find("\r\n\r\n") {
-                    let len: usize = text[..h]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
+                    let header = |name: &str| {
+                        text[..h].lines().find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.trim()
+                                .eq_ignore_ascii_case(name)
+                                .then(|| v.trim().to_string())
                         })
+                    };
+                    let len: usize = header("content-length")
+                        .and_then(|v| v.parse().ok())
                         .unwrap_or(0);
+                    key = header("x-api-key").unwrap_or_default();
                     if seen.len() >= h + 4 + len {
                         break;
                     }
                 }
             }
+            seen_keys.lock().unwrap().push(key.clone());
+            let body = body.replace("{key}", &key);
             let _ = write!(
                 sock,
                 "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -225,14 +240,15 @@ fn tiny_upstream(status: u16, body: &'static str) -> String {
             );
         }
     });
-    url
+    (url, keys)
 }
 
 #[test]
 fn the_api_key_never_reaches_logs_even_at_trace() {
-    let url = tiny_upstream(
+    // The upstream echoes the key it was sent in its error message.
+    let (url, keys) = tiny_upstream(
         401,
-        r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
+        r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key: {key}"}}"#,
     );
     let secret = "sk-ant-api03-VERYSECRETVALUE";
     let Served {
@@ -265,9 +281,25 @@ fn the_api_key_never_reaches_logs_even_at_trace() {
         client_err.contains("refused the server's credentials"),
         "{client_err}"
     );
+    // The upstream's message is kept, its echo of the key is not.
+    assert!(client_err.contains("invalid x-api-key"), "{client_err}");
+    assert_eq!(
+        keys.lock().unwrap().as_slice(),
+        [secret.to_string()],
+        "the upstream was sent the key (and echoed it)"
+    );
     terminate(&mut child);
     let logs = stdout.join().unwrap().join("\n") + &stderr.join().unwrap();
     assert!(logs.len() > 1000, "trace logs were written");
-    assert!(!logs.contains("VERYSECRET"), "the key reached the logs");
+    assert!(
+        logs.contains("invalid x-api-key"),
+        "the upstream's error reached the logs"
+    );
+    let leaked: Vec<&str> = logs.lines().filter(|l| l.contains("VERYSECRET")).collect();
+    assert!(
+        leaked.is_empty(),
+        "the key reached the logs:\n{}",
+        leaked.join("\n")
+    );
     assert!(!client_err.contains("VERYSECRET"));
 }

@@ -240,56 +240,68 @@ async fn concurrency_caps_answer_at_once_with_resource_exhausted() {
     assert!(ok, "permits are released when streams drop");
 }
 
-#[tokio::test]
-async fn each_timer_ends_the_call_and_says_which() {
-    let mut config = Config::default();
-    config.timers.idle = Duration::from_millis(150);
-    let srv = TestServer::start(config, env(&[])).await;
-    let mut c = srv.client().await;
-    // Idle gap longer than the idle timer, after a first chunk.
-    let req = text_request(
-        "fake:script",
-        &serde_json::json!({"chunks": [{"text": "a"}, {"text": "b"}], "delayMs": 400}).to_string(),
-    );
-    let (_, status) = collect_stream(&mut c, req.clone()).await;
-    let status = status.unwrap();
-    assert_eq!(status.code(), Code::DeadlineExceeded);
-    // The first chunk itself comes after 400 ms: the first-chunk timer (120 s) does not fire,
-    // the idle timer does not apply before it; so the idle timer fires on the second gap.
-    assert!(
-        status.message().contains("idle timer"),
-        "{}",
-        status.message()
-    );
+// One wall-clock smoke test per timer, through the real server and its config;
+// the timers' logic is tested in-process in timers.rs. No elapsed-time checks:
+// in each, the thing that would beat the timer never comes.
 
-    // Per model: an alias with a short first-chunk timer; the server default is long.
+/// The DEADLINE_EXCEEDED status naming `timer`.
+fn assert_timer(status: Option<tonic::Status>, timer: &str) {
+    let status = status.expect("the call ends with a status");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert_eq!(reason(&status), "DEADLINE_EXCEEDED");
+    assert!(status.message().contains(timer), "{}", status.message());
+}
+
+#[tokio::test]
+async fn smoke_the_first_chunk_timer_through_the_server() {
+    // A per-model timer from the config file, on a script whose first chunk
+    // would come after an hour.
     let config =
         Config::from_toml("[models.impatient]\ntarget = \"fake:script\"\nfirst_chunk_secs = 0.1\n")
             .unwrap();
     let srv = TestServer::start(config, env(&[])).await;
     let mut c = srv.client().await;
-    let mut impatient = req.clone();
-    impatient.model = "impatient".into();
-    let (chunks, status) = collect_stream(&mut c, impatient).await;
+    let never = serde_json::json!({"chunks": [{"text": "late"}], "delayMs": 3_600_000}).to_string();
+    let (chunks, status) = collect_stream(&mut c, text_request("impatient", &never)).await;
     assert!(chunks.is_empty());
-    assert!(status.unwrap().message().contains("first-chunk timer"));
-    // The same script under its own name is not bound by the alias's timer.
-    let (chunks, status) = collect_stream(&mut c, req.clone()).await;
-    assert!(status.is_none() && chunks.len() == 3, "{status:?}");
+    assert_timer(status, "first-chunk timer");
+}
 
+#[tokio::test]
+async fn smoke_the_idle_timer_through_the_server() {
+    // An upstream that sends one token, then holds the connection open in silence.
+    let chunk = serde_json::json!({"id": "chatcmpl-idle", "object": "chat.completion.chunk",
+        "created": 1, "model": "m", "choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": null}]});
+    let body = format!("data: {chunk}\n\n");
+    let up = MockUpstream::start(move |_| Reply::sse(body.clone()).hold_open()).await;
     let mut config = Config::default();
-    config.timers.total = Duration::from_millis(600);
+    config.timers.idle = Duration::from_millis(100);
+    let srv = TestServer::start(config, env(&[("OPENAI_BASE_URL", &up.url)])).await;
+    let mut c = srv.client().await;
+    let (chunks, status) = collect_stream(&mut c, text_request("openai:m", "hi")).await;
+    assert_eq!(chunk_text(&chunks), "a");
+    assert_timer(status, "idle timer");
+    // The timer drops the upstream request too.
+    assert!(up.wait_closed(Duration::from_secs(5)).await);
+}
+
+#[tokio::test]
+async fn smoke_the_total_timer_through_the_server() {
+    // fake:echo at 10 ms per token, 500 words: 10 s of tokens, no gap near the idle timer.
+    let config = Config {
+        fake_token_delay: Duration::from_millis(10),
+        timers: chatwire::chat::pipeline::Timers {
+            total: Duration::from_millis(300),
+            ..Default::default()
+        },
+        ..Config::default()
+    };
     let srv = TestServer::start(config, env(&[])).await;
     let mut c = srv.client().await;
-    let (chunks, status) = collect_stream(&mut c, slow_script(10, 200)).await;
-    assert!(!chunks.is_empty() && chunks.len() < 10);
-    let status = status.unwrap();
-    assert_eq!(status.code(), Code::DeadlineExceeded);
-    assert!(
-        status.message().contains("total-duration timer"),
-        "{}",
-        status.message()
-    );
+    let words = vec!["w"; 500].join(" ");
+    let (chunks, status) = collect_stream(&mut c, text_request("fake:echo", &words)).await;
+    assert!(!chunks.is_empty() && chunks.len() < 999, "{}", chunks.len());
+    assert_timer(status, "total-duration timer");
 }
 
 #[tokio::test]
@@ -327,39 +339,58 @@ async fn an_alias_falls_back_before_the_first_chunk_and_says_who_served() {
     assert_eq!(status.map(|s| s.code()), Some(Code::Unavailable));
 }
 
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
+
+/// The grpc.health.v1 Check answer for `service`; an error status fails the test.
+async fn health_status(health: &mut HealthClient<Channel>, service: &str) -> ServingStatus {
+    let r = health
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("health Check({service:?}) must answer: {e:?}"));
+    ServingStatus::try_from(r.into_inner().status).expect("a known serving status")
+}
+
 #[tokio::test]
 async fn a_stream_in_flight_at_shutdown_completes_and_new_calls_are_refused() {
     let mut srv = TestServer::start(Config::default(), env(&[])).await;
     let ch = srv.channel().await;
     let mut c = pb::chat_model_service_client::ChatModelServiceClient::new(ch.clone());
-    let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+    let mut health = HealthClient::new(ch.clone());
     let mut s = c.stream(slow_script(8, 100)).await.unwrap().into_inner();
     use futures_util::StreamExt;
     let first = s.next().await.unwrap().unwrap();
     assert!(!first.last);
+    // Before shutdown: SERVING, for the server and for the chat service.
+    for service in ["", chatwire::server::SERVICE_NAME] {
+        assert_eq!(
+            health_status(&mut health, service).await,
+            ServingStatus::Serving,
+            "{service:?}"
+        );
+    }
 
     srv.trigger_shutdown();
-    // Health turns NOT_SERVING (or the server stops answering new calls).
-    let mut not_serving = false;
-    for _ in 0..50 {
-        match health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-        {
-            Ok(r) if r.get_ref().status == 2 => {
-                not_serving = true;
-                break;
-            }
-            Err(_) => {
-                not_serving = true;
-                break;
-            }
-            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+    // During the drain health answers, and says NOT_SERVING (an error here is a
+    // failure: a probe must see the status, not a broken connection).
+    // The in-flight stream keeps the drain going for about 700 ms more; the
+    // status must have turned well before that.
+    let mut status = health_status(&mut health, "").await;
+    for _ in 0..30 {
+        if status != ServingStatus::Serving {
+            break;
         }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        status = health_status(&mut health, "").await;
     }
-    assert!(not_serving);
+    assert_eq!(status, ServingStatus::NotServing, "health during the drain");
+    assert_eq!(
+        health_status(&mut health, chatwire::server::SERVICE_NAME).await,
+        ServingStatus::NotServing
+    );
     // New calls are refused.
     let refused = c.invoke(text_request("fake:echo", "late")).await;
     assert!(refused.is_err(), "a call after shutdown must be refused");
