@@ -3,7 +3,13 @@
 //! documented stream format. Stream, Invoke and StreamEvents must agree; every
 //! split of a body must give the same gRPC output; errors before and during the
 //! stream must map to the contract's codes with Anthropic's own message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests measure wall-clock time and share state across mock threads.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_types,
+    clippy::disallowed_methods
+)]
 
 mod common;
 

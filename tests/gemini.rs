@@ -4,7 +4,13 @@
 //! stream element (text, thoughts, signatures, function calls, finish reasons,
 //! repeated usage, blocked prompts, error objects, CRLF), arbitrary read splits,
 //! HTTP errors and truncation.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests measure wall-clock time and share state across mock threads.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_types,
+    clippy::disallowed_methods
+)]
 
 mod common;
 

@@ -3,7 +3,13 @@
 //! stream. Covers the request, content / thinking / tool calls / the final
 //! `done` line, arbitrary read splits, a mid-stream error (partial output kept in
 //! StreamEvents' error event), EOF before `done`, HTTP errors and OLLAMA_HOST forms.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests measure wall-clock time and share state across mock threads.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_types,
+    clippy::disallowed_methods
+)]
 
 mod common;
 

@@ -1,7 +1,13 @@
 //! The openai provider end to end: the real gRPC server, a mock OpenAI
 //! Chat Completions server on 127.0.0.1:0 serving bodies written here from the
 //! documented format, and checks of the request the mock received.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests measure wall-clock time and share state across mock threads.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_types,
+    clippy::disallowed_methods
+)]
 
 mod common;
 

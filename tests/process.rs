@@ -1,6 +1,12 @@
 //! The real binary, as a person runs it: `chatwire` serves, `chatwire stream`
 //! prints chunks separated by `|`, SIGTERM stops it with exit code 0.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests measure wall-clock time and share state across mock threads.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_types,
+    clippy::disallowed_methods
+)]
 
 use std::{
     io::{BufRead, BufReader},

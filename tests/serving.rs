@@ -1,6 +1,12 @@
 //! Serving for real, with the fake model: callers' auth, TLS and mTLS, limits,
 //! timers, fallbacks, graceful shutdown, request size.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests measure wall-clock time and share state across mock threads.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_types,
+    clippy::disallowed_methods
+)]
 
 mod common;
 
@@ -290,7 +296,7 @@ async fn smoke_the_total_timer_through_the_server() {
     // fake:echo at 10 ms per token, 500 words: 10 s of tokens, no gap near the idle timer.
     let config = Config {
         fake_token_delay: Duration::from_millis(10),
-        timers: chatwire::chat::pipeline::Timers {
+        timers: chatwire::config::Timers {
             total: Duration::from_millis(300),
             ..Default::default()
         },
@@ -365,7 +371,7 @@ async fn a_stream_in_flight_at_shutdown_completes_and_new_calls_are_refused() {
     let first = s.next().await.unwrap().unwrap();
     assert!(!first.last);
     // Before shutdown: SERVING, for the server and for the chat service.
-    for service in ["", chatwire::server::SERVICE_NAME] {
+    for service in ["", "chatwire.v1.ChatModelService"] {
         assert_eq!(
             health_status(&mut health, service).await,
             ServingStatus::Serving,
@@ -388,7 +394,7 @@ async fn a_stream_in_flight_at_shutdown_completes_and_new_calls_are_refused() {
     }
     assert_eq!(status, ServingStatus::NotServing, "health during the drain");
     assert_eq!(
-        health_status(&mut health, chatwire::server::SERVICE_NAME).await,
+        health_status(&mut health, "chatwire.v1.ChatModelService").await,
         ServingStatus::NotServing
     );
     // New calls are refused.

@@ -8,11 +8,17 @@
 //! fires therefore does not depend on how loaded the machine is, and elapsed
 //! times are only checked from below (a timer never fires early).
 //!
-//! These would run under `#[tokio::test(start_paused = true)]` (no real
-//! waiting at all) once tokio's `test-util` feature is enabled for tests;
-//! Cargo.toml does not enable it today. The wall-clock smoke tests through the
-//! real server are in serving.rs.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! They run under `#[tokio::test(start_paused = true)]`: tokio's clock is
+//! paused and jumps to the next timer when every task waits, so nothing here
+//! really waits and the order in which timers fire is exact. The wall-clock
+//! smoke tests through the real server are in serving.rs.
+// Tests measure wall-clock time and share state across mock threads.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_types,
+    clippy::disallowed_methods
+)]
 
 use std::{
     sync::{Arc, Mutex},
@@ -20,12 +26,10 @@ use std::{
 };
 
 use chatwire::{
-    chat::{
-        pipeline::{Limits, Pipeline, RetryPolicy, Timers},
-        types::{ChatRequest, Chunk, Content, Delta, Message, Role},
-    },
-    config::Config,
+    chat::types::{ChatRequest, Chunk, Content, Delta, Message, Role},
+    config::{Config, Limits, RetryPolicy, Timers},
     error::{Error, Kind},
+    pipeline::Pipeline,
     provider::{fake::Fake, BoxFuture, Call, ChunkStream, Provider, ProviderInfo, Registry},
 };
 use futures_util::{stream, StreamExt};
@@ -55,7 +59,10 @@ fn pipeline(registry: Registry, timers: Timers) -> Pipeline {
 /// A registry with the fake, whose echo waits `token_delay` before each token.
 fn fake_only(token_delay: Duration) -> Registry {
     let mut r = Registry::new();
-    r.add_provider(Arc::new(Fake::new(token_delay)));
+    r.add_provider(Arc::new(Fake::with_scripts(
+        token_delay,
+        Default::default(),
+    )));
     r
 }
 
@@ -210,7 +217,7 @@ impl Flaky {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let me = Self {
             info: info("flaky"),
-            fake: Fake::new(Duration::ZERO),
+            fake: Fake::with_scripts(Duration::ZERO, Default::default()),
             failures,
             retry_after,
             calls: calls.clone(),
@@ -242,7 +249,7 @@ impl Provider for Flaky {
 
 // ---------------------------------------------------------------- the first-chunk timer
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_first_chunk_timer_ends_a_call_that_gets_nothing() {
     let p = pipeline(fake_only(Duration::ZERO), timers(SHORT, LONG, LONG));
     let out = run(&p, "fake:script", NEVER, None).await;
@@ -251,7 +258,7 @@ async fn the_first_chunk_timer_ends_a_call_that_gets_nothing() {
     assert!(out.ended - out.started >= SHORT, "never before the timer");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_per_model_first_chunk_timer_binds_that_name_only() {
     // The server default is an hour; the alias "impatient" has 50 ms.
     let mut config = Config::from_toml(
@@ -259,7 +266,7 @@ async fn a_per_model_first_chunk_timer_binds_that_name_only() {
     )
     .unwrap();
     config.timers = timers(LONG, LONG, LONG);
-    let registry = chatwire::server::registry(&config, &Default::default()).unwrap();
+    let registry = chatwire::provider::registry::build(&config, &Default::default()).unwrap();
     let p = pipeline(registry, config.timers);
     let out = run(&p, "impatient", NEVER, None).await;
     assert!(out.chunks.is_empty());
@@ -272,9 +279,37 @@ async fn a_per_model_first_chunk_timer_binds_that_name_only() {
     assert_eq!(out.text(), "on time");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_first_chunk_timeout_moves_an_alias_on_to_its_fallback() {
+    // The primary sends nothing for an hour; the alias's first-chunk timer is
+    // 50 ms: the fallback answers, within its own window.
+    let mut config = Config::from_toml(
+        "[models.sturdy]\ntarget = \"fake:script\"\nfallbacks = [\"fake:echo\"]\nfirst_chunk_secs = 0.05\n",
+    )
+    .unwrap();
+    config.timers = timers(LONG, LONG, LONG);
+    let registry = chatwire::provider::registry::build(&config, &Default::default()).unwrap();
+    let p = pipeline(registry, config.timers);
+    let out = run(&p, "sturdy", NEVER, None).await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(out.text(), NEVER, "fake:echo answered with the prompt");
+    assert!(
+        out.ended - out.started >= SHORT,
+        "after the primary's window"
+    );
+    // Without a fallback left, the timer is the answer.
+    let mut config =
+        Config::from_toml("[models.alone]\ntarget = \"fake:script\"\nfirst_chunk_secs = 0.05\n")
+            .unwrap();
+    config.timers = timers(LONG, LONG, LONG);
+    let registry = chatwire::provider::registry::build(&config, &Default::default()).unwrap();
+    let out = run(&pipeline(registry, config.timers), "alone", NEVER, None).await;
+    out.deadline("first-chunk timer");
+}
+
 // ---------------------------------------------------------------- the idle timer
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_idle_timer_ends_a_stream_gone_quiet_and_keeps_what_was_sent() {
     let mut registry = fake_only(Duration::ZERO);
     registry.add_provider(Arc::new(Hang::new(Duration::ZERO, &["a", "b"])));
@@ -287,7 +322,7 @@ async fn the_idle_timer_ends_a_stream_gone_quiet_and_keeps_what_was_sent() {
     assert!(out.ended - last_chunk >= SHORT, "never before the timer");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_idle_timer_does_not_run_before_the_first_chunk() {
     // The first chunk takes 3× the idle timer: only the first-chunk timer
     // (an hour) bounds that wait; idle counts from the first chunk on.
@@ -304,7 +339,7 @@ async fn the_idle_timer_does_not_run_before_the_first_chunk() {
 
 // ---------------------------------------------------------------- the total timer
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_total_timer_cuts_a_stream_that_keeps_going() {
     // fake:echo with 5 ms per token: 5000 words would take 50 s; the idle
     // timer (an hour) never fires, the total one (100 ms) does.
@@ -321,7 +356,7 @@ async fn the_total_timer_cuts_a_stream_that_keeps_going() {
     assert!(out.ended - out.started >= total, "never before the timer");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_total_timer_bounds_the_wait_for_the_first_chunk_too() {
     let p = pipeline(fake_only(Duration::ZERO), timers(LONG, LONG, SHORT));
     let out = run(&p, "fake:script", NEVER, None).await;
@@ -332,7 +367,7 @@ async fn the_total_timer_bounds_the_wait_for_the_first_chunk_too() {
 
 // ---------------------------------------------------------------- the caller's deadline
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_callers_deadline_ends_the_call_and_is_named_as_such() {
     let p = pipeline(
         fake_only(Duration::from_millis(5)),
@@ -353,7 +388,7 @@ async fn the_callers_deadline_ends_the_call_and_is_named_as_such() {
 
 // ---------------------------------------------------------------- retry-after
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn retry_after_is_honoured_before_the_first_chunk() {
     // The backoff is 1 ms: only the upstream's retry-after can make the wait longer.
     let retry = RetryPolicy {
@@ -382,7 +417,7 @@ async fn retry_after_is_honoured_before_the_first_chunk() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_retry_after_beyond_the_deadline_is_not_waited_for() {
     // The upstream says "in an hour"; the caller gives 2 s: the 429 is the answer, at once.
     let (flaky, calls) = Flaky::new(usize::MAX, LONG);
@@ -397,7 +432,7 @@ async fn a_retry_after_beyond_the_deadline_is_not_waited_for() {
     let deadline = Instant::now() + Duration::from_secs(2);
     let out = run(&p, "flaky:echo", "hi", Some(deadline)).await;
     let e = out.error.expect("the 429");
-    assert_eq!(e.kind, Kind::ResourceExhausted, "{e:?}");
+    assert_eq!(e.kind, Kind::RateLimited, "{e:?}");
     assert_eq!(e.retry_after, Some(LONG), "the caller learns when to retry");
     assert_eq!(calls.lock().unwrap().len(), 1, "not retried");
     assert!(

@@ -3,7 +3,13 @@
 //! a client that stops reading does not make the server buffer the upstream,
 //! the caller's deadline drops the upstream, a 429's retry-after decides
 //! whether it is retried, and the key never reaches a log or an error.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests measure wall-clock time and share state across mock threads.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_types,
+    clippy::disallowed_methods
+)]
 
 mod common;
 

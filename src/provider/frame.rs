@@ -166,7 +166,7 @@ impl Framer {
 
 fn too_large(max: usize) -> Error {
     Error::new(
-        crate::error::Kind::Unavailable,
+        crate::error::Kind::UpstreamProtocol,
         "UPSTREAM_FRAME_TOO_LARGE",
         format!("the upstream sent an event larger than the {max}-byte cap (max_frame_bytes)"),
     )

@@ -1,7 +1,13 @@
 //! Shared test harness: the real server on 127.0.0.1:0 with a real tonic
 //! client, and a mock upstream speaking raw HTTP/1.1 (chunked bodies delivered
 //! in pieces at chosen split points, optional cuts, observable disconnects).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_types,
+    clippy::disallowed_methods
+)]
 
 use std::{
     net::SocketAddr,
