@@ -193,8 +193,7 @@ impl ChatModelService for ChatService {
         let reg = &self.pipeline.registry;
         let mut models = Vec::new();
         let mut providers = Vec::new();
-        for p in reg.providers() {
-            let info = p.info();
+        for info in reg.infos() {
             providers.push(pb::ProviderInfo {
                 name: info.name.to_string(),
                 configured: info.configured,

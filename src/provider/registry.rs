@@ -3,10 +3,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use super::{
-    anthropic, fake::Fake, gemini, ollama, openai, BoxFuture, Call, ChunkStream, Provider,
-    ProviderInfo,
-};
+use super::{anthropic, fake::Fake, gemini, ollama, openai, Provider, ProviderInfo};
 use crate::{
     config::{Alias, Config, Env, ModelOptions},
     error::{Error, Kind},
@@ -14,7 +11,7 @@ use crate::{
 
 /// Model routing: `provider:model` names and configured aliases.
 pub struct Registry {
-    providers: BTreeMap<&'static str, Arc<dyn Provider>>,
+    providers: BTreeMap<&'static str, Registered>,
     aliases: BTreeMap<String, Alias>,
     options: BTreeMap<String, ModelOptions>,
 }
@@ -40,7 +37,12 @@ impl Registry {
     }
 
     pub fn add_provider(&mut self, p: Arc<dyn Provider>) {
-        self.providers.insert(p.info().name, p);
+        self.add(Registered::Ready(p));
+    }
+
+    /// Adds a provider, ready or known-but-unconfigured.
+    pub fn add(&mut self, r: Registered) {
+        self.providers.insert(r.info().name, r);
     }
 
     pub fn add_alias(&mut self, name: impl Into<String>, alias: Alias) {
@@ -52,8 +54,9 @@ impl Registry {
         self.options.insert(qualified.into(), o);
     }
 
-    pub fn providers(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
-        self.providers.values()
+    /// What every known provider says about itself (ListModels, the start-up log).
+    pub fn infos(&self) -> impl Iterator<Item = &ProviderInfo> {
+        self.providers.values().map(Registered::info)
     }
 
     pub fn aliases(&self) -> impl Iterator<Item = (&String, &Alias)> {
@@ -112,7 +115,7 @@ impl Registry {
                 format!("model: unknown model or alias {name:?}; use provider:model (e.g. fake:echo) or a configured alias"),
             ));
         };
-        let Some(provider) = self.providers.get(prov) else {
+        let Some(registered) = self.providers.get(prov) else {
             let known: Vec<_> = self.providers.keys().copied().collect();
             return Err(Error::new(
                 Kind::NotFound,
@@ -123,7 +126,7 @@ impl Registry {
                 ),
             ));
         };
-        let info = provider.info();
+        let info = registered.info();
         if model.is_empty() {
             return Err(Error::invalid(format!(
                 "model: {name:?} names no model after \"{prov}:\""
@@ -139,7 +142,7 @@ impl Registry {
                 ),
             ));
         }
-        if !info.configured {
+        let Registered::Ready(provider) = registered else {
             return Err(Error::new(
                 Kind::FailedPrecondition,
                 "PROVIDER_NOT_CONFIGURED",
@@ -149,7 +152,7 @@ impl Registry {
                 ),
             )
             .with_provider(prov));
-        }
+        };
         Ok(Route {
             provider: provider.clone(),
             qualified: name.to_string(),
@@ -165,42 +168,25 @@ impl Default for Registry {
     }
 }
 
-/// A provider this server knows but cannot use: no credentials / endpoint.
-pub struct Unconfigured {
-    info: ProviderInfo,
+/// A provider as the registry holds it: ready to stream, or known but not
+/// configured here (no credentials or endpoint), so its name gives
+/// FAILED_PRECONDITION saying what to set, not NOT_FOUND.
+pub enum Registered {
+    Ready(Arc<dyn Provider>),
+    Unconfigured(ProviderInfo),
 }
 
-impl Unconfigured {
-    pub fn new(info: ProviderInfo) -> Self {
-        Self {
-            info: ProviderInfo {
-                configured: false,
-                ..info
-            },
+impl Registered {
+    pub fn info(&self) -> &ProviderInfo {
+        match self {
+            Registered::Ready(p) => p.info(),
+            Registered::Unconfigured(info) => info,
         }
     }
 }
 
-impl Provider for Unconfigured {
-    fn info(&self) -> &ProviderInfo {
-        &self.info
-    }
-
-    fn stream(&self, _call: Call) -> BoxFuture<Result<ChunkStream, Error>> {
-        let e = Error::new(
-            Kind::FailedPrecondition,
-            "PROVIDER_NOT_CONFIGURED",
-            format!(
-                "provider {} is not configured on this server: set {}",
-                self.info.name, self.info.how_to_configure
-            ),
-        );
-        Box::pin(async move { Err(e) })
-    }
-}
-
 /// How a remote provider module builds itself from the file and the environment.
-type Constructor = fn(&Config, &Env) -> Result<Arc<dyn Provider>, Error>;
+type Constructor = fn(&Config, &Env) -> Result<Registered, Error>;
 
 /// Every provider this server knows, configured from the file and the
 /// environment: the fake first, then each remote provider (registered as
@@ -219,7 +205,7 @@ pub fn build(config: &Config, env: &Env) -> Result<Registry, Error> {
         ollama::provider,
     ];
     for make in remote {
-        reg.add_provider(make(config, env)?);
+        reg.add(make(config, env)?);
     }
     for (name, alias) in &config.aliases {
         reg.add_alias(name.clone(), alias.clone());
@@ -230,9 +216,9 @@ pub fn build(config: &Config, env: &Env) -> Result<Registry, Error> {
     Ok(reg)
 }
 
-/// An unconfigured placeholder for a provider whose credentials are missing.
-pub fn pending(name: &'static str, class: &'static str, how: &'static str) -> Arc<dyn Provider> {
-    Arc::new(Unconfigured::new(ProviderInfo {
+/// A provider whose credentials are missing: known, listed, not routable.
+pub fn pending(name: &'static str, class: &'static str, how: &'static str) -> Registered {
+    Registered::Unconfigured(ProviderInfo {
         name,
         chat_class: class,
         configured: false,
@@ -240,7 +226,7 @@ pub fn pending(name: &'static str, class: &'static str, how: &'static str) -> Ar
         features: &[],
         models: Vec::new(),
         how_to_configure: how,
-    }))
+    })
 }
 
 #[cfg(test)]
@@ -249,7 +235,7 @@ mod tests {
     fn the_registry_builds_exactly_the_providers_the_config_knows() {
         let reg = super::build(&crate::config::Config::default(), &Default::default())
             .unwrap_or_else(|e| panic!("{e}"));
-        let names: Vec<&str> = reg.providers().map(|p| p.info().name).collect();
+        let names: Vec<&str> = reg.infos().map(|i| i.name).collect();
         let mut known = crate::config::KNOWN_PROVIDERS.to_vec();
         known.sort_unstable();
         assert_eq!(names, known);

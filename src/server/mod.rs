@@ -41,8 +41,7 @@ pub async fn run(
         crate::error::register_secret(token);
     }
     let registry = provider::registry::build(&config, &env)?;
-    for p in registry.providers() {
-        let info = p.info();
+    for info in registry.infos() {
         tracing::info!(provider = info.name, configured = info.configured, base_url = %provider::display_url(&info.base_url), "provider");
     }
     let pipeline = Arc::new(Pipeline::new(

@@ -11,7 +11,7 @@ pub use decode::AnthropicDecoder;
 
 use super::{
     http::{HttpProvider, Wire},
-    Call, Decoder, Framing, Provider, ProviderInfo, Settings,
+    Call, Decoder, Framing, ProviderInfo, Settings,
 };
 use crate::{chat::types::Chunk, error::Error};
 
@@ -50,7 +50,7 @@ impl Anthropic {
 pub fn provider(
     config: &crate::config::Config,
     env: &crate::config::Env,
-) -> Result<Arc<dyn Provider>, Error> {
+) -> Result<super::registry::Registered, Error> {
     let settings = Settings::resolve(
         config,
         env,
@@ -63,10 +63,8 @@ pub fn provider(
         return Ok(super::pending("anthropic", "ChatAnthropic", HOW));
     }
     let max_frame = settings.max_frame;
-    Ok(Arc::new(HttpProvider::new(
-        Anthropic::new(settings),
-        super::http_client()?,
-        max_frame,
+    Ok(super::registry::Registered::Ready(Arc::new(
+        HttpProvider::new(Anthropic::new(settings), super::http_client()?, max_frame),
     )))
 }
 

@@ -37,7 +37,7 @@ pub use wire::request_body;
 use super::{
     frame::Framing,
     http::{HttpProvider, Wire},
-    Call, Decoder, Provider, ProviderInfo, Settings,
+    Call, Decoder, ProviderInfo, Settings,
 };
 use crate::error::{Error, Kind};
 
@@ -52,7 +52,7 @@ const GENERATED_ID_PREFIX: &str = "call_";
 pub fn provider(
     config: &crate::config::Config,
     env: &crate::config::Env,
-) -> Result<Arc<dyn Provider>, Error> {
+) -> Result<super::registry::Registered, Error> {
     let settings = Settings::resolve(
         config,
         env,
@@ -66,10 +66,8 @@ pub fn provider(
     }
     let max_frame = settings.max_frame;
     let wire = Gemini::new(settings);
-    Ok(Arc::new(HttpProvider::new(
-        wire,
-        super::http_client()?,
-        max_frame,
+    Ok(super::registry::Registered::Ready(Arc::new(
+        HttpProvider::new(wire, super::http_client()?, max_frame),
     )))
 }
 

@@ -33,7 +33,7 @@ pub use wire::request_body;
 use super::{
     frame::Framing,
     http::{HttpProvider, Wire},
-    Call, Decoder, Provider, ProviderInfo, Settings,
+    Call, Decoder, ProviderInfo, Settings,
 };
 use crate::error::Error;
 
@@ -47,7 +47,7 @@ const DEFAULT_HOST: &str = "http://127.0.0.1:11434";
 pub fn provider(
     config: &crate::config::Config,
     env: &crate::config::Env,
-) -> Result<Arc<dyn Provider>, Error> {
+) -> Result<super::registry::Registered, Error> {
     let mut settings = Settings::resolve(
         config,
         env,
@@ -61,10 +61,8 @@ pub fn provider(
     }
     settings.base_url = normalize_host(&settings.base_url);
     let max_frame = settings.max_frame;
-    Ok(Arc::new(HttpProvider::new(
-        Ollama::new(settings),
-        super::http_client()?,
-        max_frame,
+    Ok(super::registry::Registered::Ready(Arc::new(
+        HttpProvider::new(Ollama::new(settings), super::http_client()?, max_frame),
     )))
 }
 

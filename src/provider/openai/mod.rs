@@ -13,9 +13,7 @@ use std::sync::Arc;
 
 pub use decode::OpenAiDecoder;
 
-use super::{
-    http::HttpProvider, http::Wire, Call, Decoder, Framing, Provider, ProviderInfo, Settings,
-};
+use super::{http::HttpProvider, http::Wire, Call, Decoder, Framing, ProviderInfo, Settings};
 use crate::{chat::types::Chunk, error::Error};
 
 /// Where OpenAI itself lives.
@@ -26,7 +24,7 @@ const HOW: &str = "OPENAI_API_KEY, or OPENAI_BASE_URL for a local OpenAI-compati
 pub fn provider(
     config: &crate::config::Config,
     env: &crate::config::Env,
-) -> Result<Arc<dyn Provider>, Error> {
+) -> Result<super::registry::Registered, Error> {
     let settings = Settings::resolve(
         config,
         env,
@@ -39,10 +37,8 @@ pub fn provider(
         return Ok(super::pending("openai", "ChatOpenAI", HOW));
     }
     let max_frame = settings.max_frame;
-    Ok(Arc::new(HttpProvider::new(
-        OpenAi::new(settings),
-        super::http_client()?,
-        max_frame,
+    Ok(super::registry::Registered::Ready(Arc::new(
+        HttpProvider::new(OpenAi::new(settings), super::http_client()?, max_frame),
     )))
 }
 
