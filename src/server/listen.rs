@@ -145,9 +145,14 @@ pub struct Incoming<A = TcpListener> {
     backoff: Backoff,
     /// Sleeping after a failed accept.
     paused: Option<Pin<Box<Sleep>>>,
+    /// Failed accepts since the last success.
     failures: u64,
+    /// Failed accepts since the last warn line.
     unlogged_failures: u64,
     last_failure_warn: Option<Instant>,
+    /// A warn line went out since the last "accepting again" (so that line,
+    /// too, comes at most once per `WARN_EVERY` when accept keeps flapping).
+    warned: bool,
 }
 
 impl<A: Accept> Incoming<A> {
@@ -168,6 +173,7 @@ impl<A: Accept> Incoming<A> {
             failures: 0,
             unlogged_failures: 0,
             last_failure_warn: None,
+            warned: false,
         }
     }
 
@@ -198,6 +204,7 @@ impl<A: Accept> Incoming<A> {
             );
             self.last_failure_warn = Some(now);
             self.unlogged_failures = 0;
+            self.warned = true;
         } else {
             self.unlogged_failures += 1;
         }
@@ -271,11 +278,11 @@ impl<A: Accept> Stream for Incoming<A> {
             }
             match ready!(this.accept.poll_accept(cx)) {
                 Ok(stream) => {
-                    if this.failures > 0 {
+                    if this.warned {
                         tracing::info!(failures = this.failures, "accepting again");
-                        this.failures = 0;
-                        this.unlogged_failures = 0;
+                        this.warned = false;
                     }
+                    this.failures = 0;
                     this.backoff.reset();
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::warn!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
