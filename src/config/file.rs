@@ -13,6 +13,10 @@ pub struct FileConfig {
     pub max_frame_bytes: Option<usize>,
     pub max_request_bytes: Option<usize>,
     pub max_concurrent_streams: Option<usize>,
+    /// Open client connections at most (accepting pauses at the cap).
+    pub max_connections: Option<usize>,
+    /// Seconds a new connection has to send the HTTP/2 preface (or TLS handshake).
+    pub preface_timeout_secs: Option<f64>,
     pub shutdown_grace_secs: Option<u64>,
     pub timers: Option<TimersFile>,
     pub retry: Option<RetryFile>,

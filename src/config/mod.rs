@@ -31,6 +31,12 @@ pub struct Config {
     pub json_logs: bool,
     pub max_frame_bytes: usize,
     pub max_request_bytes: usize,
+    /// Open client connections at most; at the cap new ones wait in the
+    /// listen backlog until one closes.
+    pub max_connections: usize,
+    /// A new connection that has not sent the HTTP/2 preface (or, with TLS,
+    /// answered the server's handshake) within this is closed.
+    pub preface_timeout: Duration,
     pub limits: Limits,
     pub timers: Timers,
     pub retry: RetryPolicy,
@@ -74,6 +80,8 @@ impl Default for Config {
             json_logs: false,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_request_bytes: 32 * 1024 * 1024,
+            max_connections: 10_000,
+            preface_timeout: Duration::from_secs(10),
             limits: Limits::default(),
             timers: Timers::default(),
             retry: RetryPolicy::default(),
@@ -146,6 +154,15 @@ impl Config {
         }
         if let Some(v) = f.max_request_bytes {
             c.max_request_bytes = v;
+        }
+        if let Some(v) = f.max_connections {
+            if v == 0 {
+                return Err("max_connections: must be at least 1".to_string());
+            }
+            c.max_connections = v;
+        }
+        if let Some(v) = f.preface_timeout_secs {
+            c.preface_timeout = seconds(v).map_err(|e| format!("preface_timeout_secs: {e}"))?;
         }
         if let Some(v) = f.max_concurrent_streams {
             c.limits.max_concurrent = v;

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tonic::{
     server::NamedService,
     service::interceptor::InterceptedService,
-    transport::{server::TcpIncoming, Certificate, Identity, Server, ServerTlsConfig},
+    transport::{Certificate, Identity, Server, ServerTlsConfig},
 };
 use tonic_health::ServingStatus;
 
@@ -22,6 +22,8 @@ use crate::{
     pipeline::Pipeline,
     provider,
 };
+
+pub mod listen;
 
 /// The fully-qualified service name health reports on (from the generated code).
 const SERVICE_NAME: &str = <ChatModelServiceServer<ChatService> as NamedService>::NAME;
@@ -98,9 +100,18 @@ pub async fn run(
             .map_err(|e| Error::invalid(format!("tls: {e}")))?;
     }
     // The listener is the caller's, so the builder's own TCP_NODELAY setting
-    // would never reach accepted sockets: set it on each one here (Nagle plus
-    // delayed ACKs cost tens of milliseconds per streamed token otherwise).
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // would never reach accepted sockets: `listen` sets it on each one (Nagle
+    // plus delayed ACKs cost tens of milliseconds per streamed token
+    // otherwise), caps open connections, closes silent ones, backs off when
+    // accept fails.
+    let incoming = listen::Incoming::new(
+        listener,
+        listen::Settings {
+            max_connections: config.max_connections,
+            preface_timeout: config.preface_timeout,
+            tls: config.tls.is_some(),
+        },
+    );
     let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
