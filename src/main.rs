@@ -82,7 +82,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
         return ExitCode::from(2);
     }
 
-    let listener = match tokio::net::TcpListener::bind(config.addr).await {
+    // A deep backlog: a burst of new connections waits in the kernel, not refused.
+    let listener = match server::listen::bind(config.addr, server::listen::DEFAULT_BACKLOG) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(addr = %config.addr, error = %e, "cannot listen");

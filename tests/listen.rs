@@ -2,7 +2,12 @@
 //! preface deadline for connections that never speak, the connection cap as
 //! backpressure, and backoff when accept fails. Through the real server where
 //! the behaviour is the server's, at the stream level where it is the stream's.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_types,
+    clippy::disallowed_methods
+)]
 
 use std::{
     io,
