@@ -23,7 +23,8 @@ use tokio::{
 
 use crate::{
     chat::{
-        aggregate::Aggregator,
+        aggregate::{Aggregator, FinalMessage},
+        budget::{Budget, Reservation},
         types::{ChatRequest, Chunk},
     },
     config::{Limits, RetryPolicy, Timers},
@@ -45,6 +46,46 @@ pub struct Pipeline {
     permits: Option<Arc<Semaphore>>,
     /// Per model name (alias or provider:model) with `max_concurrent` set.
     model_permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The replica's budget of buffered bytes, and the cap on one folded answer.
+    budget: Budget,
+    max_answer_bytes: usize,
+}
+
+/// An answer being folded (Invoke, StreamEvents, non-streaming models): the
+/// aggregator, held to the cap on a folded answer and to the replica's budget.
+pub struct Fold {
+    agg: Aggregator,
+    reserved: Reservation,
+    cap: usize,
+}
+
+impl Fold {
+    /// Adds a chunk; an answer over the cap, or a replica over its budget, ends the call.
+    pub fn push(&mut self, c: &Chunk) -> Result<(), Error> {
+        self.agg.push(c);
+        let size = self.agg.size();
+        if size > self.cap {
+            return Err(Error::new(
+                Kind::ResourceExhausted,
+                "ANSWER_TOO_LARGE",
+                format!(
+                    "the answer passed the {}-byte cap on a folded answer (max_answer_bytes): Invoke and StreamEvents hold the whole answer; use Stream for answers this large",
+                    self.cap
+                ),
+            ));
+        }
+        self.reserved.set(size)
+    }
+
+    /// The model that answered (known once a fallback was chosen).
+    pub fn set_model(&mut self, model: String) {
+        self.agg.set_model(model);
+    }
+
+    /// The answer folded so far; the fold is spent.
+    pub fn finish(&mut self) -> FinalMessage {
+        std::mem::take(&mut self.agg).finish()
+    }
 }
 
 impl Pipeline {
@@ -56,7 +97,23 @@ impl Pipeline {
             permits: (limits.max_concurrent > 0)
                 .then(|| Arc::new(Semaphore::new(limits.max_concurrent))),
             model_permits: Default::default(),
+            budget: Budget::new(limits.max_buffered_bytes),
+            max_answer_bytes: limits.max_answer_bytes,
         }
+    }
+
+    /// A fold for one call's answer.
+    pub fn fold(&self, model: impl Into<String>) -> Fold {
+        Fold {
+            agg: Aggregator::new(model),
+            reserved: self.budget.reserve(),
+            cap: self.max_answer_bytes,
+        }
+    }
+
+    /// Bytes the replica's calls hold now (partial events, folded answers).
+    pub fn buffered_bytes(&self) -> usize {
+        self.budget.used()
     }
 
     /// Routes and starts a call; the first chunk has arrived (or the answer is
@@ -131,6 +188,7 @@ impl Pipeline {
                     request: request.clone(),
                     options: route.options.clone(),
                     fallback_id: fallback_id.clone(),
+                    budget: self.budget.clone(),
                 };
                 let outcome =
                     tokio::time::timeout_at(first_at, first_chunk(route.provider.stream(call)))
@@ -146,7 +204,7 @@ impl Pipeline {
                         let chunks = if route.options.streaming {
                             chunks
                         } else {
-                            collapse(chunks)
+                            collapse(chunks, self.fold(""))
                         };
                         // The permit lives as long as the stream.
                         let chunks = Box::pin(chunks.map(move |c| {
@@ -284,6 +342,8 @@ impl Stream for Timed {
             this.armed = true;
         }
         match this.rest.poll_next_unpin(cx) {
+            // An upstream that is always ready must not outrun the deadline.
+            Poll::Ready(Some(Ok(_))) if Instant::now() >= this.end_at => {}
             Poll::Ready(Some(Ok(c))) => return this.chunk(c),
             Poll::Ready(Some(Err(e))) => return this.end(e),
             // The provider stopped without its `last` chunk: a cut, never a quiet OK.
@@ -294,12 +354,13 @@ impl Stream for Timed {
             }
             Poll::Pending => {}
         }
-        if this.sleep.as_mut().poll(cx).is_pending() {
+        if Instant::now() < this.end_at && this.sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
-        let msg = if this.sleep.deadline() == this.end_at && this.end_is_caller {
+        let at_end = this.sleep.deadline() == this.end_at || Instant::now() >= this.end_at;
+        let msg = if at_end && this.end_is_caller {
             "the caller's deadline (grpc-timeout) passed mid-stream; the answer is cut"
-        } else if this.sleep.deadline() == this.end_at {
+        } else if at_end {
             "the total-duration timer fired mid-stream; the answer is cut"
         } else {
             "the idle timer fired: the upstream sent no content for too long (keepalive pings and comments do not count); the answer is cut"
@@ -310,15 +371,14 @@ impl Stream for Timed {
 
 /// Non-streaming models: the whole answer as one chunk per content block (one
 /// chunk for a text answer), the last carrying usage, stop reason and `last`.
-fn collapse(chunks: ChunkStream) -> ChunkStream {
+fn collapse(chunks: ChunkStream, fold: Fold) -> ChunkStream {
     Box::pin(
         stream::once(async move {
-            let mut chunks = chunks;
-            let mut agg = Aggregator::new("");
+            let (mut chunks, mut fold) = (chunks, fold);
             while let Some(c) = chunks.next().await {
-                agg.push(&c?);
+                fold.push(&c?)?;
             }
-            Ok::<_, Error>(agg.into_collapsed())
+            Ok::<_, Error>(std::mem::take(&mut fold.agg).into_collapsed())
         })
         .flat_map(|r: Result<VecDeque<Chunk>, Error>| match r {
             Ok(v) => stream::iter(v.into_iter().map(Ok).collect::<Vec<_>>()),

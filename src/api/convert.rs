@@ -10,17 +10,68 @@ use crate::{
     pb,
 };
 
-/// Validates a request and converts it to the domain (the model is routed separately).
-pub fn request(r: &pb::ChatRequest) -> Result<d::ChatRequest, Error> {
+/// Limits on what one request may hold, so that no request the size cap
+/// admits costs more than linear work and a few times its size in memory.
+/// Each is named in the INVALID_ARGUMENT that refuses a request over it.
+pub mod limits {
+    /// Messages in one request.
+    pub const MAX_MESSAGES: usize = 100_000;
+    /// Content blocks across all messages.
+    pub const MAX_BLOCKS: usize = 200_000;
+    /// Tools in one request.
+    pub const MAX_TOOLS: usize = 4_096;
+    /// Stop sequences.
+    pub const MAX_STOP: usize = 64;
+    /// Bytes of the model name, a tool name, a tool-call id.
+    pub const MAX_NAME_BYTES: usize = 512;
+}
+
+use limits::*;
+
+fn over(what: &str, n: usize, max: usize, name: &str) -> Error {
+    Error::invalid(format!(
+        "{what}: {n} is over the limit of {max} per request ({name})"
+    ))
+}
+
+fn check_name(path: impl FnOnce() -> String, value: &str) -> Result<(), Error> {
+    if value.len() > MAX_NAME_BYTES {
+        return Err(Error::invalid(format!(
+            "{}: {} bytes is over the limit of {MAX_NAME_BYTES} (MAX_NAME_BYTES)",
+            path(),
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Validates a request and converts it to the domain, moving every string
+/// (the model is routed separately). Linear in the request's size.
+pub fn request(r: pb::ChatRequest) -> Result<d::ChatRequest, Error> {
     if r.model.trim().is_empty() {
         return Err(Error::invalid("model: must be set (e.g. \"fake:echo\")"));
     }
+    check_name(|| "model".into(), &r.model)?;
     if r.messages.is_empty() {
         return Err(Error::invalid("messages: at least one message is required"));
     }
-    let mut messages = Vec::with_capacity(r.messages.len());
-    for (i, m) in r.messages.iter().enumerate() {
-        messages.push(message(m, &format!("messages[{i}]"))?);
+    if r.messages.len() > MAX_MESSAGES {
+        return Err(over(
+            "messages",
+            r.messages.len(),
+            MAX_MESSAGES,
+            "MAX_MESSAGES",
+        ));
+    }
+    let blocks: usize = r.messages.iter().map(|m| m.content.len()).sum();
+    if blocks > MAX_BLOCKS {
+        return Err(over("messages[].content", blocks, MAX_BLOCKS, "MAX_BLOCKS"));
+    }
+    if r.tools.len() > MAX_TOOLS {
+        return Err(over("tools", r.tools.len(), MAX_TOOLS, "MAX_TOOLS"));
+    }
+    if r.stop.len() > MAX_STOP {
+        return Err(over("stop", r.stop.len(), MAX_STOP, "MAX_STOP"));
     }
     if r.max_tokens == Some(0) {
         return Err(Error::invalid(
@@ -44,30 +95,39 @@ pub fn request(r: &pb::ChatRequest) -> Result<d::ChatRequest, Error> {
             return Err(Error::invalid(format!("stop[{i}]: must not be empty")));
         }
     }
-    let mut tools = Vec::with_capacity(r.tools.len());
-    for (i, t) in r.tools.iter().enumerate() {
-        let path = format!("tools[{i}]");
-        if t.name.trim().is_empty() {
-            return Err(Error::invalid(format!("{path}.name: must be set")));
-        }
-        if r.tools[..i].iter().any(|o| o.name == t.name) {
+    if let Some(c) = &r.config {
+        if !c.run_id.is_empty() && uuid::Uuid::parse_str(&c.run_id).is_err() {
             return Err(Error::invalid(format!(
-                "{path}.name: duplicate tool name {:?}",
+                "config.runId: {:?} is not a UUID",
+                c.run_id
+            )));
+        }
+    }
+    let mut tools = Vec::with_capacity(r.tools.len());
+    let mut names = std::collections::HashSet::with_capacity(r.tools.len());
+    for (i, t) in r.tools.into_iter().enumerate() {
+        if t.name.trim().is_empty() {
+            return Err(Error::invalid(format!("tools[{i}].name: must be set")));
+        }
+        check_name(|| format!("tools[{i}].name"), &t.name)?;
+        if !names.insert(t.name.clone()) {
+            return Err(Error::invalid(format!(
+                "tools[{i}].name: duplicate tool name {:?}",
                 t.name
             )));
         }
-        let Some(params) = &t.parameters else {
+        let Some(params) = t.parameters else {
             return Err(Error::invalid(format!(
-                "{path}.parameters: must be a JSON-schema object"
+                "tools[{i}].parameters: must be a JSON-schema object"
             )));
         };
         tools.push(d::Tool {
-            name: t.name.clone(),
-            description: t.description.clone(),
-            parameters: struct_to_json(params),
+            name: t.name,
+            description: t.description,
+            parameters: struct_into_json(params),
         });
     }
-    let tool_choice = match &r.tool_choice {
+    let tool_choice = match r.tool_choice {
         None => None,
         Some(tc) => {
             use pb::tool_choice::Mode;
@@ -77,13 +137,13 @@ pub fn request(r: &pb::ChatRequest) -> Result<d::ChatRequest, Error> {
                 Ok(Mode::None) => Some(d::ToolChoice::None),
                 Ok(Mode::Any) => Some(d::ToolChoice::Any),
                 Ok(Mode::Tool) => {
-                    if !tools.iter().any(|t| t.name == tc.name) {
+                    if !names.contains(&tc.name) {
                         return Err(Error::invalid(format!(
                             "toolChoice.name: {:?} is not one of the request's tools",
                             tc.name
                         )));
                     }
-                    Some(d::ToolChoice::Tool(tc.name.clone()))
+                    Some(d::ToolChoice::Tool(tc.name))
                 }
                 Err(_) => {
                     return Err(Error::invalid(format!(
@@ -94,113 +154,138 @@ pub fn request(r: &pb::ChatRequest) -> Result<d::ChatRequest, Error> {
             }
         }
     };
-    if let Some(c) = &r.config {
-        if !c.run_id.is_empty() && uuid::Uuid::parse_str(&c.run_id).is_err() {
-            return Err(Error::invalid(format!(
-                "config.runId: {:?} is not a UUID",
-                c.run_id
-            )));
-        }
+    let mut messages = Vec::with_capacity(r.messages.len());
+    for (i, m) in r.messages.into_iter().enumerate() {
+        messages.push(message(m, i)?);
     }
     Ok(d::ChatRequest {
         messages,
         max_tokens: r.max_tokens,
         temperature: r.temperature,
         top_p: r.top_p,
-        stop: r.stop.clone(),
+        stop: r.stop,
         tools,
         tool_choice,
     })
 }
 
-fn message(m: &pb::Message, path: &str) -> Result<d::Message, Error> {
+fn message(m: pb::Message, i: usize) -> Result<d::Message, Error> {
+    let path = || format!("messages[{i}]");
     let role = match pb::Role::try_from(m.role) {
         Ok(pb::Role::System) => d::Role::System,
         Ok(pb::Role::User) => d::Role::User,
         Ok(pb::Role::Assistant) => d::Role::Assistant,
         Ok(pb::Role::Tool) => d::Role::Tool,
         Ok(pb::Role::Unspecified) => {
-            return Err(Error::invalid(format!("{path}.role: must be set")))
+            return Err(Error::invalid(format!("{}.role: must be set", path())))
         }
         Err(_) => {
             return Err(Error::invalid(format!(
-                "{path}.role: unknown role {}",
+                "{}.role: unknown role {}",
+                path(),
                 m.role
             )))
         }
     };
     if m.content.is_empty() {
         return Err(Error::invalid(format!(
-            "{path}.content: at least one content block is required"
+            "{}.content: at least one content block is required",
+            path()
         )));
     }
     let mut content = Vec::with_capacity(m.content.len());
-    for (j, c) in m.content.iter().enumerate() {
-        let p = format!("{path}.content[{j}]");
+    for (j, c) in m.content.into_iter().enumerate() {
+        let p = || format!("{}.content[{j}]", path());
         use pb::content_block::Block;
-        content.push(match &c.block {
+        content.push(match c.block {
             None => {
                 return Err(Error::invalid(format!(
-                    "{p}: must set one of text, refusal, image, toolCall, toolResult, reasoning"
+                    "{}: must set one of text, refusal, image, toolCall, toolResult, reasoning",
+                    p()
                 )))
             }
-            Some(Block::Text(t)) => d::Content::Text(t.clone()),
-            Some(Block::Refusal(t)) => d::Content::Refusal(t.clone()),
-            Some(Block::Image(img)) => d::Content::Image(image(img, &p)?),
+            Some(Block::Text(t)) => d::Content::Text(t),
+            Some(Block::Refusal(t)) => d::Content::Refusal(t),
+            Some(Block::Image(img)) => d::Content::Image(image(img, p)?),
             Some(Block::ToolCall(tc)) => {
                 if tc.id.is_empty() || tc.name.is_empty() {
                     return Err(Error::invalid(format!(
-                        "{p}.toolCall: id and name must be set"
+                        "{}.toolCall: id and name must be set",
+                        p()
                     )));
                 }
+                check_name(|| format!("{}.toolCall.id", p()), &tc.id)?;
+                check_name(|| format!("{}.toolCall.name", p()), &tc.name)?;
                 d::Content::ToolCall(d::ToolCall {
-                    id: tc.id.clone(),
-                    name: tc.name.clone(),
-                    arguments: tc
-                        .arguments
-                        .as_ref()
-                        .map(struct_to_json)
-                        .unwrap_or_default(),
+                    id: tc.id,
+                    name: tc.name,
+                    arguments: tc.arguments.map(struct_into_json).unwrap_or_default(),
                 })
             }
             Some(Block::ToolResult(tr)) => {
                 if tr.tool_call_id.is_empty() {
                     return Err(Error::invalid(format!(
-                        "{p}.toolResult.toolCallId: must be set"
+                        "{}.toolResult.toolCallId: must be set",
+                        p()
                     )));
                 }
+                check_name(
+                    || format!("{}.toolResult.toolCallId", p()),
+                    &tr.tool_call_id,
+                )?;
                 d::Content::ToolResult(d::ToolResult {
-                    tool_call_id: tr.tool_call_id.clone(),
-                    content: tr.content.clone(),
+                    tool_call_id: tr.tool_call_id,
+                    content: tr.content,
                     is_error: tr.is_error,
                 })
             }
             Some(Block::Reasoning(r)) => d::Content::Reasoning(d::Reasoning {
-                text: r.text.clone(),
-                signature: r.signature.clone(),
-                redacted: r.redacted.clone(),
+                text: r.text,
+                signature: r.signature,
+                redacted: r.redacted,
             }),
         });
     }
     Ok(d::Message { role, content })
 }
 
-fn image(img: &pb::Image, p: &str) -> Result<d::Image, Error> {
+fn image(img: pb::Image, p: impl FnOnce() -> String) -> Result<d::Image, Error> {
     use pb::image::Source;
-    match &img.source {
-        Some(Source::Url(u)) if !u.is_empty() => Ok(d::Image::Url(u.clone())),
+    match img.source {
+        Some(Source::Url(u)) if !u.is_empty() => Ok(d::Image::Url(u)),
         Some(Source::Data(data)) if !data.is_empty() => {
             if img.mime_type.is_empty() {
                 return Err(Error::invalid(format!(
-                    "{p}.image.mimeType: must be set with data (e.g. image/png)"
+                    "{}.image.mimeType: must be set with data (e.g. image/png)",
+                    p()
                 )));
             }
             Ok(d::Image::Data {
-                data: data.clone(),
-                mime_type: img.mime_type.clone(),
+                data,
+                mime_type: img.mime_type,
             })
         }
-        _ => Err(Error::invalid(format!("{p}.image: must set a url or data"))),
+        _ => Err(Error::invalid(format!(
+            "{}.image: must set a url or data",
+            p()
+        ))),
+    }
+}
+
+/// A Struct as JSON, moving its strings.
+pub fn struct_into_json(s: Struct) -> Map<String, J> {
+    s.fields
+        .into_iter()
+        .map(|(k, v)| (k, value_into_json(v)))
+        .collect()
+}
+
+fn value_into_json(v: Value) -> J {
+    match v.kind {
+        Some(PKind::StringValue(s)) => J::String(s),
+        Some(PKind::ListValue(l)) => J::Array(l.values.into_iter().map(value_into_json).collect()),
+        Some(PKind::StructValue(s)) => J::Object(struct_into_json(s)),
+        other => value_to_json(&Value { kind: other }),
     }
 }
 

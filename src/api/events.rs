@@ -12,9 +12,9 @@ use super::{
     status::to_status,
 };
 use crate::{
-    chat::aggregate::Aggregator,
     error::Error,
     pb,
+    pipeline::Fold,
     provider::{ChunkStream, Route},
 };
 
@@ -29,7 +29,7 @@ enum Phase {
 /// The StreamEvents state machine: start, stream…, end | error.
 pub(super) struct Events {
     phase: Phase,
-    agg: Aggregator,
+    agg: Fold,
     service: ChatService,
     p: Prepared,
     route: Option<Route>,
@@ -40,7 +40,7 @@ impl Events {
     pub(super) fn stream(service: ChatService, p: Prepared) -> Guarded<pb::ChatEvent> {
         let state = Events {
             phase: Phase::Start,
-            agg: Aggregator::new(p.model()),
+            agg: service.pipeline.fold(p.model()),
             service,
             p,
             route: None,
@@ -73,7 +73,7 @@ impl Events {
         let ev = pb::chat_event::Event::Error(pb::ErrorEvent {
             code: status.code() as i32,
             message: status.message().to_string(),
-            partial: Some(convert::message_out(std::mem::take(&mut self.agg).finish())),
+            partial: Some(convert::message_out(self.agg.finish())),
         });
         self.event(route, ev)
     }
@@ -92,16 +92,12 @@ impl Events {
             match std::mem::replace(&mut self.phase, Phase::Done) {
                 Phase::Start => {
                     self.phase = Phase::Starting;
-                    let ev = self.event(
-                        None,
-                        E::Start(pb::StartEvent {
-                            input: Some(self.p.input.clone()),
-                        }),
-                    );
+                    let input = self.p.input.take();
+                    let ev = self.event(None, E::Start(pb::StartEvent { input }));
                     return Some((Ok(ev), self));
                 }
                 Phase::Starting => match tokio::select! {
-                    r = self.service.start(&self.p) => r,
+                    r = self.service.start(&mut self.p) => r,
                     () = self.service.drain.stopped() => Err(Drain::error()),
                 } {
                     Ok((route, chunks)) => {
@@ -117,7 +113,10 @@ impl Events {
                     () = self.service.drain.stopped() => Some(Err(Drain::error())),
                 } {
                     Some(Ok(c)) => {
-                        self.agg.push(&c);
+                        if let Err(e) = self.agg.push(&c) {
+                            // Over the cap: the chunk is not sent, the call ends.
+                            return Some(self.failed(e));
+                        }
                         self.phase = Phase::Streaming(chunks);
                         let ev = self.event(
                             self.route.as_ref(),
@@ -131,7 +130,7 @@ impl Events {
                     None => {
                         self.phase = Phase::Done;
                         // The answer moves into the event: never copied.
-                        let output = convert::message_out(std::mem::take(&mut self.agg).finish());
+                        let output = convert::message_out(self.agg.finish());
                         let ev = self.event(
                             self.route.as_ref(),
                             E::End(pb::EndEvent {

@@ -15,7 +15,7 @@ use super::{
     status::to_status,
 };
 use crate::{
-    chat::{aggregate::Aggregator, types as d},
+    chat::types as d,
     error::{log_safe, Error},
     pb::{self, chat_model_service_server::ChatModelService},
     pipeline::Pipeline,
@@ -25,7 +25,7 @@ use crate::{
 /// The service; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct ChatService {
-    pipeline: Arc<Pipeline>,
+    pub(super) pipeline: Arc<Pipeline>,
     pub(super) drain: Arc<Drain>,
 }
 
@@ -37,8 +37,12 @@ impl ChatService {
 
 /// A validated, routed request.
 pub(super) struct Prepared {
-    pub(super) input: pb::ChatRequest,
-    request: d::ChatRequest,
+    /// The model name as the caller wrote it (an alias or provider:model).
+    pub(super) model_name: String,
+    /// The request as received: kept only for StreamEvents' `start` event.
+    pub(super) input: Option<pb::ChatRequest>,
+    /// Taken by `start` (moved into the pipeline, never copied).
+    request: Option<d::ChatRequest>,
     pub(super) routes: Vec<Route>,
     pub(super) run_id: String,
     pub(super) name: String,
@@ -63,7 +67,9 @@ impl Prepared {
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 impl ChatService {
-    fn prepare(&self, req: Request<pb::ChatRequest>) -> Result<Prepared, Status> {
+    /// Validates and routes a request; `keep_input` keeps the request as
+    /// received (StreamEvents echoes it in `start`), at the cost of one copy.
+    fn prepare(&self, req: Request<pb::ChatRequest>, keep_input: bool) -> Result<Prepared, Status> {
         if self.drain.is_draining() {
             return Err(Drain::status(false));
         }
@@ -75,13 +81,15 @@ impl ChatService {
             Instant::now() + t.saturating_sub(margin)
         });
         let input = req.into_inner();
-        let request = convert::request(&input).map_err(|e| to_status(&e))?;
+        let kept = keep_input.then(|| input.clone());
+        let config = input.config.clone().unwrap_or_default();
+        let model_name = input.model.clone();
+        let request = convert::request(input).map_err(|e| to_status(&e))?;
         let routes = self
             .pipeline
             .registry
-            .resolve(&input.model)
+            .resolve(&model_name)
             .map_err(|e| to_status(&e))?;
-        let config = input.config.clone().unwrap_or_default();
         let run_id = if config.run_id.is_empty() {
             uuid::Uuid::now_v7().to_string()
         } else {
@@ -96,24 +104,29 @@ impl ChatService {
             config.run_name.clone()
         };
         Ok(Prepared {
-            request,
+            model_name,
+            input: kept,
+            request: Some(request),
             routes,
             run_id,
             name,
-            tags: config.tags.clone(),
+            tags: config.tags,
             metadata: config.metadata.into_iter().collect(),
             deadline,
-            input,
         })
     }
 
-    pub(super) async fn start(&self, p: &Prepared) -> Result<(Route, ChunkStream), Error> {
+    pub(super) async fn start(&self, p: &mut Prepared) -> Result<(Route, ChunkStream), Error> {
+        let request = p
+            .request
+            .take()
+            .ok_or_else(|| Error::internal("a call was started twice"))?;
         let started = self
             .pipeline
             .start(
-                &p.input.model,
+                &p.model_name,
                 p.routes.clone(),
-                p.request.clone(),
+                request,
                 p.fallback_id(),
                 p.deadline,
             )
@@ -134,15 +147,18 @@ impl ChatModelService for ChatService {
         req: Request<pb::ChatRequest>,
     ) -> Result<Response<pb::ChatMessage>, Status> {
         let mut call = self.drain.enter("Invoke");
-        let p = self.prepare(req).inspect_err(|s| call.finish(s.code()))?;
-        call.describe(&p.input.model, &p.run_id);
+        let mut p = self
+            .prepare(req, false)
+            .inspect_err(|s| call.finish(s.code()))?;
+        call.describe(&p.model_name, &p.run_id);
         let run = async {
-            let (route, mut chunks) = self.start(&p).await.map_err(|e| to_status(&e))?;
-            let mut agg = Aggregator::new(route.model.clone());
+            let (route, mut chunks) = self.start(&mut p).await.map_err(|e| to_status(&e))?;
+            let mut fold = self.pipeline.fold(route.model.clone());
             while let Some(c) = chunks.next().await {
-                agg.push(&c.map_err(|e| to_status(&e))?);
+                let c = c.map_err(|e| to_status(&e))?;
+                fold.push(&c).map_err(|e| to_status(&e))?;
             }
-            Ok(Response::new(convert::message_out(agg.finish())))
+            Ok(Response::new(convert::message_out(fold.finish())))
         };
         let result = tokio::select! {
             r = run => r,
@@ -163,10 +179,12 @@ impl ChatModelService for ChatService {
         req: Request<pb::ChatRequest>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let mut call = self.drain.enter("Stream");
-        let p = self.prepare(req).inspect_err(|s| call.finish(s.code()))?;
-        call.describe(&p.input.model, &p.run_id);
+        let mut p = self
+            .prepare(req, false)
+            .inspect_err(|s| call.finish(s.code()))?;
+        call.describe(&p.model_name, &p.run_id);
         let started = tokio::select! {
-            r = self.start(&p) => r.map_err(|e| to_status(&e)),
+            r = self.start(&mut p) => r.map_err(|e| to_status(&e)),
             () = self.drain.stopped() => Err(Drain::status(true)),
         };
         let (_, chunks) = started.inspect_err(|s| call.finish(s.code()))?;
@@ -181,8 +199,10 @@ impl ChatModelService for ChatService {
         req: Request<pb::ChatRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
         let mut call = self.drain.enter("StreamEvents");
-        let p = self.prepare(req).inspect_err(|s| call.finish(s.code()))?;
-        call.describe(&p.input.model, &p.run_id);
+        let p = self
+            .prepare(req, true)
+            .inspect_err(|s| call.finish(s.code()))?;
+        call.describe(&p.model_name, &p.run_id);
         Ok(Response::new(guard(Events::stream(self.clone(), p), call)))
     }
 

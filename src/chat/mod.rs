@@ -3,4 +3,5 @@
 //!
 //! Layer: the lowest, beside `error`; imports nothing of the crate but `error`.
 pub mod aggregate;
+pub mod budget;
 pub mod types;

@@ -13,6 +13,8 @@ pub struct FileConfig {
     pub max_frame_bytes: Option<usize>,
     pub max_request_bytes: Option<usize>,
     pub max_concurrent_streams: Option<usize>,
+    pub max_answer_bytes: Option<usize>,
+    pub max_buffered_bytes: Option<usize>,
     /// Open client connections at most (accepting pauses at the cap).
     pub max_connections: Option<usize>,
     /// Seconds a new connection has to send the HTTP/2 preface (or TLS handshake).

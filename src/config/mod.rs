@@ -167,6 +167,15 @@ impl Config {
         if let Some(v) = f.max_concurrent_streams {
             c.limits.max_concurrent = v;
         }
+        if let Some(v) = f.max_answer_bytes {
+            if v == 0 {
+                return Err("max_answer_bytes: must be greater than 0".into());
+            }
+            c.limits.max_answer_bytes = v;
+        }
+        if let Some(v) = f.max_buffered_bytes {
+            c.limits.max_buffered_bytes = v;
+        }
         if let Some(v) = f.shutdown_grace_secs {
             c.shutdown_grace = Duration::from_secs(v.min(MAX_SECS));
         }

@@ -56,17 +56,25 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Limits on concurrent streams.
+/// Limits on concurrent calls and on what they may hold in memory.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Limits {
     /// Concurrent calls on this server (0: unlimited).
     pub max_concurrent: usize,
+    /// The largest answer Invoke, StreamEvents or a non-streaming model folds
+    /// (Stream folds nothing and has no such cap).
+    pub max_answer_bytes: usize,
+    /// Bytes all calls together may hold of answers not yet sent: partial
+    /// upstream events and folded answers (0: unlimited).
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_concurrent: 1024,
+            max_answer_bytes: 64 * 1024 * 1024,
+            max_buffered_bytes: 512 * 1024 * 1024,
         }
     }
 }

@@ -81,6 +81,11 @@ impl Framer {
         Ok(())
     }
 
+    /// Bytes held for the event or line not yet complete (what the budget counts).
+    pub fn buffered(&self) -> usize {
+        self.line.capacity() + self.data.capacity() + self.event.capacity()
+    }
+
     /// End of input: a last line or event without its terminator still counts
     /// (some servers omit the final blank line).
     pub fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), Error> {

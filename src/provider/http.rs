@@ -100,7 +100,8 @@ impl<W: Wire> Provider for HttpProvider<W> {
                     max_frame,
                     wire.decoder(&call),
                     call.fallback_id,
-                ),
+                )
+                .with_budget(&call.budget),
                 pending: VecDeque::new(),
                 error: None,
                 ended: false,

@@ -26,7 +26,10 @@ use futures_util::Stream;
 
 pub use crate::config::ModelOptions;
 use crate::{
-    chat::types::{ChatRequest, Chunk, Part},
+    chat::{
+        budget::Budget,
+        types::{ChatRequest, Chunk, Part},
+    },
     error::Error,
 };
 pub use frame::{Frame, Framing};
@@ -52,6 +55,8 @@ pub struct Call {
     pub options: ModelOptions,
     /// The message id to use when the provider gives none (`run-<runId>`).
     pub fallback_id: String,
+    /// The replica's budget of buffered bytes (a partial upstream event counts).
+    pub budget: Budget,
 }
 
 /// What ListModels says about a provider.

@@ -13,7 +13,10 @@ use super::{
     Decoder, Relay,
 };
 use crate::{
-    chat::types::{Chunk, Part},
+    chat::{
+        budget::{Budget, Reservation},
+        types::{Chunk, Part},
+    },
     config::DEFAULT_MAX_FRAME_BYTES,
     error::Error,
 };
@@ -26,6 +29,8 @@ pub struct Pump<'d> {
     relay: Relay,
     frames: Vec<Frame>,
     failed: bool,
+    /// The framer's buffer, counted against the replica's budget.
+    reserved: Reservation,
 }
 
 impl<'d> Pump<'d> {
@@ -43,7 +48,14 @@ impl<'d> Pump<'d> {
             relay: Relay::new(fallback_id),
             frames: Vec::new(),
             failed: false,
+            reserved: Budget::default().reserve(),
         }
+    }
+
+    /// Counts the framer's buffer against `budget`.
+    pub fn with_budget(mut self, budget: &Budget) -> Self {
+        self.reserved = budget.reserve();
+        self
     }
 
     /// True once the `last` chunk was produced: nothing more may follow.
@@ -60,7 +72,10 @@ impl<'d> Pump<'d> {
         }
         let framed = self.framer.push(bytes, &mut self.frames);
         self.decode(out)?;
-        framed.inspect_err(|_| self.failed = true)
+        framed.inspect_err(|_| self.failed = true)?;
+        self.reserved
+            .set(self.framer.buffered())
+            .inspect_err(|_| self.failed = true)
     }
 
     /// The upstream ended: the last frame is flushed, then the truncation rule.

@@ -142,6 +142,7 @@ mod tests {
             request: req.into(),
             options: ModelOptions::default(),
             fallback_id: "run-x".into(),
+            budget: Default::default(),
         }
     }
 

@@ -273,6 +273,7 @@ mod tests {
             .into(),
             options: crate::provider::ModelOptions::default(),
             fallback_id: "run-1".into(),
+            budget: Default::default(),
         }
     }
 

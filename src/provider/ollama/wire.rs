@@ -194,6 +194,7 @@ mod tests {
             request: request.into(),
             options: crate::provider::ModelOptions::default(),
             fallback_id: "run-1".into(),
+            budget: Default::default(),
         };
         assert_eq!(
             request_body(&call, None).unwrap(),
