@@ -309,3 +309,353 @@ fn the_api_key_never_reaches_logs_even_at_trace() {
     );
     assert!(!client_err.contains("VERYSECRET"));
 }
+
+// ---------------------------------------------------------------- hardening
+
+use chatwire::pb::{self, chat_model_service_client::ChatModelServiceClient};
+use tonic::transport::{Channel, Endpoint};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A gRPC client of the served process; `window` caps HTTP/2 flow control
+/// (a client that stops reading stalls the server once it is full).
+async fn grpc(addr: &str, window: Option<u32>) -> ChatModelServiceClient<Channel> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .initial_stream_window_size(window)
+        .initial_connection_window_size(window)
+        .connect()
+        .await
+        .unwrap();
+    ChatModelServiceClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20)
+}
+
+fn user_request(model: &str, user: &str) -> pb::ChatRequest {
+    pb::ChatRequest {
+        model: model.to_string(),
+        messages: vec![pb::Message {
+            role: pb::Role::User as i32,
+            content: vec![pb::ContentBlock {
+                block: Some(pb::content_block::Block::Text(user.to_string())),
+            }],
+        }],
+        ..Default::default()
+    }
+}
+
+/// Streams a call to its end; the status (None = OK).
+async fn stream_to_end(
+    c: &mut ChatModelServiceClient<Channel>,
+    req: pb::ChatRequest,
+) -> Option<tonic::Status> {
+    let mut s = match c.stream(req).await {
+        Ok(r) => r.into_inner(),
+        Err(e) => return Some(e),
+    };
+    loop {
+        match s.message().await {
+            Ok(Some(_)) => {}
+            Ok(None) => return None,
+            Err(e) => return Some(e),
+        }
+    }
+}
+
+/// A log line without its ANSI colour codes.
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn caller_values_cannot_forge_or_flood_log_lines() {
+    // Ollama takes any model name, so the caller's name reaches the log lines.
+    let (url, _) = tiny_upstream(
+        200,
+        concat!(
+            r#"{"model":"m","message":{"role":"assistant","content":"ok"},"done":false}"#,
+            "\n",
+            r#"{"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop"}"#,
+            "\n"
+        ),
+    );
+    let Served {
+        mut child,
+        addr,
+        stdout,
+        stderr,
+    } = serve(&["--log-format", "text"], &[("OLLAMA_HOST", &url)]);
+    let forged = "2026-01-01T00:00:00Z INFO call ended outcome=OK";
+    let big = format!("ollama:big{}", "m".repeat(1 << 20));
+    let rt = runtime();
+    rt.block_on(async {
+        let mut c = grpc(&addr, None).await;
+        // The fake knows only its own names: refused before anything logs the name.
+        let model = format!("fake:echo\r\n{forged}");
+        let status = stream_to_end(&mut c, user_request(&model, "hi")).await;
+        assert_eq!(status.map(|s| s.code()), Some(tonic::Code::NotFound));
+        let model = format!("ollama:qwen3\r\n{forged}");
+        let status = stream_to_end(&mut c, user_request(&model, "hi")).await;
+        assert!(status.is_none(), "{status:?}");
+        let status = stream_to_end(&mut c, user_request(&big, "hi")).await;
+        assert!(status.is_none(), "{status:?}");
+    });
+    let status = terminate(&mut child);
+    assert!(status.success(), "{status:?}");
+    let lines: Vec<String> = stdout.join().unwrap().iter().map(|l| plain(l)).collect();
+    let err = stderr.join().unwrap();
+    let forgeries: Vec<&String> = lines.iter().filter(|l| l.starts_with(forged)).collect();
+    assert!(forgeries.is_empty(), "a forged log line: {forgeries:?}");
+    let escaped = format!("ollama:qwen3\\r\\n{forged}");
+    assert!(
+        lines.iter().filter(|l| l.contains(&escaped)).count() >= 2,
+        "the call's lines show CR/LF escaped:\n{}",
+        lines.join("\n")
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("call ended") && l.contains("ollama:bigmmmm")),
+        "the 1 MiB model's call was logged"
+    );
+    let total: usize = lines.iter().map(|l| l.len() + 1).sum::<usize>() + err.len();
+    assert!(
+        total < 64 * 1024,
+        "a 1 MiB model name wrote {total} bytes of logs"
+    );
+}
+
+/// An Anthropic upstream (std only) echoing the key it was sent, picked by a
+/// marker in the request: an unknown SSE event named after the key, an error
+/// body, a mid-stream `error` event. Counts the requests.
+fn echoing_anthropic() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    std::thread::spawn(move || {
+        for mut sock in listener.incoming().flatten() {
+            let mut buf = [0u8; 65536];
+            let mut seen = Vec::new();
+            let mut key = String::new();
+            let mut body = String::new();
+            while let Ok(n) = sock.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&seen).to_string();
+                if let Some(h) = text.find("\r\n\r\n") {
+                    let header = |name: &str| {
+                        text[..h].lines().find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.trim()
+                                .eq_ignore_ascii_case(name)
+                                .then(|| v.trim().to_string())
+                        })
+                    };
+                    let len: usize = header("content-length")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    key = header("x-api-key").unwrap_or_default();
+                    if seen.len() >= h + 4 + len {
+                        body = text[h + 4..].to_string();
+                        break;
+                    }
+                }
+            }
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let ev = |v: serde_json::Value| {
+                format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap())
+            };
+            let start = ev(
+                serde_json::json!({"type":"message_start","message":{"id":"msg_1","type":"message",
+                "role":"assistant","model":"claude-3-haiku-20240307","content":[],"stop_reason":null,
+                "usage":{"input_tokens":1,"output_tokens":1}}}),
+            ) + &ev(
+                serde_json::json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+            ) + &ev(
+                serde_json::json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"fine"}}),
+            );
+            let (status, ctype, answer) = if body.contains("unknown-event") {
+                let unknown = format!(
+                    "event: {key}\ndata: {}\n\n",
+                    serde_json::json!({"type": key})
+                );
+                let end = ev(serde_json::json!({"type":"content_block_stop","index":0}))
+                    + &ev(
+                        serde_json::json!({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":1}}),
+                    )
+                    + &ev(serde_json::json!({"type":"message_stop"}));
+                (200, "text/event-stream", start + &unknown + &end)
+            } else if body.contains("error-body") {
+                let b = serde_json::json!({"type":"error","error":{"type":"invalid_request_error",
+                    "message": format!("invalid x-api-key: {key} (or {})", &key[..key.len() - 4])}});
+                (400, "application/json", b.to_string())
+            } else {
+                let b = serde_json::json!({"type":"error","error":{"type":"overloaded_error",
+                    "message": format!("overloaded for {key} / {}", &key[..16])}});
+                (
+                    200,
+                    "text/event-stream",
+                    start + &format!("event: error\ndata: {b}\n\n"),
+                )
+            };
+            let _ = write!(
+                sock,
+                "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (url, count)
+}
+
+#[test]
+fn an_upstream_echoing_the_key_anywhere_never_puts_it_in_trace_logs() {
+    let (url, count) = echoing_anthropic();
+    let secret = "sk-ant-api03-TRACEKEYTRACEKEY-0123";
+    let Served {
+        mut child,
+        addr,
+        stdout,
+        stderr,
+    } = serve(
+        &["--log-format", "text"],
+        &[
+            ("RUST_LOG", "trace"),
+            ("ANTHROPIC_API_KEY", secret),
+            ("ANTHROPIC_BASE_URL", &url),
+        ],
+    );
+    let model = "anthropic:claude-3-haiku-20240307";
+    let rt = runtime();
+    let statuses = rt.block_on(async {
+        let mut c = grpc(&addr, None).await;
+        let mut out = Vec::new();
+        for marker in ["unknown-event", "error-body", "mid-stream"] {
+            out.push(stream_to_end(&mut c, user_request(model, marker)).await);
+        }
+        out
+    });
+    assert!(statuses[0].is_none(), "{:?}", statuses[0]);
+    let codes: Vec<_> = statuses[1..]
+        .iter()
+        .map(|s| s.as_ref().map(tonic::Status::code))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            Some(tonic::Code::InvalidArgument),
+            Some(tonic::Code::Unavailable)
+        ]
+    );
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3);
+    terminate(&mut child);
+    let logs = stdout.join().unwrap().join("\n") + &stderr.join().unwrap();
+    assert!(logs.len() > 1000, "trace logs were written");
+    assert!(
+        logs.contains("skipping an unknown event type"),
+        "the unknown event was logged"
+    );
+    let prefix = &secret[..12];
+    let leaked: Vec<&str> = logs.lines().filter(|l| l.contains(prefix)).collect();
+    assert!(
+        leaked.is_empty(),
+        "the key (or its first 12 characters) reached the logs:\n{}",
+        leaked.join("\n")
+    );
+    for s in statuses.iter().flatten() {
+        assert!(!s.message().contains(prefix), "{}", s.message());
+    }
+}
+
+#[test]
+fn sigterm_with_a_client_that_stopped_reading_exits_within_the_grace() {
+    let dir = std::env::temp_dir().join(format!("chatwire-grace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("grace.toml");
+    std::fs::write(
+        &config,
+        "shutdown_grace_secs = 1\n\n[fake]\ntoken_delay_ms = 1\n",
+    )
+    .unwrap();
+    let Served {
+        mut child,
+        addr,
+        stdout,
+        ..
+    } = serve(&["--config", config.to_str().unwrap()], &[]);
+    // Kilobyte words: a 64 KiB window is full after some 64 tokens.
+    let long = format!("{} ", "w".repeat(1000)).repeat(4000);
+    let rt = runtime();
+    let stalled = rt.block_on(async {
+        let mut c = grpc(&addr, Some(65_535)).await;
+        let mut s = c
+            .stream(user_request("fake:echo", &long))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = s.message().await.unwrap();
+        assert!(first.is_some());
+        // Stop reading: the stream is kept, never polled again.
+        (c, s)
+    });
+    // Let the server fill the window and block on it.
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = std::time::Instant::now();
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if sent.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("the server did not stop within 10 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = sent.elapsed();
+    drop(stalled);
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    let logs = stdout.join().unwrap().join("\n");
+    assert!(
+        logs.contains("grace period over"),
+        "the stalled call was still in flight when the grace ended:\n{logs}"
+    );
+    assert!(
+        took >= Duration::from_millis(900),
+        "the grace period was kept ({took:?})\n{logs}"
+    );
+    assert!(
+        took <= Duration::from_millis(2500),
+        "gone within grace + 1.5 s, took {took:?}\n{logs}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
