@@ -6,6 +6,9 @@
 //! each shape adds (VmHWM after resetting it through /proc/self/clear_refs) is
 //! printed before the timings, beside the request's own size.
 //! Run: `cargo bench --bench requests`.
+// Proto messages gain fields (API 1.1); the struct updates keep this bench compiling.
+#![allow(clippy::needless_update)]
+
 use chatwire::{
     api::convert::{self, limits},
     config::ModelOptions,
@@ -42,11 +45,12 @@ fn string(s: &str) -> Value {
     }
 }
 
-/// A JSON schema of about `bytes` bytes (many described properties).
-fn schema(bytes: usize) -> Struct {
+/// A JSON schema of `n` described properties (3 JSON values each, plus 3),
+/// each description `desc_len` bytes.
+fn schema(n: usize, desc_len: usize) -> Struct {
     let mut props = Struct::default();
-    let desc = "d".repeat(48);
-    for i in 0..bytes / 80 {
+    let desc = "d".repeat(desc_len);
+    for i in 0..n {
         let mut p = Struct::default();
         p.fields.insert("type".into(), string("string"));
         p.fields.insert("description".into(), string(&desc));
@@ -68,8 +72,12 @@ fn schema(bytes: usize) -> Struct {
     s
 }
 
+/// As many tools as allowed, with as many schema nodes as allowed
+/// (`MAX_JSON_VALUES`), the rest of the ~32 MiB in descriptions.
 fn many_tools() -> pb::ChatRequest {
     let n = limits::MAX_TOOLS;
+    let props = (limits::MAX_JSON_VALUES / n - 3) / 3;
+    let desc_len = TARGET / n / props;
     pb::ChatRequest {
         model: "bench:model".into(),
         messages: vec![msg(pb::Role::User, vec![text("hi".into())])],
@@ -77,7 +85,7 @@ fn many_tools() -> pb::ChatRequest {
             .map(|i| pb::Tool {
                 name: format!("tool_{i}"),
                 description: "a tool".into(),
-                parameters: Some(schema(TARGET / n)),
+                parameters: Some(schema(props, desc_len)),
                 ..Default::default()
             })
             .collect(),
@@ -138,7 +146,7 @@ fn many_tool_results() -> pb::ChatRequest {
         messages,
         tools: vec![pb::Tool {
             name: "lookup".into(),
-            parameters: Some(schema(100)),
+            parameters: Some(schema(1, 16)),
             ..Default::default()
         }],
         ..Default::default()
@@ -152,7 +160,10 @@ fn wires() -> Vec<(&'static str, Box<dyn Wire>)> {
         ..Settings::default()
     };
     vec![
-        ("anthropic", Box::new(Anthropic::new(settings())) as Box<dyn Wire>),
+        (
+            "anthropic",
+            Box::new(Anthropic::new(settings())) as Box<dyn Wire>,
+        ),
         ("openai", Box::new(OpenAi::new(settings()))),
         ("gemini", Box::new(Gemini::new(settings()))),
         ("ollama", Box::new(Ollama::new(settings()))),
@@ -172,9 +183,10 @@ fn run(req: pb::ChatRequest, wire: &dyn Wire, client: &reqwest::Client) -> usize
         fallback_id: "run-bench".into(),
         budget: Default::default(),
     };
-    let built = wire
-        .request(client, &call)
-        .and_then(|rb| rb.build().map_err(|e| chatwire::error::Error::internal(e.to_string())));
+    let built = wire.request(client, &call).and_then(|rb| {
+        rb.build()
+            .map_err(|e| chatwire::error::Error::internal(e.to_string()))
+    });
     match built {
         Ok(r) => r.body().and_then(|b| b.as_bytes()).map_or(0, <[u8]>::len),
         Err(e) => panic!("building the body failed: {e}"),

@@ -55,7 +55,7 @@ impl Kind {
             429 => (Kind::RateLimited, "UPSTREAM_RATE_LIMITED"),
             529 => (Kind::Unavailable, "UPSTREAM_OVERLOADED"),
             500..=599 => (Kind::Unavailable, "UPSTREAM_UNAVAILABLE"),
-            300..=399 => (Kind::UpstreamUnexpected, "UPSTREAM_REDIRECT"),
+            301 | 302 | 303 | 307 | 308 => (Kind::UpstreamUnexpected, "UPSTREAM_REDIRECT"),
             _ => (Kind::UpstreamUnexpected, "UPSTREAM_UNEXPECTED_STATUS"),
         }
     }

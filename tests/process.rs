@@ -418,8 +418,10 @@ fn caller_values_cannot_forge_or_flood_log_lines() {
         let model = format!("ollama:qwen3\r\n{forged}");
         let status = stream_to_end(&mut c, user_request(&model, "hi")).await;
         assert!(status.is_none(), "{status:?}");
-        let status = stream_to_end(&mut c, user_request(&big, "hi")).await;
-        assert!(status.is_none(), "{status:?}");
+        // A 1 MiB model name is refused by the name limit, and logs nothing of its size.
+        let status = stream_to_end(&mut c, user_request(&big, "hi")).await.unwrap();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("MAX_NAME_BYTES"), "{status:?}");
     });
     let status = terminate(&mut child);
     assert!(status.success(), "{status:?}");
@@ -434,10 +436,8 @@ fn caller_values_cannot_forge_or_flood_log_lines() {
         lines.join("\n")
     );
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("call ended") && l.contains("ollama:bigmmmm")),
-        "the 1 MiB model's call was logged"
+        lines.iter().all(|l| !l.contains(&"m".repeat(1000))),
+        "no line carries the 1 MiB model name"
     );
     let total: usize = lines.iter().map(|l| l.len() + 1).sum::<usize>() + err.len();
     assert!(

@@ -57,10 +57,11 @@ impl Tokens {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .unwrap_or("");
+        // The scheme is case-insensitive (RFC 9110 §11.1): `BEARER` counts.
+        let token = match header.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim_start(),
+            _ => "",
+        };
         if !token.is_empty() && self.accepts(token.as_bytes()) {
             return Ok(req);
         }

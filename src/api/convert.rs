@@ -24,6 +24,10 @@ pub mod limits {
     pub const MAX_STOP: usize = 64;
     /// Bytes of the model name, a tool name, a tool-call id.
     pub const MAX_NAME_BYTES: usize = 512;
+    /// JSON values (objects, arrays, strings, numbers...) across every tool
+    /// schema and tool-call argument object of a request: each costs a few
+    /// hundred bytes once parsed, whatever its size on the wire.
+    pub const MAX_JSON_VALUES: usize = 250_000;
 }
 
 use limits::*;
@@ -48,6 +52,7 @@ fn check_name(path: impl FnOnce() -> String, value: &str) -> Result<(), Error> {
 /// Validates a request and converts it to the domain, moving every string
 /// (the model is routed separately). Linear in the request's size.
 pub fn request(r: pb::ChatRequest) -> Result<d::ChatRequest, Error> {
+    let mut json = JsonCount(0);
     if r.model.trim().is_empty() {
         return Err(Error::invalid("model: must be set (e.g. \"fake:echo\")"));
     }
@@ -124,7 +129,7 @@ pub fn request(r: pb::ChatRequest) -> Result<d::ChatRequest, Error> {
         tools.push(d::Tool {
             name: t.name,
             description: t.description,
-            parameters: struct_into_json(params),
+            parameters: json.take(params)?,
         });
     }
     let tool_choice = match r.tool_choice {
@@ -156,7 +161,7 @@ pub fn request(r: pb::ChatRequest) -> Result<d::ChatRequest, Error> {
     };
     let mut messages = Vec::with_capacity(r.messages.len());
     for (i, m) in r.messages.into_iter().enumerate() {
-        messages.push(message(m, i)?);
+        messages.push(message(m, i, &mut json)?);
     }
     Ok(d::ChatRequest {
         messages,
@@ -169,7 +174,7 @@ pub fn request(r: pb::ChatRequest) -> Result<d::ChatRequest, Error> {
     })
 }
 
-fn message(m: pb::Message, i: usize) -> Result<d::Message, Error> {
+fn message(m: pb::Message, i: usize, json: &mut JsonCount) -> Result<d::Message, Error> {
     let path = || format!("messages[{i}]");
     let role = match pb::Role::try_from(m.role) {
         Ok(pb::Role::System) => d::Role::System,
@@ -219,7 +224,10 @@ fn message(m: pb::Message, i: usize) -> Result<d::Message, Error> {
                 d::Content::ToolCall(d::ToolCall {
                     id: tc.id,
                     name: tc.name,
-                    arguments: tc.arguments.map(struct_into_json).unwrap_or_default(),
+                    arguments: match tc.arguments {
+                        Some(a) => json.take(a)?,
+                        None => Map::new(),
+                    },
                 })
             }
             Some(Block::ToolResult(tr)) => {
@@ -269,6 +277,36 @@ fn image(img: pb::Image, p: impl FnOnce() -> String) -> Result<d::Image, Error> 
             "{}.image: must set a url or data",
             p()
         ))),
+    }
+}
+
+/// JSON values converted so far in one request (`MAX_JSON_VALUES`).
+struct JsonCount(usize);
+
+impl JsonCount {
+    fn take(&mut self, s: Struct) -> Result<Map<String, J>, Error> {
+        self.0 += count_struct(&s);
+        if self.0 > MAX_JSON_VALUES {
+            return Err(over(
+                "tools[].parameters and toolCall.arguments",
+                self.0,
+                MAX_JSON_VALUES,
+                "MAX_JSON_VALUES",
+            ));
+        }
+        Ok(struct_into_json(s))
+    }
+}
+
+fn count_struct(s: &Struct) -> usize {
+    s.fields.values().map(count_value).sum::<usize>() + 1
+}
+
+fn count_value(v: &Value) -> usize {
+    match &v.kind {
+        Some(PKind::StructValue(s)) => count_struct(s),
+        Some(PKind::ListValue(l)) => l.values.iter().map(count_value).sum::<usize>() + 1,
+        _ => 1,
     }
 }
 

@@ -218,7 +218,7 @@ fn check_content_type(framing: Framing, headers: &reqwest::header::HeaderMap) ->
 async fn status_error<W: Wire + ?Sized>(wire: &W, response: reqwest::Response) -> Error {
     let status = response.status().as_u16();
     let retry_after = retry_after(response.headers());
-    if (300..400).contains(&status) {
+    if matches!(status, 301 | 302 | 303 | 307 | 308) {
         let target = response
             .headers()
             .get(reqwest::header::LOCATION)

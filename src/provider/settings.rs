@@ -63,6 +63,18 @@ pub fn display_url(url: &str) -> String {
     }
 }
 
+/// The URL without its `user:pass@`.
+fn strip_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://{host}{}", &rest[end..]),
+        None => url.to_string(),
+    }
+}
+
 /// A URL as (everything before the query, the query with its `?`, or "").
 /// A fragment is dropped: it never reaches a server.
 pub fn split_query(url: &str) -> (&str, &str) {
@@ -129,6 +141,23 @@ impl Settings {
     pub fn endpoint(&self, path: &str) -> String {
         let (base, query) = split_query(&self.base_url);
         format!("{}{path}{query}", base.trim_end_matches('/'))
+    }
+
+    /// `endpoint(path)` for a provider that sends its key as `Authorization:
+    /// Bearer`: a `user:pass@` in the base URL would become a second
+    /// `Authorization` (Basic) header, which HTTP forbids, so with a key the
+    /// userinfo is left out (the key wins; `provider()` warns at start-up).
+    pub fn bearer_endpoint(&self, path: &str) -> String {
+        let url = self.endpoint(path);
+        if self.api_key.is_none() {
+            return url;
+        }
+        strip_userinfo(&url)
+    }
+
+    /// True when the base URL carries `user:pass@`.
+    pub fn has_userinfo(&self) -> bool {
+        strip_userinfo(&self.base_url) != self.base_url
     }
 
     /// `key_envs` are tried in order (the file's `api_key_env` first);

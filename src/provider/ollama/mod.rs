@@ -60,6 +60,12 @@ pub fn provider(
         return Ok(super::pending(NAME, CLASS, HOW));
     }
     settings.base_url = normalize_host(&settings.base_url);
+    if settings.api_key.is_some() && settings.has_userinfo() {
+        tracing::warn!(
+            base_url = %super::display_url(&settings.base_url),
+            "the base URL's user:pass@ is not sent: the API key is, as the one Authorization header"
+        );
+    }
     let max_frame = settings.max_frame;
     Ok(super::registry::Registered::Ready(Arc::new(
         HttpProvider::new(Ollama::new(settings), super::http_client()?, max_frame),
@@ -158,7 +164,7 @@ impl Wire for Ollama {
     ) -> Result<reqwest::RequestBuilder, Error> {
         let body = request_body(call, self.settings.default_max_tokens)?;
         let mut req = client
-            .post(self.settings.endpoint("/api/chat"))
+            .post(self.settings.bearer_endpoint("/api/chat"))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
         req = super::with_extra_headers(req, &self.settings.headers)?;

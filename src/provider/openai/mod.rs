@@ -36,6 +36,12 @@ pub fn provider(
     if settings.api_key.is_none() && !settings.explicit_base_url {
         return Ok(super::pending("openai", "ChatOpenAI", HOW));
     }
+    if settings.api_key.is_some() && settings.has_userinfo() {
+        tracing::warn!(
+            base_url = %super::display_url(&settings.base_url),
+            "the base URL's user:pass@ is not sent: the API key is, as the one Authorization header"
+        );
+    }
     let max_frame = settings.max_frame;
     Ok(super::registry::Registered::Ready(Arc::new(
         HttpProvider::new(OpenAi::new(settings), super::http_client()?, max_frame),
@@ -85,7 +91,7 @@ impl Wire for OpenAi {
             &call.options,
             self.settings.default_max_tokens,
         )?;
-        let url = self.settings.endpoint("/chat/completions");
+        let url = self.settings.bearer_endpoint("/chat/completions");
         let mut rb = client
             .post(url)
             .header(reqwest::header::ACCEPT, "text/event-stream")
