@@ -215,9 +215,12 @@ fn peak_added(make: fn() -> pb::ChatRequest, wire: &dyn Wire, client: &reqwest::
     status_kib("VmHWM:").saturating_sub(before)
 }
 
+/// A request shape: how to make one.
+type Shape = fn() -> pb::ChatRequest;
+
 fn bench(c: &mut Criterion) {
     let client = reqwest::Client::new();
-    let shapes: [(&str, fn() -> pb::ChatRequest); 3] = [
+    let shapes: [(&str, Shape); 3] = [
         ("many tools", many_tools),
         ("many messages", many_messages),
         ("many tool results", many_tool_results),

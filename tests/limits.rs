@@ -23,7 +23,10 @@ use tonic::Code;
 const MODEL: &str = "anthropic:claude-3-haiku-20240307";
 
 fn ev(data: serde_json::Value) -> String {
-    format!("event: {}\ndata: {data}\n\n", data["type"].as_str().unwrap())
+    format!(
+        "event: {}\ndata: {data}\n\n",
+        data["type"].as_str().unwrap()
+    )
 }
 
 /// An Anthropic answer of `pieces` text deltas of `size` bytes; `complete`
@@ -32,14 +35,20 @@ fn long_answer(pieces: usize, size: usize, complete: bool) -> String {
     let mut b = ev(
         json!({"type":"message_start","message":{"id":"msg_big","model":"claude","usage":{"input_tokens":1,"output_tokens":1}}}),
     );
-    b += &ev(json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}));
+    b += &ev(
+        json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+    );
     let piece = "x".repeat(size);
     for _ in 0..pieces {
-        b += &ev(json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":piece}}));
+        b += &ev(
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":piece}}),
+        );
     }
     if complete {
         b += &ev(json!({"type":"content_block_stop","index":0}));
-        b += &ev(json!({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}}));
+        b += &ev(
+            json!({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}}),
+        );
         b += &ev(json!({"type":"message_stop"}));
     }
     b
@@ -99,7 +108,12 @@ async fn requests_over_a_count_limit_are_refused_naming_the_limit() {
     assert_eq!(chunk_text(&chunks), "hi");
     r.tools[4095].name = "t7".into();
     let (_, st) = collect_stream(&mut c, r).await;
-    assert_refused(st, Code::InvalidArgument, "INVALID_REQUEST", "tools[4095].name: duplicate");
+    assert_refused(
+        st,
+        Code::InvalidArgument,
+        "INVALID_REQUEST",
+        "tools[4095].name: duplicate",
+    );
 
     // One schema of 300,000 JSON values.
     let mut schema = Struct::default();
@@ -118,7 +132,12 @@ async fn requests_over_a_count_limit_are_refused_naming_the_limit() {
         ..Default::default()
     }];
     let (_, st) = collect_stream(&mut c, r).await;
-    assert_refused(st, Code::InvalidArgument, "INVALID_REQUEST", "MAX_JSON_VALUES");
+    assert_refused(
+        st,
+        Code::InvalidArgument,
+        "INVALID_REQUEST",
+        "MAX_JSON_VALUES",
+    );
 }
 
 #[tokio::test]
@@ -130,10 +149,20 @@ async fn a_folded_answer_is_capped_but_a_stream_is_not() {
     let mut c = srv.client().await;
 
     let st = c.invoke(text_request(MODEL, "long")).await.unwrap_err();
-    assert_refused(Some(st), Code::ResourceExhausted, "ANSWER_TOO_LARGE", "max_answer_bytes");
+    assert_refused(
+        Some(st),
+        Code::ResourceExhausted,
+        "ANSWER_TOO_LARGE",
+        "max_answer_bytes",
+    );
 
     let (events, st) = collect_events(&mut c, text_request(MODEL, "long")).await;
-    assert_refused(st, Code::ResourceExhausted, "ANSWER_TOO_LARGE", "max_answer_bytes");
+    assert_refused(
+        st,
+        Code::ResourceExhausted,
+        "ANSWER_TOO_LARGE",
+        "max_answer_bytes",
+    );
     match events.last().and_then(|e| e.event.as_ref()) {
         Some(pb::chat_event::Event::Error(e)) => {
             assert_eq!(e.code, Code::ResourceExhausted as i32);
@@ -154,7 +183,12 @@ async fn an_invoke_over_the_cap_lets_go_of_an_endless_upstream() {
     let srv = anthropic(&up, with_limits(1 << 20, 0)).await;
     let mut c = srv.client().await;
     let st = c.invoke(text_request(MODEL, "forever")).await.unwrap_err();
-    assert_refused(Some(st), Code::ResourceExhausted, "ANSWER_TOO_LARGE", "Stream");
+    assert_refused(
+        Some(st),
+        Code::ResourceExhausted,
+        "ANSWER_TOO_LARGE",
+        "Stream",
+    );
     assert!(
         up.wait_closed(Duration::from_secs(10)).await,
         "the upstream connection is closed once the cap ends the call"
@@ -186,7 +220,12 @@ async fn calls_over_the_replicas_budget_fail_and_the_budget_comes_back() {
             other => panic!("{other:?}"),
         }
     }
-    assert_refused(refused, Code::ResourceExhausted, "MEMORY_BUDGET_EXCEEDED", "max_buffered_bytes");
+    assert_refused(
+        refused,
+        Code::ResourceExhausted,
+        "MEMORY_BUDGET_EXCEEDED",
+        "max_buffered_bytes",
+    );
     // The first call going away gives its share back: a small answer fits again.
     holder.abort();
     let _ = holder.await;
@@ -213,6 +252,15 @@ async fn a_partial_event_counts_against_the_budget() {
     let srv = anthropic(&up, with_limits(64 << 20, 512 << 10)).await;
     let mut c = srv.client().await;
     let (chunks, st) = collect_stream(&mut c, text_request(MODEL, "big event")).await;
-    assert_eq!(chunk_text(&chunks), "x".repeat(16), "what came before is delivered");
-    assert_refused(st, Code::ResourceExhausted, "MEMORY_BUDGET_EXCEEDED", "max_buffered_bytes");
+    assert_eq!(
+        chunk_text(&chunks),
+        "x".repeat(16),
+        "what came before is delivered"
+    );
+    assert_refused(
+        st,
+        Code::ResourceExhausted,
+        "MEMORY_BUDGET_EXCEEDED",
+        "max_buffered_bytes",
+    );
 }

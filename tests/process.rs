@@ -419,7 +419,9 @@ fn caller_values_cannot_forge_or_flood_log_lines() {
         let status = stream_to_end(&mut c, user_request(&model, "hi")).await;
         assert!(status.is_none(), "{status:?}");
         // A 1 MiB model name is refused by the name limit, and logs nothing of its size.
-        let status = stream_to_end(&mut c, user_request(&big, "hi")).await.unwrap();
+        let status = stream_to_end(&mut c, user_request(&big, "hi"))
+            .await
+            .unwrap();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(status.message().contains("MAX_NAME_BYTES"), "{status:?}");
     });

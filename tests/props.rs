@@ -1577,7 +1577,6 @@ proptest! {
 /// the frames completed before the framing error (the terminal one among
 /// them) and then returns the framing error even though the relay is done.
 #[test]
-#[ignore = "bug: a framing error in the same read as the terminal event follows the last chunk (split-dependent)"]
 fn bytes_after_the_terminal_event_are_ignored_whatever_the_split() {
     for (p, body, cut) in [
         (Provider::OpenAi, &b"data: [DONE]\n\n\xff\n"[..], 14),
@@ -1604,7 +1603,6 @@ fn bytes_after_the_terminal_event_are_ignored_whatever_the_split() {
 /// The same as a property: a valid stream with garbage anywhere after its
 /// terminal event (un-ignore with the fix above).
 #[test]
-#[ignore = "bug: a framing error in the same read as the terminal event follows the last chunk (split-dependent)"]
 fn garbage_after_the_terminal_event_changes_nothing() {
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         failure_persistence: None,

@@ -72,6 +72,11 @@ impl<'d> Pump<'d> {
         }
         let framed = self.framer.push(bytes, &mut self.frames);
         self.decode(out)?;
+        if self.is_done() {
+            // The answer is whole: what follows its terminal event (even bytes
+            // the framer refuses) is ignored, whatever the read split.
+            return Ok(());
+        }
         framed.inspect_err(|_| self.failed = true)?;
         self.reserved
             .set(self.framer.buffered())
@@ -85,6 +90,9 @@ impl<'d> Pump<'d> {
         }
         let framed = self.framer.finish(&mut self.frames);
         self.decode(out)?;
+        if self.is_done() {
+            return Ok(());
+        }
         framed.inspect_err(|_| self.failed = true)?;
         if !self.is_done() {
             let parts = self.decoder.finish().inspect_err(|_| self.failed = true)?;
