@@ -28,6 +28,7 @@ const TARGET: usize = 32 << 20;
 fn text(t: String) -> pb::ContentBlock {
     pb::ContentBlock {
         block: Some(pb::content_block::Block::Text(t)),
+        ..Default::default()
     }
 }
 
@@ -128,6 +129,7 @@ fn many_tool_results() -> pb::ChatRequest {
                     arguments: Some(Struct::default()),
                     ..Default::default()
                 })),
+                ..Default::default()
             }],
         ));
         messages.push(msg(
@@ -138,6 +140,7 @@ fn many_tool_results() -> pb::ChatRequest {
                     content: body.clone(),
                     ..Default::default()
                 })),
+                ..Default::default()
             }],
         ));
     }

@@ -102,7 +102,9 @@ fn text_message(role: pb::Role, text: &str) -> pb::Message {
         role: role as i32,
         content: vec![pb::ContentBlock {
             block: Some(pb::content_block::Block::Text(text.to_string())),
+            ..Default::default()
         }],
+        ..Default::default()
     }
 }
 
@@ -155,7 +157,7 @@ pub async fn client(cmd: Command) -> Result<i32, Box<dyn std::error::Error>> {
                         Some(Delta::Text(t)) | Some(Delta::Refusal(t)) => t.clone(),
                         Some(Delta::Reasoning(r)) => r.text.clone(),
                         Some(Delta::ToolCall(t)) => format!("{}{}", t.name, t.arguments),
-                        None => continue,
+                        Some(Delta::Citation(_)) | None => continue,
                     };
                     let _ = write!(out, "{piece}|");
                     let _ = out.flush();
@@ -267,6 +269,9 @@ mod json {
             }
             Some(Delta::ToolCall(t)) => {
                 v["toolCall"] = json!({ "index": t.index, "id": t.id, "name": t.name, "arguments": t.arguments })
+            }
+            Some(Delta::Citation(c)) => {
+                v["citation"] = json!({ "type": c.r#type, "citedText": c.cited_text, "url": c.url, "title": c.title })
             }
             None => {}
         }

@@ -200,7 +200,14 @@ impl Pipeline {
                         "the first-chunk timer fired: the upstream sent no chunk in time",
                     ),
                     Ok(Ok((first, rest))) => {
-                        let chunks = timed(first, rest, timers.idle, end_at, end_is_caller);
+                        let chunks = timed(
+                            first,
+                            rest,
+                            route.provider.info().name,
+                            timers.idle,
+                            end_at,
+                            end_is_caller,
+                        );
                         let chunks = if route.options.streaming {
                             chunks
                         } else {
@@ -284,6 +291,7 @@ async fn first_chunk(
 fn timed(
     first: Option<Chunk>,
     rest: ChunkStream,
+    provider: &'static str,
     idle: Duration,
     end_at: Instant,
     end_is_caller: bool,
@@ -291,6 +299,7 @@ fn timed(
     Box::pin(Timed {
         first,
         rest,
+        provider,
         idle,
         end_at,
         end_is_caller,
@@ -303,6 +312,8 @@ fn timed(
 struct Timed {
     first: Option<Chunk>,
     rest: ChunkStream,
+    /// Stamped on every chunk (LangChain's `model_provider`).
+    provider: &'static str,
     idle: Duration,
     end_at: Instant,
     end_is_caller: bool,
@@ -313,7 +324,8 @@ struct Timed {
 }
 
 impl Timed {
-    fn chunk(&mut self, c: Chunk) -> Poll<Option<Result<Chunk, Error>>> {
+    fn chunk(&mut self, mut c: Chunk) -> Poll<Option<Result<Chunk, Error>>> {
+        c.provider = self.provider;
         self.done = c.last;
         self.armed = false;
         Poll::Ready(Some(Ok(c)))

@@ -246,9 +246,7 @@ async fn two_parallel_tool_calls_and_the_tool_request_shape() {
                     block: Some(Block::ToolCall(pb::ToolCall {
                         id: "toolu_0".into(),
                         name: "get_weather".into(),
-                        arguments: Some(json_to_struct(args.as_object().unwrap())),
-                    })),
-                }],
+                        arguments: Some(json_to_struct(args.as_object().unwrap())), ..Default::default() })), ..Default::default() }],
             ),
             msg(
                 pb::Role::Tool,
@@ -256,9 +254,7 @@ async fn two_parallel_tool_calls_and_the_tool_request_shape() {
                     block: Some(Block::ToolResult(pb::ToolResult {
                         tool_call_id: "toolu_0".into(),
                         content: "service down".into(),
-                        is_error: true,
-                    })),
-                }],
+                        is_error: true, ..Default::default() })), ..Default::default() }],
             ),
             msg(pb::Role::User, vec![text("try again")]),
         ],
@@ -273,15 +269,13 @@ async fn two_parallel_tool_calls_and_the_tool_request_shape() {
                     json!({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]})
                         .as_object()
                         .unwrap(),
-                )),
-            },
+                )), ..Default::default() },
             pb::Tool {
                 name: "get_time".into(),
                 description: "Time in a zone".into(),
                 parameters: Some(json_to_struct(
                     json!({"type":"object","properties":{"tz":{"type":"string"}}}).as_object().unwrap(),
-                )),
-            },
+                )), ..Default::default() },
         ],
         tool_choice: Some(pb::ToolChoice {
             mode: pb::tool_choice::Mode::Any as i32,
@@ -355,7 +349,8 @@ async fn thinking_with_signature_then_text_round_trips() {
         out.content,
         vec![
             pb::ContentBlock {
-                block: Some(Block::Reasoning(reasoning.clone()))
+                block: Some(Block::Reasoning(reasoning.clone())),
+                ..Default::default()
             },
             text("The answer is 42.")
         ]

@@ -388,6 +388,7 @@ async fn validation_errors_name_the_field() {
         name: name.into(),
         description: String::new(),
         parameters: params,
+        ..Default::default()
     };
     let cases: Vec<(pb::ChatRequest, Code, &str)> = vec![
         (
@@ -463,6 +464,7 @@ async fn validation_errors_name_the_field() {
                 messages: vec![pb::Message {
                     role: 42,
                     content: vec![text("x")],
+                    ..Default::default()
                 }],
                 ..base.clone()
             },

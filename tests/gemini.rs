@@ -214,14 +214,18 @@ async fn function_calls_and_the_conversation_round_trip() {
             id: id.into(),
             name: name.into(),
             arguments: args(a),
+            ..Default::default()
         })),
+        ..Default::default()
     };
     let tool_result = |id: &str, content: &str, is_error: bool| pb::ContentBlock {
         block: Some(Block::ToolResult(pb::ToolResult {
             tool_call_id: id.into(),
             content: content.into(),
             is_error,
+            ..Default::default()
         })),
+        ..Default::default()
     };
     let mut req = text_request("gemini:gemini-2.0-flash", "Weather and time?");
     req.messages[0].content.push(pb::ContentBlock {
@@ -229,12 +233,14 @@ async fn function_calls_and_the_conversation_round_trip() {
             source: Some(pb::image::Source::Data(vec![0xff, 0xd8, 0xff])),
             mime_type: "image/jpeg".into(),
         })),
+        ..Default::default()
     });
     req.messages[0].content.push(pb::ContentBlock {
         block: Some(Block::Image(pb::Image {
             source: Some(pb::image::Source::Url("gs://bucket/cat.png".into())),
             mime_type: String::new(),
         })),
+        ..Default::default()
     });
     req.messages.push(msg(
         pb::Role::Assistant,
@@ -245,6 +251,7 @@ async fn function_calls_and_the_conversation_round_trip() {
                     signature: "UFJFVg==".into(),
                     redacted: String::new(),
                 })),
+                ..Default::default()
             },
             tool_call("call_0", "get_weather", json!({"city": "Oslo"})),
         ],
@@ -257,6 +264,7 @@ async fn function_calls_and_the_conversation_round_trip() {
         name: "get_weather".into(),
         description: "Weather for a city".into(),
         parameters: args(json!({"type": "object", "properties": {"city": {"type": "string"}}})),
+        ..Default::default()
     }];
     req.tool_choice = Some(pb::ToolChoice {
         mode: pb::tool_choice::Mode::Any as i32,
@@ -301,7 +309,8 @@ async fn function_calls_and_the_conversation_round_trip() {
                 text: String::new(),
                 signature: "U0lH".into(),
                 redacted: String::new(),
-            }))
+            })),
+            ..Default::default()
         }]
     );
 
@@ -384,7 +393,8 @@ async fn finish_reasons_and_a_blocked_prompt() {
         vec![pb::ContentBlock {
             block: Some(Block::Refusal(
                 "Gemini blocked the prompt (blockReason PROHIBITED_CONTENT)".into()
-            ))
+            )),
+            ..Default::default()
         }]
     );
     assert_eq!(m.usage.unwrap().input_tokens, 5);

@@ -395,6 +395,7 @@ fn with_tool(depth: usize) -> pb::ChatRequest {
         name: "deep".into(),
         description: String::new(),
         parameters: Some(nested_schema(depth)),
+        ..Default::default()
     }];
     req
 }

@@ -94,7 +94,9 @@ fn echo_request(text: &str) -> pb::ChatRequest {
             role: pb::Role::User as i32,
             content: vec![pb::ContentBlock {
                 block: Some(pb::content_block::Block::Text(text.to_string())),
+                ..Default::default()
             }],
+            ..Default::default()
         }],
         ..Default::default()
     }

@@ -197,6 +197,7 @@ async fn tool_calls_images_and_tool_results() {
             source: Some(pb::image::Source::Data(b"\x89PNG".to_vec())),
             mime_type: "image/png".into(),
         })),
+        ..Default::default()
     });
     req.messages.push(msg(
         pb::Role::Assistant,
@@ -206,13 +207,16 @@ async fn tool_calls_images_and_tool_results() {
                     text: "Need the weather tool.".into(),
                     ..Default::default()
                 })),
+                ..Default::default()
             },
             pb::ContentBlock {
                 block: Some(Block::ToolCall(pb::ToolCall {
                     id: "call_7".into(),
                     name: "get_weather".into(),
                     arguments: obj(json!({"city": "Kyoto"})),
+                    ..Default::default()
                 })),
+                ..Default::default()
             },
         ],
     ));
@@ -223,7 +227,9 @@ async fn tool_calls_images_and_tool_results() {
                 tool_call_id: "call_7".into(),
                 content: "18°C, clear".into(),
                 is_error: false,
+                ..Default::default()
             })),
+            ..Default::default()
         }],
     ));
     req.tools = vec![pb::Tool {
@@ -232,6 +238,7 @@ async fn tool_calls_images_and_tool_results() {
         parameters: obj(
             json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
         ),
+        ..Default::default()
     }];
 
     let (chunks, status) = collect_stream(&mut c, req.clone()).await;

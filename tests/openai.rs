@@ -266,7 +266,9 @@ async fn parallel_tool_calls_and_tool_messages_in_the_request() {
                 id: "call_0".into(),
                 name: "weather".into(),
                 arguments: Some(json_to_struct(args.as_object().unwrap())),
+                ..Default::default()
             })),
+            ..Default::default()
         }],
     ));
     req.messages.push(msg(
@@ -276,13 +278,16 @@ async fn parallel_tool_calls_and_tool_messages_in_the_request() {
                 tool_call_id: "call_0".into(),
                 content: "rain".into(),
                 is_error: false,
+                ..Default::default()
             })),
+            ..Default::default()
         }],
     ));
     req.tools = vec![pb::Tool {
         name: "weather".into(),
         description: "current weather".into(),
         parameters: Some(json_to_struct(schema.as_object().unwrap())),
+        ..Default::default()
     }];
     req.tool_choice = Some(pb::ToolChoice {
         mode: pb::tool_choice::Mode::Any as i32,

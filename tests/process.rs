@@ -345,7 +345,9 @@ fn user_request(model: &str, user: &str) -> pb::ChatRequest {
             role: pb::Role::User as i32,
             content: vec![pb::ContentBlock {
                 block: Some(pb::content_block::Block::Text(user.to_string())),
+                ..Default::default()
             }],
+            ..Default::default()
         }],
         ..Default::default()
     }

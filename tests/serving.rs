@@ -423,6 +423,7 @@ async fn requests_up_to_the_configured_size_are_accepted() {
             source: Some(pb::image::Source::Data(vec![7u8; 8 << 20])),
             mime_type: "image/png".into(),
         })),
+        ..Default::default()
     });
     let r = c.invoke(req).await;
     assert!(r.is_ok(), "{:?}", r.err());

@@ -71,6 +71,7 @@ fn user(text: &str) -> ChatRequest {
         messages: vec![Message {
             role: Role::User,
             content: vec![Content::Text(text.to_string())],
+            ..Default::default()
         }],
         ..ChatRequest::default()
     }

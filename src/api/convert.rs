@@ -130,6 +130,8 @@ pub fn request(r: pb::ChatRequest) -> Result<d::ChatRequest, Error> {
             name: t.name,
             description: t.description,
             parameters: json.take(params)?,
+            strict: t.strict,
+            cache: t.cache_control.map(|c| c.ttl),
         });
     }
     let tool_choice = match r.tool_choice {
@@ -159,6 +161,28 @@ pub fn request(r: pb::ChatRequest) -> Result<d::ChatRequest, Error> {
             }
         }
     };
+    let reasoning = r.reasoning.map(reasoning).transpose()?;
+    let response_format = r
+        .response_format
+        .map(|f| response_format(f, &mut json))
+        .transpose()?;
+    let provider_options = match r.provider_options {
+        Some(o) => json.take(o)?,
+        None => Map::new(),
+    };
+    for (what, v) in [
+        ("frequencyPenalty", r.frequency_penalty),
+        ("presencePenalty", r.presence_penalty),
+    ] {
+        if let Some(v) = v {
+            if !(-2.0..=2.0).contains(&v) {
+                return Err(Error::invalid(format!("{what}: {v} is outside [-2, 2]")));
+            }
+        }
+    }
+    if r.top_k == Some(0) {
+        return Err(Error::invalid("topK: must be greater than 0"));
+    }
     let mut messages = Vec::with_capacity(r.messages.len());
     for (i, m) in r.messages.into_iter().enumerate() {
         messages.push(message(m, i, &mut json)?);
@@ -171,6 +195,76 @@ pub fn request(r: pb::ChatRequest) -> Result<d::ChatRequest, Error> {
         stop: r.stop,
         tools,
         tool_choice,
+        reasoning,
+        response_format,
+        provider_options,
+        seed: r.seed,
+        top_k: r.top_k,
+        frequency_penalty: r.frequency_penalty,
+        presence_penalty: r.presence_penalty,
+        parallel_tool_calls: r.parallel_tool_calls,
+    })
+}
+
+fn reasoning(r: pb::ReasoningConfig) -> Result<d::ReasoningConfig, Error> {
+    use pb::ReasoningEffort as E;
+    let effort = match E::try_from(r.effort) {
+        Ok(E::Unspecified) => None,
+        Ok(E::None) => Some(d::Effort::None),
+        Ok(E::Minimal) => Some(d::Effort::Minimal),
+        Ok(E::Low) => Some(d::Effort::Low),
+        Ok(E::Medium) => Some(d::Effort::Medium),
+        Ok(E::High) => Some(d::Effort::High),
+        Err(_) => {
+            return Err(Error::invalid(format!(
+                "reasoning.effort: unknown value {}",
+                r.effort
+            )))
+        }
+    };
+    if effort == Some(d::Effort::None) && r.budget_tokens.is_some_and(|b| b > 0) {
+        return Err(Error::invalid(
+            "reasoning: effort NONE and a budget_tokens above 0 contradict each other",
+        ));
+    }
+    Ok(d::ReasoningConfig {
+        effort,
+        budget_tokens: r.budget_tokens,
+        include: r.include_reasoning,
+    })
+}
+
+fn response_format(
+    f: pb::ResponseFormat,
+    json: &mut JsonCount,
+) -> Result<d::ResponseFormat, Error> {
+    use pb::ResponseFormatType as T;
+    Ok(match T::try_from(f.r#type) {
+        Ok(T::Unspecified | T::Text) => d::ResponseFormat::Text,
+        Ok(T::JsonObject) => d::ResponseFormat::JsonObject,
+        Ok(T::JsonSchema) => {
+            let Some(schema) = f.schema else {
+                return Err(Error::invalid(
+                    "responseFormat.schema: must be set with RESPONSE_FORMAT_TYPE_JSON_SCHEMA",
+                ));
+            };
+            d::ResponseFormat::JsonSchema {
+                name: if f.name.is_empty() {
+                    "response".to_string()
+                } else {
+                    f.name
+                },
+                schema: json.take(schema)?,
+                strict: f.strict,
+                description: f.description,
+            }
+        }
+        Err(_) => {
+            return Err(Error::invalid(format!(
+                "responseFormat.type: unknown value {}",
+                f.r#type
+            )))
+        }
     })
 }
 
@@ -199,65 +293,180 @@ fn message(m: pb::Message, i: usize, json: &mut JsonCount) -> Result<d::Message,
         )));
     }
     let mut content = Vec::with_capacity(m.content.len());
+    let mut cache = Vec::new();
+    let blocks = m.content.len();
     for (j, c) in m.content.into_iter().enumerate() {
         let p = || format!("{}.content[{j}]", path());
-        use pb::content_block::Block;
-        content.push(match c.block {
-            None => {
+        if let Some(cc) = c.cache_control {
+            cache.push((j, cc.ttl));
+        }
+        content.push(block(c.block, &p, json)?);
+    }
+    if let Some(cc) = m.cache_control {
+        cache.push((blocks.saturating_sub(1), cc.ttl));
+    }
+    check_name(|| format!("{}.name", path()), &m.name)?;
+    Ok(d::Message {
+        role,
+        content,
+        name: m.name,
+        cache,
+    })
+}
+
+/// One content block (also a tool result's blocks).
+fn block(
+    b: Option<pb::content_block::Block>,
+    p: &dyn Fn() -> String,
+    json: &mut JsonCount,
+) -> Result<d::Content, Error> {
+    use pb::content_block::Block;
+    Ok(match b {
+        None => {
+            return Err(Error::invalid(format!(
+                "{}: must set one of text, refusal, image, toolCall, toolResult, reasoning",
+                p()
+            )))
+        }
+        Some(Block::Text(t)) => d::Content::Text(t),
+        Some(Block::Refusal(t)) => d::Content::Refusal(t),
+        Some(Block::Image(img)) => d::Content::Image(image(img, p)?),
+        Some(Block::ToolCall(tc)) => {
+            if tc.id.is_empty() || tc.name.is_empty() {
                 return Err(Error::invalid(format!(
-                    "{}: must set one of text, refusal, image, toolCall, toolResult, reasoning",
+                    "{}.toolCall: id and name must be set",
+                    p()
+                )));
+            }
+            check_name(|| format!("{}.toolCall.id", p()), &tc.id)?;
+            check_name(|| format!("{}.toolCall.name", p()), &tc.name)?;
+            d::Content::ToolCall(tool_call_in(tc, p, json)?)
+        }
+        Some(Block::ToolResult(tr)) => {
+            if tr.tool_call_id.is_empty() {
+                return Err(Error::invalid(format!(
+                    "{}.toolResult.toolCallId: must be set",
+                    p()
+                )));
+            }
+            check_name(
+                || format!("{}.toolResult.toolCallId", p()),
+                &tr.tool_call_id,
+            )?;
+            let mut blocks = Vec::with_capacity(tr.blocks.len());
+            for (k, b) in tr.blocks.into_iter().enumerate() {
+                let bp = || format!("{}.toolResult.blocks[{k}]", p());
+                let b = block(b.block, &bp, json)?;
+                if !matches!(
+                    b,
+                    d::Content::Text(_) | d::Content::Image(_) | d::Content::File(_)
+                ) {
+                    return Err(Error::invalid(format!(
+                        "{}.toolResult.blocks[{k}]: a tool result holds text, image or file blocks",
+                        p()
+                    )));
+                }
+                blocks.push(b);
+            }
+            d::Content::ToolResult(d::ToolResult {
+                tool_call_id: tr.tool_call_id,
+                content: tr.content,
+                is_error: tr.is_error,
+                blocks,
+            })
+        }
+        Some(Block::Reasoning(r)) => d::Content::Reasoning(d::Reasoning {
+            text: r.text,
+            signature: r.signature,
+            redacted: r.redacted,
+        }),
+        Some(Block::File(f)) => d::Content::File(file(f, p)?),
+        Some(Block::Audio(a)) => {
+            if a.data.is_empty() || a.mime_type.is_empty() {
+                return Err(Error::invalid(format!(
+                    "{}.audio: data and mimeType must be set",
+                    p()
+                )));
+            }
+            d::Content::Audio(d::Audio {
+                data: a.data,
+                mime_type: a.mime_type,
+            })
+        }
+    })
+}
+
+/// A tool call in a request: `argumentsJson`, when set, is the arguments
+/// (exact, parsed to check it is an object); else the Struct.
+fn tool_call_in(
+    tc: pb::ToolCall,
+    p: &dyn Fn() -> String,
+    json: &mut JsonCount,
+) -> Result<d::ToolCall, Error> {
+    let (arguments, arguments_json) = if tc.arguments_json.is_empty() {
+        let a = match tc.arguments {
+            Some(a) => json.take(a)?,
+            None => Map::new(),
+        };
+        (a, String::new())
+    } else {
+        match serde_json::from_str::<J>(&tc.arguments_json) {
+            Ok(J::Object(o)) => {
+                json.add(count_json(&J::Object(o.clone())))?;
+                (o, tc.arguments_json)
+            }
+            _ => {
+                return Err(Error::invalid(format!(
+                    "{}.toolCall.argumentsJson: must be a JSON object",
                     p()
                 )))
             }
-            Some(Block::Text(t)) => d::Content::Text(t),
-            Some(Block::Refusal(t)) => d::Content::Refusal(t),
-            Some(Block::Image(img)) => d::Content::Image(image(img, p)?),
-            Some(Block::ToolCall(tc)) => {
-                if tc.id.is_empty() || tc.name.is_empty() {
-                    return Err(Error::invalid(format!(
-                        "{}.toolCall: id and name must be set",
-                        p()
-                    )));
-                }
-                check_name(|| format!("{}.toolCall.id", p()), &tc.id)?;
-                check_name(|| format!("{}.toolCall.name", p()), &tc.name)?;
-                d::Content::ToolCall(d::ToolCall {
-                    id: tc.id,
-                    name: tc.name,
-                    arguments: match tc.arguments {
-                        Some(a) => json.take(a)?,
-                        None => Map::new(),
-                    },
-                })
-            }
-            Some(Block::ToolResult(tr)) => {
-                if tr.tool_call_id.is_empty() {
-                    return Err(Error::invalid(format!(
-                        "{}.toolResult.toolCallId: must be set",
-                        p()
-                    )));
-                }
-                check_name(
-                    || format!("{}.toolResult.toolCallId", p()),
-                    &tr.tool_call_id,
-                )?;
-                d::Content::ToolResult(d::ToolResult {
-                    tool_call_id: tr.tool_call_id,
-                    content: tr.content,
-                    is_error: tr.is_error,
-                })
-            }
-            Some(Block::Reasoning(r)) => d::Content::Reasoning(d::Reasoning {
-                text: r.text,
-                signature: r.signature,
-                redacted: r.redacted,
-            }),
-        });
-    }
-    Ok(d::Message { role, content })
+        }
+    };
+    Ok(d::ToolCall {
+        id: tc.id,
+        name: tc.name,
+        arguments,
+        arguments_json,
+    })
 }
 
-fn image(img: pb::Image, p: impl FnOnce() -> String) -> Result<d::Image, Error> {
+fn file(f: pb::File, p: &dyn Fn() -> String) -> Result<d::File, Error> {
+    use pb::file::Source;
+    let source = match f.source {
+        Some(Source::Url(u)) if !u.is_empty() => d::FileSource::Url(u),
+        Some(Source::Data(data)) if !data.is_empty() => {
+            if f.mime_type.is_empty() {
+                return Err(Error::invalid(format!(
+                    "{}.file.mimeType: must be set with data (e.g. application/pdf)",
+                    p()
+                )));
+            }
+            d::FileSource::Data(data)
+        }
+        _ => {
+            return Err(Error::invalid(format!(
+                "{}.file: must set a url or data",
+                p()
+            )))
+        }
+    };
+    Ok(d::File {
+        source,
+        mime_type: f.mime_type,
+        filename: f.filename,
+    })
+}
+
+fn count_json(v: &J) -> usize {
+    match v {
+        J::Object(o) => o.values().map(count_json).sum::<usize>() + 1,
+        J::Array(a) => a.iter().map(count_json).sum::<usize>() + 1,
+        _ => 1,
+    }
+}
+
+fn image(img: pb::Image, p: &dyn Fn() -> String) -> Result<d::Image, Error> {
     use pb::image::Source;
     match img.source {
         Some(Source::Url(u)) if !u.is_empty() => Ok(d::Image::Url(u)),
@@ -285,7 +494,12 @@ struct JsonCount(usize);
 
 impl JsonCount {
     fn take(&mut self, s: Struct) -> Result<Map<String, J>, Error> {
-        self.0 += count_struct(&s);
+        self.add(count_struct(&s))?;
+        Ok(struct_into_json(s))
+    }
+
+    fn add(&mut self, n: usize) -> Result<(), Error> {
+        self.0 += n;
         if self.0 > MAX_JSON_VALUES {
             return Err(over(
                 "tools[].parameters and toolCall.arguments",
@@ -294,7 +508,7 @@ impl JsonCount {
                 "MAX_JSON_VALUES",
             ));
         }
-        Ok(struct_into_json(s))
+        Ok(())
     }
 }
 
@@ -405,6 +619,12 @@ pub fn chunk(c: d::Chunk) -> pb::MessageChunk {
     use pb::message_chunk::Delta as P;
     pb::MessageChunk {
         id: c.id,
+        model: c.model,
+        provider: c.provider.to_string(),
+        block_index: c.block_index,
+        finish_reason: c.finish_reason,
+        stop_sequence: c.stop_sequence,
+        response_metadata: c.metadata.into_iter().collect(),
         delta: c.delta.map(|delta| match delta {
             d::Delta::Text(t) => P::Text(t),
             d::Delta::Refusal(t) => P::Refusal(t),
@@ -424,6 +644,7 @@ pub fn chunk(c: d::Chunk) -> pb::MessageChunk {
                 signature: r.signature,
                 redacted: r.redacted,
             }),
+            d::Delta::Citation(ct) => P::Citation(citation(c.block_index, ct)),
         }),
         usage: c.usage.as_ref().map(usage),
         stop_reason: stop_reason(c.stop_reason),
@@ -451,16 +672,20 @@ pub fn message_out(m: FinalMessage) -> pb::ChatMessage {
                     }),
                     _ => return None,
                 };
-                Some(pb::ContentBlock { block: Some(block) })
+                Some(pb::ContentBlock {
+                    block: Some(block),
+                    cache_control: None,
+                })
             })
             .collect(),
         tool_calls: m
             .tool_calls
             .into_iter()
             .map(|t| pb::ToolCall {
+                arguments: Some(json_to_struct(&t.arguments)),
+                arguments_json: t.arguments_text(),
                 id: t.id,
                 name: t.name,
-                arguments: Some(json_to_struct(&t.arguments)),
             })
             .collect(),
         invalid_tool_calls: m
@@ -475,5 +700,26 @@ pub fn message_out(m: FinalMessage) -> pb::ChatMessage {
             .collect(),
         usage: m.usage.as_ref().map(usage),
         stop_reason: stop_reason(m.stop_reason),
+        provider: m.provider.to_string(),
+        finish_reason: m.finish_reason,
+        stop_sequence: m.stop_sequence,
+        response_metadata: m.metadata.into_iter().collect(),
+        citations: m
+            .citations
+            .into_iter()
+            .map(|(n, c)| citation(n, c))
+            .collect(),
+    }
+}
+
+fn citation(block_index: u32, c: d::Citation) -> pb::Citation {
+    pb::Citation {
+        block_index,
+        r#type: c.kind,
+        cited_text: c.cited_text,
+        url: c.url,
+        title: c.title,
+        start: c.start,
+        end: c.end,
     }
 }

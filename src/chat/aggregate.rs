@@ -4,7 +4,7 @@
 //! so the three RPCs cannot disagree.
 
 use super::types::{
-    Chunk, Content, Delta, InvalidToolCall, Reasoning, StopReason, ToolCall, Usage,
+    Chunk, Citation, Content, Delta, InvalidToolCall, Reasoning, StopReason, ToolCall, Usage,
 };
 
 /// The folded answer.
@@ -12,11 +12,75 @@ use super::types::{
 pub struct FinalMessage {
     pub id: String,
     pub model: String,
+    pub provider: &'static str,
     pub content: Vec<Content>,
     pub tool_calls: Vec<ToolCall>,
     pub invalid_tool_calls: Vec<InvalidToolCall>,
     pub usage: Option<Usage>,
     pub stop_reason: Option<StopReason>,
+    pub finish_reason: String,
+    pub stop_sequence: String,
+    pub metadata: Vec<(String, String)>,
+    /// Citations with the content block each belongs to.
+    pub citations: Vec<(u32, Citation)>,
+}
+
+/// Where content deltas go: the one rule deciding when a delta starts a new
+/// content block, shared by the relay (which stamps each chunk's block index)
+/// and the aggregator (which folds by it), so the two always agree. A block
+/// continues while deltas of its kind follow each other; a tool call in
+/// between, a signed or redacted reasoning block, or another kind starts a new one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Blocks {
+    count: u32,
+    open: Option<Open>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Open {
+    Text,
+    Refusal,
+    /// Reasoning that may still grow (no signature, not redacted).
+    Reasoning,
+}
+
+/// Where one delta lands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// Appended to block `n`.
+    Append(u32),
+    /// Starts block `n`.
+    New(u32),
+    /// Not a content block (a tool call), or a citation of block `n`.
+    Beside(u32),
+}
+
+impl Blocks {
+    /// Places a delta (and moves the rule's state on).
+    pub fn place(&mut self, d: &Delta) -> Place {
+        let (kind, closes) = match d {
+            Delta::Text(_) => (Open::Text, false),
+            Delta::Refusal(_) => (Open::Refusal, false),
+            Delta::Reasoning(r) => (
+                Open::Reasoning,
+                !r.signature.is_empty() || !r.redacted.is_empty(),
+            ),
+            Delta::ToolCall { .. } => {
+                self.open = None;
+                return Place::Beside(self.count.saturating_sub(1));
+            }
+            Delta::Citation(_) => return Place::Beside(self.count.saturating_sub(1)),
+        };
+        let redacted = matches!(d, Delta::Reasoning(r) if !r.redacted.is_empty());
+        let place = if self.open == Some(kind) && !redacted {
+            Place::Append(self.count - 1)
+        } else {
+            self.count += 1;
+            Place::New(self.count - 1)
+        };
+        self.open = (!closes).then_some(kind);
+        place
+    }
 }
 
 #[derive(Debug, Default)]
@@ -34,10 +98,16 @@ pub struct Aggregator {
     bytes: usize,
     id: String,
     model: String,
+    provider: &'static str,
+    blocks: Blocks,
     content: Vec<Content>,
     calls: Vec<PendingCall>,
     usage: Option<Usage>,
     stop_reason: Option<StopReason>,
+    finish_reason: String,
+    stop_sequence: String,
+    metadata: Vec<(String, String)>,
+    citations: Vec<(u32, Citation)>,
 }
 
 impl Aggregator {
@@ -64,8 +134,11 @@ impl Aggregator {
         if self.id.is_empty() && !chunk.id.is_empty() {
             self.id.clone_from(&chunk.id);
         }
-        if !chunk.model.is_empty() {
+        if !chunk.model.is_empty() && chunk.model != self.model {
             self.model.clone_from(&chunk.model);
+        }
+        if !chunk.provider.is_empty() {
+            self.provider = chunk.provider;
         }
         if let Some(usage) = chunk.usage {
             self.usage = Some(usage);
@@ -73,38 +146,50 @@ impl Aggregator {
         if chunk.stop_reason.is_some() {
             self.stop_reason = chunk.stop_reason;
         }
-        match &chunk.delta {
-            None => {}
-            Some(Delta::Text(t)) => match self.content.last_mut() {
-                Some(Content::Text(prev)) => prev.push_str(t),
-                _ => self.content.push(Content::Text(t.clone())),
-            },
-            Some(Delta::Refusal(t)) => match self.content.last_mut() {
-                Some(Content::Refusal(prev)) => prev.push_str(t),
-                _ => self.content.push(Content::Refusal(t.clone())),
-            },
-            Some(Delta::Reasoning(r)) => match self.content.last_mut() {
-                // A signature closes a reasoning block; redacted data is a block of its own.
-                Some(Content::Reasoning(prev))
-                    if prev.signature.is_empty()
-                        && prev.redacted.is_empty()
-                        && r.redacted.is_empty() =>
+        if !chunk.finish_reason.is_empty() {
+            self.finish_reason.clone_from(&chunk.finish_reason);
+        }
+        if !chunk.stop_sequence.is_empty() {
+            self.stop_sequence.clone_from(&chunk.stop_sequence);
+        }
+        self.metadata.extend(chunk.metadata.iter().cloned());
+        let Some(delta) = &chunk.delta else {
+            return;
+        };
+        let place = self.blocks.place(delta);
+        match (delta, place) {
+            (Delta::Text(t), Place::Append(_)) | (Delta::Refusal(t), Place::Append(_)) => {
+                if let Some(Content::Text(prev) | Content::Refusal(prev)) = self.content.last_mut()
                 {
+                    prev.push_str(t);
+                }
+            }
+            (Delta::Text(t), _) => self.content.push(Content::Text(t.clone())),
+            (Delta::Refusal(t), _) => self.content.push(Content::Refusal(t.clone())),
+            (Delta::Reasoning(r), Place::Append(_)) => {
+                if let Some(Content::Reasoning(prev)) = self.content.last_mut() {
                     prev.text.push_str(&r.text);
                     prev.signature.push_str(&r.signature);
                 }
-                _ => self.content.push(Content::Reasoning(Reasoning {
-                    text: r.text.clone(),
-                    signature: r.signature.clone(),
-                    redacted: r.redacted.clone(),
-                })),
-            },
-            Some(Delta::ToolCall {
-                index,
-                id,
-                name,
-                arguments,
-            }) => match self.calls.last_mut().filter(|c| c.index == *index) {
+            }
+            (Delta::Reasoning(r), _) => self.content.push(Content::Reasoning(Reasoning {
+                text: r.text.clone(),
+                signature: r.signature.clone(),
+                redacted: r.redacted.clone(),
+            })),
+            (Delta::Citation(c), place) => {
+                let (Place::Append(n) | Place::New(n) | Place::Beside(n)) = place;
+                self.citations.push((n, c.clone()));
+            }
+            (
+                Delta::ToolCall {
+                    index,
+                    id,
+                    name,
+                    arguments,
+                },
+                _,
+            ) => match self.calls.last_mut().filter(|c| c.index == *index) {
                 // Fragments almost always continue the latest call: no scan per fragment.
                 Some(call) => call.arguments.push_str(arguments),
                 None => match self.calls.iter_mut().find(|c| c.index == *index) {
@@ -133,23 +218,41 @@ impl Aggregator {
     /// answer moves into the chunks: nothing is copied.
     pub fn into_collapsed(self) -> std::collections::VecDeque<Chunk> {
         let id = self.id;
-        let mut out: std::collections::VecDeque<Chunk> = self
-            .content
+        let model = self.model;
+        let mut citations = self.citations.into_iter().peekable();
+        let mut deltas: Vec<(u32, Delta)> = Vec::new();
+        for (n, c) in self.content.into_iter().enumerate() {
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            match c {
+                Content::Text(t) => deltas.push((n, Delta::Text(t))),
+                Content::Refusal(t) => deltas.push((n, Delta::Refusal(t))),
+                Content::Reasoning(r) => deltas.push((n, Delta::Reasoning(r))),
+                _ => {}
+            }
+            while let Some((_, c)) = citations.next_if(|(b, _)| *b == n) {
+                deltas.push((n, Delta::Citation(c)));
+            }
+        }
+        deltas.extend(citations.map(|(b, c)| (b, Delta::Citation(c))));
+        let last_block = deltas.last().map_or(0, |(n, _)| *n);
+        deltas.extend(self.calls.into_iter().map(|c| {
+            (
+                last_block,
+                Delta::ToolCall {
+                    index: c.index,
+                    id: c.id,
+                    name: c.name,
+                    arguments: c.arguments,
+                },
+            )
+        }));
+        let mut out: std::collections::VecDeque<Chunk> = deltas
             .into_iter()
-            .filter_map(|c| match c {
-                Content::Text(t) => Some(Delta::Text(t)),
-                Content::Refusal(t) => Some(Delta::Refusal(t)),
-                Content::Reasoning(r) => Some(Delta::Reasoning(r)),
-                _ => None,
-            })
-            .chain(self.calls.into_iter().map(|c| Delta::ToolCall {
-                index: c.index,
-                id: c.id,
-                name: c.name,
-                arguments: c.arguments,
-            }))
-            .map(|d| Chunk {
+            .map(|(n, d)| Chunk {
                 id: id.clone(),
+                model: model.clone(),
+                provider: self.provider,
+                block_index: n,
                 delta: Some(d),
                 ..Chunk::default()
             })
@@ -157,15 +260,17 @@ impl Aggregator {
         if out.is_empty() {
             out.push_back(Chunk {
                 id,
+                model,
+                provider: self.provider,
                 ..Chunk::default()
             });
-        }
-        if let Some(first) = out.front_mut() {
-            first.model = self.model;
         }
         if let Some(last) = out.back_mut() {
             last.usage = self.usage;
             last.stop_reason = self.stop_reason;
+            last.finish_reason = self.finish_reason;
+            last.stop_sequence = self.stop_sequence;
+            last.metadata = self.metadata;
             last.last = true;
         }
         out
@@ -177,6 +282,12 @@ impl Aggregator {
             bytes: self.bytes,
             id: self.id.clone(),
             model: self.model.clone(),
+            provider: self.provider,
+            blocks: self.blocks,
+            finish_reason: self.finish_reason.clone(),
+            stop_sequence: self.stop_sequence.clone(),
+            metadata: self.metadata.clone(),
+            citations: self.citations.clone(),
             content: self.content.clone(),
             calls: self
                 .calls
@@ -211,6 +322,12 @@ impl Aggregator {
                     id: call.id,
                     name: call.name,
                     arguments,
+                    // The exact text the model produced ("{}" for none at all).
+                    arguments_json: if call.arguments.trim().is_empty() {
+                        "{}".to_string()
+                    } else {
+                        call.arguments
+                    },
                 }),
                 Ok(other) => invalid_tool_calls.push(InvalidToolCall {
                     error: format!("arguments are not a JSON object but {}", kind_of(&other)),
@@ -229,11 +346,16 @@ impl Aggregator {
         FinalMessage {
             id: self.id,
             model: self.model,
+            provider: self.provider,
             content: self.content,
             tool_calls,
             invalid_tool_calls,
             usage: self.usage,
             stop_reason: self.stop_reason,
+            finish_reason: self.finish_reason,
+            stop_sequence: self.stop_sequence,
+            metadata: self.metadata,
+            citations: self.citations,
         }
     }
 }
@@ -249,6 +371,7 @@ fn delta_size(d: &Delta) -> usize {
             arguments,
             ..
         } => id.len() + name.len() + arguments.len(),
+        Delta::Citation(c) => c.cited_text.len() + c.url.len() + c.title.len() + c.kind.len(),
     }
 }
 

@@ -3,9 +3,10 @@
 //! (`api::convert` for protobuf, each provider module for its wire format).
 
 /// Who wrote a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Role {
     System,
+    #[default]
     User,
     Assistant,
     Tool,
@@ -20,6 +21,33 @@ pub enum Content {
     ToolCall(ToolCall),
     ToolResult(ToolResult),
     Reasoning(Reasoning),
+    /// A document (PDF and the like).
+    File(File),
+    /// Audio input.
+    Audio(Audio),
+}
+
+/// A document, by URL or inline bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct File {
+    pub source: FileSource,
+    /// The media type (required with data; may be empty with a URL).
+    pub mime_type: String,
+    pub filename: String,
+}
+
+/// Where a file's bytes are.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FileSource {
+    Url(String),
+    Data(Vec<u8>),
+}
+
+/// Inline audio.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Audio {
+    pub data: Vec<u8>,
+    pub mime_type: String,
 }
 
 /// An image, by URL or inline bytes.
@@ -29,12 +57,26 @@ pub enum Image {
     Data { data: Vec<u8>, mime_type: String },
 }
 
-/// A complete tool call; `arguments` is a JSON object.
-#[derive(Clone, Debug, PartialEq)]
+/// A complete tool call; `arguments` is a JSON object and `arguments_json`
+/// its exact text (the model's own, or the caller's; empty when only the
+/// object is known).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ToolCall {
     pub id: String,
     pub name: String,
     pub arguments: serde_json::Map<String, serde_json::Value>,
+    pub arguments_json: String,
+}
+
+impl ToolCall {
+    /// The arguments as JSON text: the exact text when there is one.
+    pub fn arguments_text(&self) -> String {
+        if self.arguments_json.is_empty() {
+            serde_json::Value::Object(self.arguments.clone()).to_string()
+        } else {
+            self.arguments_json.clone()
+        }
+    }
 }
 
 /// A tool call whose arguments did not parse as a JSON object.
@@ -47,11 +89,13 @@ pub struct InvalidToolCall {
 }
 
 /// The result of a tool call, sent back to the model.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ToolResult {
     pub tool_call_id: String,
     pub content: String,
     pub is_error: bool,
+    /// The result as blocks (text, image, file), after `content` when both are set.
+    pub blocks: Vec<Content>,
 }
 
 /// The model's reasoning, with the provider's signature (or redacted data).
@@ -63,10 +107,26 @@ pub struct Reasoning {
 }
 
 /// One message of the conversation.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Message {
     pub role: Role,
     pub content: Vec<Content>,
+    /// A participant name (OpenAI `name`); empty when unset.
+    pub name: String,
+    /// Prompt-cache breakpoints: after these blocks (indices into `content`), with their TTL.
+    pub cache: Vec<(usize, String)>,
+}
+
+impl Message {
+    /// A message of plain content blocks, no name, no cache breakpoints.
+    pub fn new(role: Role, content: Vec<Content>) -> Self {
+        Self {
+            role,
+            content,
+            name: String::new(),
+            cache: Vec::new(),
+        }
+    }
 }
 
 impl Message {
@@ -83,11 +143,15 @@ impl Message {
 }
 
 /// A tool the model may call; `parameters` is a JSON-schema object.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tool {
     pub name: String,
     pub description: String,
     pub parameters: serde_json::Map<String, serde_json::Value>,
+    /// Follow the schema exactly (OpenAI `strict`).
+    pub strict: Option<bool>,
+    /// A prompt-cache breakpoint after this tool, with its TTL.
+    pub cache: Option<String>,
 }
 
 /// Whether and which tool the model must call.
@@ -109,6 +173,47 @@ pub struct ChatRequest {
     pub stop: Vec<String>,
     pub tools: Vec<Tool>,
     pub tool_choice: Option<ToolChoice>,
+    pub reasoning: Option<ReasoningConfig>,
+    pub response_format: Option<ResponseFormat>,
+    /// Merged into the upstream body (keys chatwire owns are refused).
+    pub provider_options: serde_json::Map<String, serde_json::Value>,
+    pub seed: Option<i64>,
+    pub top_k: Option<u32>,
+    pub frequency_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub parallel_tool_calls: Option<bool>,
+}
+
+/// How hard to reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effort {
+    None,
+    Minimal,
+    Low,
+    Medium,
+    High,
+}
+
+/// Reasoning controls.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReasoningConfig {
+    pub effort: Option<Effort>,
+    pub budget_tokens: Option<u32>,
+    /// Return the reasoning (or its summary) as reasoning chunks.
+    pub include: Option<bool>,
+}
+
+/// Structured output.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ResponseFormat {
+    Text,
+    JsonObject,
+    JsonSchema {
+        name: String,
+        schema: serde_json::Map<String, serde_json::Value>,
+        strict: bool,
+        description: String,
+    },
 }
 
 /// Token counts for one response. `input` counts cached tokens too.
@@ -146,18 +251,39 @@ pub enum Delta {
         arguments: String,
     },
     Reasoning(Reasoning),
+    /// A citation for the text block the relay's block index points at.
+    Citation(Citation),
+}
+
+/// A citation of a source.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Citation {
+    pub kind: String,
+    pub cited_text: String,
+    pub url: String,
+    pub title: String,
+    pub start: i64,
+    pub end: i64,
 }
 
 /// One streamed piece of an answer, as the client sees it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Chunk {
     pub id: String,
-    /// The model as the provider names it, on the first chunk that knows it
-    /// (domain only: the final message's `model`; chunks on the wire omit it).
+    /// The model as the provider names it, on every chunk once known.
     pub model: String,
+    /// The provider that answered, on every chunk.
+    pub provider: &'static str,
+    /// The content block a text, refusal, reasoning or citation delta belongs to.
+    pub block_index: u32,
     pub delta: Option<Delta>,
     pub usage: Option<Usage>,
     pub stop_reason: Option<StopReason>,
+    /// The provider's own finish reason and stop sequence (last chunk).
+    pub finish_reason: String,
+    pub stop_sequence: String,
+    /// Response metadata (last chunk): request_id, system_fingerprint, service_tier.
+    pub metadata: Vec<(String, String)>,
     pub last: bool,
 }
 
@@ -174,6 +300,13 @@ pub enum Part {
     Usage(Usage),
     /// The stop reason; a later report replaces an earlier one.
     Stop(StopReason),
+    /// The provider's own finish reason (and matched stop sequence, if any).
+    Finish {
+        reason: String,
+        stop_sequence: String,
+    },
+    /// A response metadata entry (system fingerprint, service tier...).
+    Metadata(&'static str, String),
     /// The terminal event: the response is complete.
     Done,
 }

@@ -124,6 +124,100 @@ pub fn insert_sampling(map: &mut Map<String, Value>, req: &ChatRequest, keys: [&
     }
 }
 
+/// What a provider maps of the request's optional fields. Anything asked for
+/// that the provider does not map is INVALID_ARGUMENT naming the field and the
+/// provider: nothing is dropped silently.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Supports {
+    pub reasoning: bool,
+    pub response_format: bool,
+    pub provider_options: bool,
+    pub seed: bool,
+    pub top_k: bool,
+    pub penalties: bool,
+    pub parallel_tool_calls: bool,
+    pub message_name: bool,
+    pub tool_strict: bool,
+    pub files: bool,
+    pub audio: bool,
+    pub tool_result_blocks: bool,
+    /// Cache breakpoints are honoured (Anthropic) or harmless (automatic caching).
+    pub cache_control: bool,
+}
+
+/// Refuses the fields `provider` does not map (see `Supports`).
+pub fn refuse_unsupported(
+    req: &ChatRequest,
+    provider: &str,
+    s: Supports,
+) -> Result<(), crate::error::Error> {
+    let no = |field: &str| {
+        Err(crate::error::Error::invalid(format!(
+            "{field}: the {provider} provider does not support it"
+        )))
+    };
+    if req.reasoning.is_some() && !s.reasoning {
+        return no("reasoning");
+    }
+    if req
+        .response_format
+        .as_ref()
+        .is_some_and(|f| *f != crate::chat::types::ResponseFormat::Text)
+        && !s.response_format
+    {
+        return no("responseFormat");
+    }
+    if !req.provider_options.is_empty() && !s.provider_options {
+        return no("providerOptions");
+    }
+    if req.seed.is_some() && !s.seed {
+        return no("seed");
+    }
+    if req.top_k.is_some() && !s.top_k {
+        return no("topK");
+    }
+    if req.frequency_penalty.is_some() && !s.penalties {
+        return no("frequencyPenalty");
+    }
+    if req.presence_penalty.is_some() && !s.penalties {
+        return no("presencePenalty");
+    }
+    if req.parallel_tool_calls.is_some() && !s.parallel_tool_calls {
+        return no("parallelToolCalls");
+    }
+    for (i, t) in req.tools.iter().enumerate() {
+        if t.strict.is_some() && !s.tool_strict {
+            return no(&format!("tools[{i}].strict"));
+        }
+        if t.cache.is_some() && !s.cache_control {
+            return no(&format!("tools[{i}].cacheControl"));
+        }
+    }
+    for (i, m) in req.messages.iter().enumerate() {
+        if !m.name.is_empty() && !s.message_name {
+            return no(&format!("messages[{i}].name"));
+        }
+        if !m.cache.is_empty() && !s.cache_control {
+            return no(&format!("messages[{i}].cacheControl"));
+        }
+        for (j, c) in m.content.iter().enumerate() {
+            match c {
+                Content::File(_) if !s.files => {
+                    return no(&format!("messages[{i}].content[{j}].file"))
+                }
+                Content::Audio(_) if !s.audio => {
+                    return no(&format!("messages[{i}].content[{j}].audio"))
+                }
+                Content::ToolResult(r) if !r.blocks.is_empty() && !s.tool_result_blocks => {
+                    return no(&format!("messages[{i}].content[{j}].toolResult.blocks"))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -175,16 +269,19 @@ mod tests {
                 id: id.into(),
                 name: name.into(),
                 arguments: serde_json::Map::new(),
+                ..Default::default()
             })
         };
         let msgs = [
             Message {
                 role: Role::Assistant,
                 content: vec![call("a", "old"), call("b", "first"), call("b", "second")],
+                ..Default::default()
             },
             Message {
                 role: Role::Assistant,
                 content: vec![call("a", "new")],
+                ..Default::default()
             },
         ];
         let mut names = ToolNames::default();
@@ -226,6 +323,7 @@ mod tests {
             name: "f".into(),
             description: String::new(),
             parameters: Map::new(),
+            ..Default::default()
         };
         assert_eq!(Value::Object(tool_declaration(&t)), json!({"name": "f"}));
         let t = Tool {

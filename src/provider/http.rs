@@ -93,15 +93,19 @@ impl<W: Wire> Provider for HttpProvider<W> {
             }
             check_content_type(wire.framing(), response.headers())
                 .map_err(|e| e.with_provider(name))?;
+            let mut pump = Pump::new(
+                wire.framing(),
+                max_frame,
+                wire.decoder(&call),
+                call.fallback_id,
+            )
+            .with_budget(&call.budget);
+            if let Some(id) = request_id(response.headers()) {
+                pump.note("request_id", id);
+            }
             let state = State {
                 response,
-                pump: Pump::new(
-                    wire.framing(),
-                    max_frame,
-                    wire.decoder(&call),
-                    call.fallback_id,
-                )
-                .with_budget(&call.budget),
+                pump,
                 pending: VecDeque::new(),
                 error: None,
                 ended: false,
@@ -256,6 +260,15 @@ fn content_encoding(headers: &reqwest::header::HeaderMap) -> Option<String> {
         .ok()?;
     let v = v.trim().to_ascii_lowercase();
     (!v.is_empty() && v != "identity").then(|| log_safe(&v, 40))
+}
+
+/// The upstream's request id (Anthropic `request-id`, OpenAI `x-request-id`,
+/// Google `x-goog-request-id`), for the response metadata.
+fn request_id(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    ["request-id", "x-request-id", "x-goog-request-id"]
+        .iter()
+        .find_map(|h| headers.get(*h)?.to_str().ok())
+        .map(|v| log_safe(v, 200))
 }
 
 /// `retry-after` in seconds (the HTTP-date form is rare from APIs and ignored).

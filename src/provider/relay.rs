@@ -1,22 +1,28 @@
-//! The relay: decoder parts → client chunks. It stamps the message id on every
-//! chunk, forwards deltas at once, and emits the one `last` chunk (usage, stop
-//! reason) when the terminal part arrives. Nothing may follow it.
+//! The relay: decoder parts → client chunks. It stamps the message id and the
+//! model on every chunk and each content delta's block index (by the same rule
+//! the aggregator folds with), forwards deltas at once, and emits the one
+//! `last` chunk (usage, stop reason, the provider's own finish reason, response
+//! metadata) when the terminal part arrives. Nothing may follow it.
 
 use std::collections::VecDeque;
 
-use crate::chat::types::{Chunk, Part, StopReason, Usage};
+use crate::chat::{
+    aggregate::{Blocks, Place},
+    types::{Chunk, Part, StopReason, Usage},
+};
 
-/// Turns decoder parts into client chunks: the message id on every chunk,
-/// deltas forwarded at once, and one final chunk with usage, stop reason and
-/// `last` when the terminal part arrives.
+/// Turns decoder parts into client chunks.
 #[derive(Debug)]
 pub struct Relay {
     id: String,
     fallback_id: String,
     model: String,
-    model_sent: bool,
+    blocks: Blocks,
     usage: Option<Usage>,
     stop: Option<StopReason>,
+    finish_reason: String,
+    stop_sequence: String,
+    metadata: Vec<(String, String)>,
     done: bool,
 }
 
@@ -26,9 +32,12 @@ impl Relay {
             id: String::new(),
             fallback_id: fallback_id.into(),
             model: String::new(),
-            model_sent: false,
+            blocks: Blocks::default(),
             usage: None,
             stop: None,
+            finish_reason: String::new(),
+            stop_sequence: String::new(),
+            metadata: Vec::new(),
             done: false,
         }
     }
@@ -53,41 +62,46 @@ impl Relay {
                     }
                 }
                 Part::Delta(delta) => {
-                    let id = self.id().to_string();
-                    let model = self.model_once();
+                    let (Place::Append(n) | Place::New(n) | Place::Beside(n)) =
+                        self.blocks.place(&delta);
                     out.push_back(Chunk {
-                        id,
-                        model,
+                        id: self.id().to_string(),
+                        model: self.model.clone(),
+                        block_index: n,
                         delta: Some(delta),
                         ..Chunk::default()
                     });
                 }
                 Part::Usage(u) => self.usage = Some(u),
                 Part::Stop(s) => self.stop = Some(s),
+                Part::Finish {
+                    reason,
+                    stop_sequence,
+                } => {
+                    self.finish_reason = reason;
+                    self.stop_sequence = stop_sequence;
+                }
+                Part::Metadata(k, v) => {
+                    if !v.is_empty() && !self.metadata.iter().any(|(key, _)| key == k) {
+                        self.metadata.push((k.to_string(), v));
+                    }
+                }
                 Part::Done => {
-                    let id = self.id().to_string();
-                    let model = self.model_once();
                     out.push_back(Chunk {
-                        id,
-                        model,
-                        delta: None,
+                        id: self.id().to_string(),
+                        model: self.model.clone(),
                         usage: self.usage,
                         stop_reason: Some(self.stop.unwrap_or(StopReason::Other)),
+                        finish_reason: std::mem::take(&mut self.finish_reason),
+                        stop_sequence: std::mem::take(&mut self.stop_sequence),
+                        metadata: std::mem::take(&mut self.metadata),
                         last: true,
+                        ..Chunk::default()
                     });
                     self.done = true;
                 }
             }
         }
-    }
-
-    /// The provider's model name, on the first chunk that can carry it.
-    fn model_once(&mut self) -> String {
-        if self.model_sent || self.model.is_empty() {
-            return String::new();
-        }
-        self.model_sent = true;
-        self.model.clone()
     }
 
     fn id(&mut self) -> &str {

@@ -110,6 +110,7 @@ pub fn env(pairs: &[(&str, &str)]) -> Env {
 pub fn text(t: &str) -> pb::ContentBlock {
     pb::ContentBlock {
         block: Some(pb::content_block::Block::Text(t.to_string())),
+        ..Default::default()
     }
 }
 
@@ -117,6 +118,7 @@ pub fn msg(role: pb::Role, blocks: Vec<pb::ContentBlock>) -> pb::Message {
     pb::Message {
         role: role as i32,
         content: blocks,
+        ..Default::default()
     }
 }
 
@@ -167,8 +169,11 @@ pub async fn collect_events(
 }
 
 /// Concatenates chunks the way a client would (independent of the server's
-/// aggregator): text appended, tool-call fragments joined by index, usage and
-/// stop reason from the last chunk. `model` is left empty.
+/// aggregator): text, refusal and reasoning appended to the content block
+/// their `blockIndex` names, tool-call fragments joined by index (the exact
+/// arguments text kept), citations collected, usage, stop and finish reasons
+/// and response metadata from the last chunk, the provider from any chunk.
+/// `model` is left empty.
 pub fn fold(chunks: &[pb::MessageChunk]) -> pb::ChatMessage {
     use pb::{content_block::Block, message_chunk::Delta};
     let mut m = pb::ChatMessage::default();
@@ -177,38 +182,42 @@ pub fn fold(chunks: &[pb::MessageChunk]) -> pb::ChatMessage {
         if m.id.is_empty() {
             m.id = c.id.clone();
         }
+        if m.provider.is_empty() {
+            m.provider = c.provider.clone();
+        }
+        let at = c.block_index as usize;
+        let new_block = at == m.content.len();
         match &c.delta {
-            Some(Delta::Text(t)) => match m.content.last_mut().and_then(|b| b.block.as_mut()) {
-                Some(Block::Text(prev)) => prev.push_str(t),
+            Some(Delta::Text(t)) => match m.content.get_mut(at).and_then(|b| b.block.as_mut()) {
+                Some(Block::Text(prev)) if !new_block => prev.push_str(t),
                 _ => m.content.push(pb::ContentBlock {
                     block: Some(Block::Text(t.clone())),
+                    ..Default::default()
                 }),
             },
-            Some(Delta::Refusal(t)) => match m.content.last_mut().and_then(|b| b.block.as_mut()) {
-                Some(Block::Refusal(prev)) => prev.push_str(t),
+            Some(Delta::Refusal(t)) => match m.content.get_mut(at).and_then(|b| b.block.as_mut()) {
+                Some(Block::Refusal(prev)) if !new_block => prev.push_str(t),
                 _ => m.content.push(pb::ContentBlock {
                     block: Some(Block::Refusal(t.clone())),
+                    ..Default::default()
                 }),
             },
-            Some(Delta::Reasoning(r)) => {
-                match m.content.last_mut().and_then(|b| b.block.as_mut()) {
-                    Some(Block::Reasoning(prev))
-                        if prev.signature.is_empty()
-                            && prev.redacted.is_empty()
-                            && r.redacted.is_empty() =>
-                    {
-                        prev.text.push_str(&r.text);
-                        prev.signature.push_str(&r.signature);
-                    }
-                    _ => m.content.push(pb::ContentBlock {
-                        block: Some(Block::Reasoning(pb::Reasoning {
-                            text: r.text.clone(),
-                            signature: r.signature.clone(),
-                            redacted: r.redacted.clone(),
-                        })),
-                    }),
+            Some(Delta::Reasoning(r)) => match m.content.get_mut(at).and_then(|b| b.block.as_mut())
+            {
+                Some(Block::Reasoning(prev)) if !new_block => {
+                    prev.text.push_str(&r.text);
+                    prev.signature.push_str(&r.signature);
                 }
-            }
+                _ => m.content.push(pb::ContentBlock {
+                    block: Some(Block::Reasoning(pb::Reasoning {
+                        text: r.text.clone(),
+                        signature: r.signature.clone(),
+                        redacted: r.redacted.clone(),
+                    })),
+                    ..Default::default()
+                }),
+            },
+            Some(Delta::Citation(ct)) => m.citations.push(ct.clone()),
             Some(Delta::ToolCall(t)) => match calls.iter_mut().find(|c| c.0 == t.index) {
                 Some(c) => {
                     if c.1.is_empty() {
@@ -229,6 +238,17 @@ pub fn fold(chunks: &[pb::MessageChunk]) -> pb::ChatMessage {
         if c.stop_reason != 0 {
             m.stop_reason = c.stop_reason;
         }
+        if !c.finish_reason.is_empty() {
+            m.finish_reason = c.finish_reason.clone();
+        }
+        if !c.stop_sequence.is_empty() {
+            m.stop_sequence = c.stop_sequence.clone();
+        }
+        m.response_metadata.extend(
+            c.response_metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
     }
     for (_, id, name, args) in calls {
         let raw = if args.trim().is_empty() {
@@ -241,6 +261,7 @@ pub fn fold(chunks: &[pb::MessageChunk]) -> pb::ChatMessage {
                 id,
                 name,
                 arguments: Some(chatwire::api::convert::json_to_struct(&o)),
+                arguments_json: raw.to_string(),
             }),
             _ => m.invalid_tool_calls.push(pb::InvalidToolCall {
                 id,

@@ -173,7 +173,8 @@ fn chunk_mismatch(i: usize, got: &Chunk, want: &Value, id: &str, model: &str) ->
     if got.id != id {
         bad.push(format!("id {:?}, want {id:?}", got.id));
     }
-    let want_model = if i == 0 { model } else { "" };
+    // The model is on every chunk (API 1.1).
+    let want_model = model;
     if got.model != want_model {
         bad.push(format!("model {:?}, want {want_model:?}", got.model));
     }
@@ -187,6 +188,7 @@ fn chunk_mismatch(i: usize, got: &Chunk, want: &Value, id: &str, model: &str) ->
         ]
         .iter()
         .all(|k| w.get(k).is_none()),
+        (Some(Delta::Citation(_)), _) => false,
         (Some(Delta::Text(t)), w) => w.get("text").is_some_and(|x| s(x) == t),
         (Some(Delta::Refusal(t)), w) => {
             w.get("refusal").is_some_and(|x| s(x) == t)

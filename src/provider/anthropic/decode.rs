@@ -113,6 +113,8 @@ enum BlockDelta<'a> {
 struct MessageDeltaBody<'a> {
     #[serde(default, borrow)]
     stop_reason: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    stop_sequence: Option<Cow<'a, str>>,
 }
 
 /// Anthropic's usage object; every field optional (message_delta may carry
@@ -361,6 +363,10 @@ impl Decoder for AnthropicDecoder {
                 }
                 if let Some(s) = delta.stop_reason {
                     out.push(Part::Stop(stop_reason(&s)));
+                    out.push(Part::Finish {
+                        reason: s.into_owned(),
+                        stop_sequence: delta.stop_sequence.map(Cow::into_owned).unwrap_or_default(),
+                    });
                 }
             }
             Event::MessageStop => out.push(Part::Done),

@@ -2,10 +2,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use super::*;
 
+/// The decoder's parts without `Finish` (the raw finish reason is checked
+/// through the gRPC surface, tests/api11.rs).
 fn feed(d: &mut AnthropicDecoder, event: &str, data: &str) -> Result<Vec<Part>, Error> {
     d.on_frame(&Frame {
         event: event.into(),
         data: data.into(),
+    })
+    .map(|v| {
+        v.into_iter()
+            .filter(|p| !matches!(p, Part::Finish { .. }))
+            .collect()
     })
 }
 

@@ -91,6 +91,8 @@ pub(super) fn body(call: &Call, default_max_tokens: Option<u32>) -> Value {
 /// text, which Anthropic rejects).
 fn block(c: &Content) -> Option<Value> {
     Some(match c {
+        // Refused before the body is built (codec::refuse_unsupported).
+        Content::File(_) | Content::Audio(_) => return None,
         Content::Text(t) | Content::Refusal(t) => {
             if t.is_empty() {
                 return None;
@@ -147,7 +149,11 @@ mod tests {
     }
 
     fn msg(role: Role, content: Vec<Content>) -> Message {
-        Message { role, content }
+        Message {
+            role,
+            content,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -184,6 +190,7 @@ mod tests {
                             id: "toolu_1".into(),
                             name: "weather".into(),
                             arguments: args.clone(),
+                            ..Default::default()
                         }),
                     ],
                 ),
@@ -193,6 +200,7 @@ mod tests {
                         tool_call_id: "toolu_1".into(),
                         content: "sunny".into(),
                         is_error: false,
+                        ..Default::default()
                     })],
                 ),
                 msg(
@@ -201,6 +209,7 @@ mod tests {
                         tool_call_id: "toolu_2".into(),
                         content: "boom".into(),
                         is_error: true,
+                        ..Default::default()
                     })],
                 ),
                 msg(Role::User, vec![Content::Text("thanks".into())]),
@@ -215,6 +224,7 @@ mod tests {
                     json!({"type":"object","properties":{"city":{"type":"string"}}}),
                 )
                 .unwrap_or_default(),
+                ..Default::default()
             }],
             tool_choice: Some(ToolChoice::Tool("weather".into())),
             ..ChatRequest::default()

@@ -176,6 +176,10 @@ impl Decoder for GeminiDecoder {
             }
             if let Some(reason) = cand.finish_reason.as_deref().filter(|r| !r.is_empty()) {
                 stop = Some(stop_reason(reason, self.calls > 0));
+                out.push(Part::Finish {
+                    reason: reason.to_string(),
+                    stop_sequence: String::new(),
+                });
                 self.finished = true;
             }
         }
@@ -269,6 +273,16 @@ mod tests {
     use super::*;
     use crate::error::Kind;
 
+    /// The decoder's parts without `Finish` (the raw finish reason is checked
+    /// through the gRPC surface, tests/api11.rs).
+    fn on<D: Decoder>(d: &mut D, f: &Frame) -> Result<Vec<Part>, Error> {
+        d.on_frame(f).map(|v| {
+            v.into_iter()
+                .filter(|p| !matches!(p, Part::Finish { .. }))
+                .collect()
+        })
+    }
+
     fn frame(data: &str) -> Frame {
         Frame {
             event: String::new(),
@@ -283,8 +297,7 @@ mod tests {
     #[test]
     fn text_usage_and_stop_frame_by_frame() {
         let mut d = GeminiDecoder::default();
-        let p = d
-            .on_frame(&frame(
+        let p = on(&mut d, &frame(
                 r#"{"candidates":[{"content":{"parts":[{"text":"Hel"}],"role":"model"}}],"usageMetadata":{"promptTokenCount":4,"totalTokenCount":4},"modelVersion":"gemini-2.0-flash","responseId":"r1"}"#,
             ))
             .unwrap();
@@ -303,8 +316,7 @@ mod tests {
                 })
             ]
         );
-        let p = d
-            .on_frame(&frame(
+        let p = on(&mut d, &frame(
                 r#"{"candidates":[{"content":{"parts":[{"text":"lo"}],"role":"model"},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":2,"totalTokenCount":9,"thoughtsTokenCount":3,"cachedContentTokenCount":1},"responseId":"r1"}"#,
             ))
             .unwrap();
@@ -329,9 +341,10 @@ mod tests {
     #[test]
     fn eof_without_finish_reason_is_truncated() {
         let mut d = GeminiDecoder::default();
-        d.on_frame(&frame(
-            r#"{"candidates":[{"content":{"parts":[{"text":"a"}]}}]}"#,
-        ))
+        on(
+            &mut d,
+            &frame(r#"{"candidates":[{"content":{"parts":[{"text":"a"}]}}]}"#),
+        )
         .unwrap();
         let e = d.finish().unwrap_err();
         assert_eq!(
@@ -343,8 +356,7 @@ mod tests {
     #[test]
     fn thoughts_signatures_and_function_calls() {
         let mut d = GeminiDecoder::default();
-        let p = d
-            .on_frame(&frame(
+        let p = on(&mut d, &frame(
                 r#"{"candidates":[{"content":{"parts":[{"text":"think","thought":true},{"functionCall":{"name":"f","args":{"a":1}},"thoughtSignature":"SIG"},{"functionCall":{"id":"g1","name":"g","args":{}}}]},"finishReason":"STOP"}]}"#,
             ))
             .unwrap();
@@ -390,8 +402,7 @@ mod tests {
     #[test]
     fn blocked_prompt_is_a_refusal_with_the_reason() {
         let mut d = GeminiDecoder::default();
-        let p = d
-            .on_frame(&frame(
+        let p = on(&mut d, &frame(
                 r#"{"promptFeedback":{"blockReason":"SAFETY"},"usageMetadata":{"promptTokenCount":7,"totalTokenCount":7}}"#,
             ))
             .unwrap();
@@ -415,8 +426,7 @@ mod tests {
     #[test]
     fn stream_error_object_maps_by_status() {
         let mut d = GeminiDecoder::default();
-        let e = d
-            .on_frame(&frame(
+        let e = on(&mut d, &frame(
                 r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#,
             ))
             .unwrap_err();
@@ -426,15 +436,13 @@ mod tests {
             "{}",
             e.message
         );
-        let e = d
-            .on_frame(&frame(
-                r#"{"error":{"code":429,"message":"Quota","status":"RESOURCE_EXHAUSTED"}}"#,
-            ))
-            .unwrap_err();
+        let e = on(
+            &mut d,
+            &frame(r#"{"error":{"code":429,"message":"Quota","status":"RESOURCE_EXHAUSTED"}}"#),
+        )
+        .unwrap_err();
         assert_eq!(e.kind, Kind::RateLimited);
-        let e = d
-            .on_frame(&frame(r#"{"error":{"code":400,"message":"bad"}}"#))
-            .unwrap_err();
+        let e = on(&mut d, &frame(r#"{"error":{"code":400,"message":"bad"}}"#)).unwrap_err();
         assert_eq!(e.kind, Kind::InvalidArgument);
     }
 
@@ -442,11 +450,10 @@ mod tests {
     fn bad_json_is_a_protocol_error_and_unknown_parts_are_skipped() {
         let mut d = GeminiDecoder::default();
         assert_eq!(
-            d.on_frame(&frame("{not json")).unwrap_err().reason,
+            on(&mut d, &frame("{not json")).unwrap_err().reason,
             "UPSTREAM_PROTOCOL_ERROR"
         );
-        let p = d
-            .on_frame(&frame(
+        let p = on(&mut d, &frame(
                 r#"{"candidates":[{"content":{"parts":[{"executableCode":{"code":"1"}},{"text":"x"}]},"groundingMetadata":{}}],"somethingNew":1}"#,
             ))
             .unwrap();

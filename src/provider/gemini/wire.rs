@@ -121,6 +121,8 @@ fn user_parts(msg: &Message, i: usize, names: &ToolNames<'_>) -> Result<Vec<Valu
     let mut parts = Vec::new();
     for c in &msg.content {
         match c {
+            // Refused before the body is built (codec::refuse_unsupported).
+            Content::File(_) | Content::Audio(_) => {}
             Content::Text(t) => parts.push(json!({ "text": t })),
             Content::Image(Image::Data { data, mime_type }) => parts.push(json!({
                 "inlineData": { "mimeType": mime_type, "data": codec::base64(data) }
@@ -206,6 +208,8 @@ fn model_parts(content: &[Content]) -> Vec<Value> {
     }
     for c in content {
         match c {
+            // Refused before the body is built (codec::refuse_unsupported).
+            Content::File(_) | Content::Audio(_) => {}
             Content::Reasoning(r) => {
                 if let Some(sig) = pending.take() {
                     // Two signatures in a row: the earlier one stays where it was.
@@ -285,6 +289,7 @@ mod tests {
             Message {
                 role: Role::System,
                 content: vec![Content::Text("be brief".into())],
+                ..Default::default()
             },
             Message {
                 role: Role::User,
@@ -296,6 +301,7 @@ mod tests {
                     }),
                     Content::Image(Image::Url("https://x.test/cat.jpg".into())),
                 ],
+                ..Default::default()
             },
             Message {
                 role: Role::Assistant,
@@ -309,13 +315,16 @@ mod tests {
                         id: "call_0".into(),
                         name: "weather".into(),
                         arguments: args.clone(),
+                        ..Default::default()
                     }),
                     Content::ToolCall(ToolCall {
                         id: "abc".into(),
                         name: "time".into(),
                         arguments: Map::new(),
+                        ..Default::default()
                     }),
                 ],
+                ..Default::default()
             },
             Message {
                 role: Role::Tool,
@@ -323,7 +332,9 @@ mod tests {
                     tool_call_id: "call_0".into(),
                     content: "sunny".into(),
                     is_error: false,
+                    ..Default::default()
                 })],
+                ..Default::default()
             },
             Message {
                 role: Role::Tool,
@@ -331,7 +342,9 @@ mod tests {
                     tool_call_id: "abc".into(),
                     content: "no clock".into(),
                     is_error: true,
+                    ..Default::default()
                 })],
+                ..Default::default()
             },
         ]);
         std::sync::Arc::make_mut(&mut c.request).tools = vec![Tool {
@@ -341,6 +354,7 @@ mod tests {
                 .as_object()
                 .cloned()
                 .unwrap(),
+            ..Default::default()
         }];
         std::sync::Arc::make_mut(&mut c.request).tool_choice =
             Some(ToolChoice::Tool("weather".into()));
@@ -410,7 +424,9 @@ mod tests {
                 tool_call_id: "nope".into(),
                 content: "x".into(),
                 is_error: false,
+                ..Default::default()
             })],
+            ..Default::default()
         }]);
         assert_eq!(
             request_body(&c, None).unwrap_err().kind,
@@ -419,6 +435,7 @@ mod tests {
         let mut c = call(vec![Message {
             role: Role::User,
             content: vec![Content::Text("hi".into())],
+            ..Default::default()
         }]);
         c.model = "gemini-2.5-pro".into();
         let body = request_body(&c, None).unwrap();

@@ -170,6 +170,12 @@ impl Decoder for OllamaDecoder {
                 line.done_reason.as_deref(),
                 self.calls > 0,
             )));
+            if let Some(r) = line.done_reason.as_deref() {
+                out.push(Part::Finish {
+                    reason: r.to_string(),
+                    stop_sequence: String::new(),
+                });
+            }
             out.push(Part::Done);
         }
         Ok(out)
@@ -187,6 +193,16 @@ impl Decoder for OllamaDecoder {
 mod tests {
     use super::*;
 
+    /// The decoder's parts without `Finish` (the raw finish reason is checked
+    /// through the gRPC surface, tests/api11.rs).
+    fn on<D: Decoder>(d: &mut D, f: &Frame) -> Result<Vec<Part>, Error> {
+        d.on_frame(f).map(|v| {
+            v.into_iter()
+                .filter(|p| !matches!(p, Part::Finish { .. }))
+                .collect()
+        })
+    }
+
     fn frame(data: &str) -> Frame {
         Frame {
             event: String::new(),
@@ -198,7 +214,7 @@ mod tests {
     fn content_thinking_and_done_line() {
         let mut d = OllamaDecoder::default();
         assert_eq!(
-            d.on_frame(&frame(
+            on(&mut d, &frame(
                 r#"{"model":"m","message":{"role":"assistant","content":"","thinking":"hm"},"done":false}"#
             ))
             .unwrap(),
@@ -208,14 +224,17 @@ mod tests {
             }))]
         );
         assert_eq!(
-            d.on_frame(&frame(
-                r#"{"model":"m","message":{"role":"assistant","content":"Hi"},"done":false}"#
-            ))
+            on(
+                &mut d,
+                &frame(
+                    r#"{"model":"m","message":{"role":"assistant","content":"Hi"},"done":false}"#
+                )
+            )
             .unwrap(),
             vec![Part::Delta(Delta::Text("Hi".into()))]
         );
         assert_eq!(
-            d.on_frame(&frame(
+            on(&mut d, &frame(
                 r#"{"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"length","prompt_eval_count":5,"eval_count":7}"#
             ))
             .unwrap(),
@@ -235,8 +254,7 @@ mod tests {
     #[test]
     fn tool_calls_get_ids_indexes_and_serialized_arguments() {
         let mut d = OllamaDecoder::default();
-        let p = d
-            .on_frame(&frame(
+        let p = on(&mut d, &frame(
                 r#"{"message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"a","arguments":{"x":"é"}}},{"function":{"name":"b","arguments":{}}}]},"done":false}"#,
             ))
             .unwrap();
@@ -257,28 +275,28 @@ mod tests {
                 }),
             ]
         );
-        let p = d
-            .on_frame(&frame(
-                r#"{"message":{"content":""},"done":true,"done_reason":"stop"}"#,
-            ))
-            .unwrap();
+        let p = on(
+            &mut d,
+            &frame(r#"{"message":{"content":""},"done":true,"done_reason":"stop"}"#),
+        )
+        .unwrap();
         assert_eq!(p, vec![Part::Stop(StopReason::ToolUse), Part::Done]);
     }
 
     #[test]
     fn error_line_and_truncation() {
         let mut d = OllamaDecoder::default();
-        let e = d
-            .on_frame(&frame(
-                r#"{"error":"an error was encountered while running the model"}"#,
-            ))
-            .unwrap_err();
+        let e = on(
+            &mut d,
+            &frame(r#"{"error":"an error was encountered while running the model"}"#),
+        )
+        .unwrap_err();
         assert_eq!(e.kind, Kind::Unavailable);
         assert!(e.message.contains("an error was encountered"));
         assert_eq!(stream_error("model 'x' not found").kind, Kind::NotFound);
         assert_eq!(d.finish().unwrap_err().reason, "UPSTREAM_TRUNCATED");
         assert_eq!(
-            d.on_frame(&frame("{oops")).unwrap_err().reason,
+            on(&mut d, &frame("{oops")).unwrap_err().reason,
             "UPSTREAM_PROTOCOL_ERROR"
         );
     }

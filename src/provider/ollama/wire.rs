@@ -32,6 +32,8 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
         let mut tool_calls = Vec::new();
         for c in &msg.content {
             match c {
+                // Refused before the body is built (codec::refuse_unsupported).
+                Content::File(_) | Content::Audio(_) => {}
                 Content::Text(t) => text.push_str(t),
                 Content::Refusal(t) => text.push_str(t),
                 Content::Reasoning(r) => thinking.push_str(&r.text),
@@ -143,6 +145,7 @@ mod tests {
                 Message {
                     role: Role::System,
                     content: vec![Content::Text("sys".into())],
+                    ..Default::default()
                 },
                 Message {
                     role: Role::User,
@@ -154,6 +157,7 @@ mod tests {
                         }),
                         Content::Image(Image::Url("data:image/png;base64,QUJD".into())),
                     ],
+                    ..Default::default()
                 },
                 Message {
                     role: Role::Assistant,
@@ -166,8 +170,10 @@ mod tests {
                             id: "call_0".into(),
                             name: "weather".into(),
                             arguments: args,
+                            ..Default::default()
                         }),
                     ],
+                    ..Default::default()
                 },
                 Message {
                     role: Role::Tool,
@@ -175,7 +181,9 @@ mod tests {
                         tool_call_id: "call_0".into(),
                         content: "rain".into(),
                         is_error: false,
+                        ..Default::default()
                     })],
+                    ..Default::default()
                 },
             ],
             max_tokens: Some(9),
@@ -186,8 +194,10 @@ mod tests {
                 name: "weather".into(),
                 description: "w".into(),
                 parameters: json!({"type":"object"}).as_object().cloned().unwrap(),
+                ..Default::default()
             }],
             tool_choice: None,
+            ..Default::default()
         };
         let call = Call {
             model: "llama3.2".into(),

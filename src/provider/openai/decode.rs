@@ -30,6 +30,10 @@ struct WireChunk<'a> {
     choices: Option<Vec<Choice<'a>>>,
     #[serde(default)]
     usage: Option<WireUsage>,
+    #[serde(default, borrow)]
+    system_fingerprint: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    service_tier: Option<Cow<'a, str>>,
     /// Read only when present (the error path), so `Value` is fine here.
     #[serde(default)]
     error: Option<serde_json::Value>,
@@ -189,6 +193,12 @@ impl OpenAiDecoder {
                 self.meta_sent = true;
             }
         }
+        if let Some(f) = c.system_fingerprint.filter(|f| !f.is_empty()) {
+            out.push(Part::Metadata("system_fingerprint", f.into_owned()));
+        }
+        if let Some(t) = c.service_tier.filter(|t| !t.is_empty()) {
+            out.push(Part::Metadata("service_tier", t.into_owned()));
+        }
         for choice in c.choices.unwrap_or_default() {
             if choice.index.unwrap_or(0) != 0 {
                 continue;
@@ -197,6 +207,10 @@ impl OpenAiDecoder {
                 self.delta(d, out);
             }
             if let Some(reason) = choice.finish_reason.as_deref() {
+                out.push(Part::Finish {
+                    reason: reason.to_string(),
+                    stop_sequence: String::new(),
+                });
                 self.finish_seen = true;
                 self.flush_calls(None, out);
                 let stop = match reason {

@@ -14,8 +14,14 @@ fn data(s: &str) -> Frame {
     }
 }
 
+/// The decoder's parts without `Finish` and `Metadata` (checked through the
+/// gRPC surface, tests/api11.rs).
 fn run(d: &mut OpenAiDecoder, s: &str) -> Vec<Part> {
-    d.on_frame(&data(s)).unwrap_or_else(|e| panic!("{e}"))
+    d.on_frame(&data(s))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .filter(|p| !matches!(p, Part::Finish { .. } | Part::Metadata(..)))
+        .collect()
 }
 
 fn chunk(delta: &str, finish: &str) -> String {

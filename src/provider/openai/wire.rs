@@ -179,7 +179,11 @@ mod tests {
     use crate::chat::types::{Tool, ToolCall, ToolResult};
 
     fn msg(role: Role, content: Vec<Content>) -> Message {
-        Message { role, content }
+        Message {
+            role,
+            content,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -208,6 +212,7 @@ mod tests {
                         id: "call_1".into(),
                         name: "weather".into(),
                         arguments: args,
+                        ..Default::default()
                     })],
                 ),
                 msg(
@@ -216,6 +221,7 @@ mod tests {
                         tool_call_id: "call_1".into(),
                         content: "sunny".into(),
                         is_error: false,
+                        ..Default::default()
                     })],
                 ),
                 msg(
@@ -231,8 +237,10 @@ mod tests {
                 name: "weather".into(),
                 description: "the weather".into(),
                 parameters: params,
+                ..Default::default()
             }],
             tool_choice: Some(ToolChoice::Tool("weather".into())),
+            ..Default::default()
         };
         let b = body("gpt-4o-mini", &req, &ModelOptions::default(), None).unwrap_or_default();
         assert_eq!(
