@@ -124,6 +124,27 @@ pub fn insert_sampling(map: &mut Map<String, Value>, req: &ChatRequest, keys: [&
     }
 }
 
+/// Merges `providerOptions` (the request's, over the model's from the
+/// config) into the upstream body. `owned` are the keys chatwire builds
+/// itself (model, messages, stream, tools...): setting one is INVALID_ARGUMENT
+/// naming the key and the provider, never a silent override.
+pub fn merge_provider_options(
+    body: &mut Map<String, Value>,
+    options: &Map<String, Value>,
+    owned: &[&str],
+    provider: &str,
+) -> Result<(), crate::error::Error> {
+    for (k, v) in options {
+        if owned.contains(&k.as_str()) {
+            return Err(crate::error::Error::invalid(format!(
+                "providerOptions.{k}: chatwire sets {k:?} itself for the {provider} provider; use the request's own field"
+            )));
+        }
+        body.insert(k.clone(), v.clone());
+    }
+    Ok(())
+}
+
 /// What a provider maps of the request's optional fields. Anything asked for
 /// that the provider does not map is INVALID_ARGUMENT naming the field and the
 /// provider: nothing is dropped silently.
