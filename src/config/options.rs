@@ -96,6 +96,9 @@ pub struct ModelOptions {
     pub first_chunk_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub total_timeout: Option<Duration>,
+    /// Merged into every upstream body for this model (the request's own
+    /// providerOptions are laid over these).
+    pub provider_options: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Default for ModelOptions {
@@ -109,6 +112,7 @@ impl Default for ModelOptions {
             first_chunk_timeout: None,
             idle_timeout: None,
             total_timeout: None,
+            provider_options: serde_json::Map::new(),
         }
     }
 }
@@ -131,6 +135,8 @@ pub struct OptionsPatch {
     pub idle_timeout: Option<Duration>,
     #[serde(default, rename = "total_secs", deserialize_with = "secs")]
     pub total_timeout: Option<Duration>,
+    /// `[models.NAME.provider_options]`: merged into the upstream body.
+    pub provider_options: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ModelOptions {
@@ -147,6 +153,14 @@ impl ModelOptions {
             first_chunk_timeout: p.first_chunk_timeout.or(self.first_chunk_timeout),
             idle_timeout: p.idle_timeout.or(self.idle_timeout),
             total_timeout: p.total_timeout.or(self.total_timeout),
+            provider_options: match &p.provider_options {
+                None => self.provider_options.clone(),
+                Some(o) => {
+                    let mut merged = self.provider_options.clone();
+                    merged.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    merged
+                }
+            },
         }
     }
 }

@@ -4,10 +4,58 @@
 use serde_json::{json, Map, Value};
 
 use crate::{
-    chat::types::{ChatRequest, Content, Image, Message, Role, ToolChoice},
+    chat::types::{
+        ChatRequest, Content, Effort, File, FileSource, Image, Message, ResponseFormat, Role,
+        ToolChoice,
+    },
     error::Error,
-    provider::ModelOptions,
+    provider::{
+        codec::{self, Supports},
+        ModelOptions,
+    },
 };
+
+/// What Chat Completions maps of the optional request fields (the rest is
+/// INVALID_ARGUMENT naming the field): top-k and reasoning budgets have no
+/// Chat Completions form (an OpenAI-compatible server that takes `top_k` gets
+/// it through providerOptions); caching is automatic, so breakpoints are a no-op.
+pub const SUPPORTS: Supports = Supports {
+    reasoning: true,
+    response_format: true,
+    provider_options: true,
+    seed: true,
+    top_k: false,
+    penalties: true,
+    parallel_tool_calls: true,
+    message_name: true,
+    tool_strict: true,
+    files: true,
+    audio: true,
+    tool_result_blocks: false,
+    cache_control: true,
+};
+
+/// Keys of the body chatwire writes itself (providerOptions may not set them).
+pub const OWNED: &[&str] = &[
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "n",
+    "response_format",
+    "reasoning_effort",
+    "seed",
+    "frequency_penalty",
+    "presence_penalty",
+    "parallel_tool_calls",
+];
 
 /// The JSON body for `POST {base}/chat/completions`. `n` is never sent: only
 /// choice 0 is ever read.
@@ -17,6 +65,7 @@ pub fn body(
     options: &ModelOptions,
     default_max_tokens: Option<u32>,
 ) -> Result<Value, Error> {
+    codec::refuse_unsupported(req, "openai", SUPPORTS)?;
     let mut b = Map::new();
     b.insert("model".into(), json!(model));
     b.insert("messages".into(), Value::Array(messages(&req.messages)?));
@@ -40,6 +89,9 @@ pub fn body(
             .map(|t| {
                 let mut f = crate::provider::codec::tool_declaration(t);
                 f.insert("parameters".into(), Value::Object(t.parameters.clone()));
+                if let Some(strict) = t.strict {
+                    f.insert("strict".into(), json!(strict));
+                }
                 json!({ "type": "function", "function": f })
             })
             .collect();
@@ -54,15 +106,77 @@ pub fn body(
         };
         b.insert("tool_choice".into(), v);
     }
+    if let Some(r) = &req.reasoning {
+        if r.budget_tokens.is_some() {
+            return Err(Error::invalid(
+                "reasoning.budgetTokens: the openai provider takes an effort level, not a token budget",
+            ));
+        }
+        if r.include == Some(true) {
+            return Err(Error::invalid(
+                "reasoning.includeReasoning: the openai provider (Chat Completions) does not return OpenAI models' reasoning; compatible servers that stream reasoning_content do so unasked",
+            ));
+        }
+        let effort = match r.effort {
+            None => None,
+            Some(Effort::None) => Some("none"),
+            Some(Effort::Minimal) => Some("minimal"),
+            Some(Effort::Low) => Some("low"),
+            Some(Effort::Medium) => Some("medium"),
+            Some(Effort::High) => Some("high"),
+        };
+        if let Some(e) = effort {
+            b.insert("reasoning_effort".into(), json!(e));
+        }
+    }
+    match &req.response_format {
+        None | Some(ResponseFormat::Text) => {}
+        Some(ResponseFormat::JsonObject) => {
+            b.insert("response_format".into(), json!({ "type": "json_object" }));
+        }
+        Some(ResponseFormat::JsonSchema {
+            name,
+            schema,
+            strict,
+            description,
+        }) => {
+            let mut js = Map::new();
+            js.insert("name".into(), json!(name));
+            js.insert("schema".into(), Value::Object(schema.clone()));
+            js.insert("strict".into(), json!(strict));
+            if !description.is_empty() {
+                js.insert("description".into(), json!(description));
+            }
+            b.insert(
+                "response_format".into(),
+                json!({ "type": "json_schema", "json_schema": js }),
+            );
+        }
+    }
+    if let Some(seed) = req.seed {
+        b.insert("seed".into(), json!(seed));
+    }
+    if let Some(v) = req.frequency_penalty {
+        b.insert("frequency_penalty".into(), json!(v));
+    }
+    if let Some(v) = req.presence_penalty {
+        b.insert("presence_penalty".into(), json!(v));
+    }
+    if let Some(v) = req.parallel_tool_calls {
+        b.insert("parallel_tool_calls".into(), json!(v));
+    }
+    codec::merge_provider_options(&mut b, &options.provider_options, OWNED, "openai")?;
+    codec::merge_provider_options(&mut b, &req.provider_options, OWNED, "openai")?;
     Ok(Value::Object(b))
 }
 
 fn messages(msgs: &[Message]) -> Result<Vec<Value>, Error> {
     let mut out = Vec::with_capacity(msgs.len());
     for (i, m) in msgs.iter().enumerate() {
+        let at = out.len();
         match m.role {
             Role::System => out.push(json!({ "role": "system", "content": m.text() })),
-            Role::User => user(m, &mut out),
+            Role::User => user(m, &mut out)?,
             Role::Assistant => out.push(assistant(m)),
             Role::Tool => {
                 let before = out.len();
@@ -74,29 +188,54 @@ fn messages(msgs: &[Message]) -> Result<Vec<Value>, Error> {
                 }
             }
         }
+        if !m.name.is_empty() {
+            for v in &mut out[at..] {
+                if let Some(o) = v.as_object_mut().filter(|o| o["role"] != "tool") {
+                    o.insert("name".into(), json!(m.name));
+                }
+            }
+        }
     }
     Ok(out)
 }
 
 /// Tool results become `tool` messages (also when a client put them in a user
 /// message, as Anthropic's format does); the rest stays a user message.
-fn user(m: &Message, out: &mut Vec<Value>) {
+fn user(m: &Message, out: &mut Vec<Value>) -> Result<(), Error> {
     tool_results(m, out);
-    let has_image = m.content.iter().any(|c| matches!(c, Content::Image(_)));
+    let has_media = m
+        .content
+        .iter()
+        .any(|c| matches!(c, Content::Image(_) | Content::File(_) | Content::Audio(_)));
     let has_text = m.content.iter().any(|c| matches!(c, Content::Text(_)));
-    if has_image {
-        let parts: Vec<Value> = m
-            .content
-            .iter()
-            .filter_map(|c| match c {
-                Content::Text(t) => Some(json!({ "type": "text", "text": t })),
-                Content::Image(img) => Some(json!({
+    if has_media {
+        let mut parts: Vec<Value> = Vec::new();
+        for c in &m.content {
+            match c {
+                Content::Text(t) => parts.push(json!({ "type": "text", "text": t })),
+                Content::Image(img) => parts.push(json!({
                     "type": "image_url",
                     "image_url": { "url": image_url(img) },
                 })),
-                _ => None,
-            })
-            .collect();
+                Content::File(f) => parts.push(file_part(f)?),
+                Content::Audio(a) => {
+                    let format = match a.mime_type.as_str() {
+                        "audio/wav" | "audio/x-wav" | "audio/wave" => "wav",
+                        "audio/mpeg" | "audio/mp3" => "mp3",
+                        other => {
+                            return Err(Error::invalid(format!(
+                                "audio.mimeType: the openai provider takes audio/wav or audio/mpeg, not {other:?}"
+                            )))
+                        }
+                    };
+                    parts.push(json!({
+                        "type": "input_audio",
+                        "input_audio": { "data": codec::base64(&a.data), "format": format },
+                    }));
+                }
+                _ => {}
+            }
+        }
         out.push(json!({ "role": "user", "content": parts }));
     } else if has_text
         || !m
@@ -105,6 +244,28 @@ fn user(m: &Message, out: &mut Vec<Value>) {
             .any(|c| matches!(c, Content::ToolResult(_)))
     {
         out.push(json!({ "role": "user", "content": m.text() }));
+    }
+    Ok(())
+}
+
+/// A document as Chat Completions' `file` part: inline data (base64, with its
+/// filename). Chat Completions takes no file URLs, so a URL is refused.
+fn file_part(f: &File) -> Result<Value, Error> {
+    match &f.source {
+        FileSource::Data(data) => {
+            let mut file = Map::new();
+            if !f.filename.is_empty() {
+                file.insert("filename".into(), json!(f.filename));
+            }
+            file.insert(
+                "file_data".into(),
+                json!(format!("data:{};base64,{}", f.mime_type, codec::base64(data))),
+            );
+            Ok(json!({ "type": "file", "file": file }))
+        }
+        FileSource::Url(_) => Err(Error::invalid(
+            "file.url: the openai provider takes files as inline data (Chat Completions has no file URLs)",
+        )),
     }
 }
 
@@ -135,7 +296,8 @@ fn assistant(m: &Message) -> Value {
                 "type": "function",
                 "function": {
                     "name": tc.name,
-                    "arguments": Value::Object(tc.arguments.clone()).to_string(),
+                    // The exact text when the caller gave it: byte for byte.
+                    "arguments": tc.arguments_text(),
                 },
             })),
             _ => None,
