@@ -493,7 +493,7 @@ fn tool_input(tc: &ToolCall, at: &dyn Fn() -> String) -> Result<Value, Error> {
         return match serde_json::from_str::<Value>(&tc.arguments_json) {
             Ok(v @ Value::Object(_)) => Ok(v),
             _ => Err(Error::invalid(format!(
-                "{}.toolCall.argumentsJson: must be a JSON object",
+                "{}.toolCall.argumentsJson: must be a JSON object (anthropic's tool_use.input is one)",
                 at()
             ))),
         };
@@ -808,6 +808,34 @@ mod tests {
         let m = refused(&with(|r| r.messages[0].cache = vec![(0, "2d".into())]));
         assert!(
             m.starts_with("messages[0].content[0].cacheControl.ttl:"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn tool_use_input_from_the_exact_text_when_only_it_is_known() {
+        let exact = r#"{"n": 12345678901234567891, "x": -0.0}"#;
+        let c = |json: &str| {
+            with(|r| {
+                r.messages.push(msg(
+                    Role::Assistant,
+                    vec![Content::ToolCall(ToolCall {
+                        id: "t".into(),
+                        name: "f".into(),
+                        arguments: Map::new(),
+                        arguments_json: json.into(),
+                    })],
+                ))
+            })
+        };
+        let b = serde_json::to_string(&body(&c(exact), None)).unwrap();
+        assert!(
+            b.contains(r#""input":{"n":12345678901234567891,"x":-0.0}"#),
+            "{b}"
+        );
+        let m = refused(&c("[1]"));
+        assert!(
+            m.starts_with("messages[1].content[0].toolCall.argumentsJson:"),
             "{m}"
         );
     }
