@@ -111,10 +111,10 @@ enum BlockDelta<'a> {
         #[serde(borrow)]
         signature: Cow<'a, str>,
     },
-    /// One citation for the text block.
+    /// One citation for the text block (boxed: the other deltas are small).
     CitationsDelta {
         #[serde(default, borrow)]
-        citation: Option<WireCitation<'a>>,
+        citation: Option<Box<WireCitation<'a>>>,
     },
     /// Delta types added later.
     #[serde(other)]
