@@ -1,13 +1,14 @@
 //! The pure decoder of Anthropic's Messages SSE stream: one event in, the
 //! domain parts it produces out. Wire types are borrowed serde enums; nothing
-//! is buffered beyond the block kinds and the usage counters.
+//! is buffered beyond the block kinds, the usage counters and the citations
+//! that came before their text block's first text (a few, bounded).
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
 
 use crate::{
-    chat::types::{Delta, Part, Reasoning, StopReason, Usage},
+    chat::types::{Citation, Delta, Part, Reasoning, StopReason, Usage},
     error::{log_safe, redact, Error, Kind},
     provider::{Decoder, Frame},
 };
@@ -29,7 +30,10 @@ enum Event<'a> {
         #[serde(borrow)]
         delta: BlockDelta<'a>,
     },
-    ContentBlockStop {},
+    ContentBlockStop {
+        #[serde(default)]
+        index: Option<u32>,
+    },
     MessageDelta {
         #[serde(default, borrow)]
         delta: MessageDeltaBody<'a>,
@@ -62,6 +66,9 @@ enum Block<'a> {
     Text {
         #[serde(default, borrow)]
         text: Cow<'a, str>,
+        /// Empty when streamed (they come as `citations_delta`).
+        #[serde(default, borrow)]
+        citations: Option<Vec<WireCitation<'a>>>,
     },
     ToolUse {
         #[serde(default, borrow)]
@@ -104,10 +111,70 @@ enum BlockDelta<'a> {
         #[serde(borrow)]
         signature: Cow<'a, str>,
     },
-    /// `citations_delta` and delta types added later.
+    /// One citation for the text block (boxed: the other deltas are small).
+    CitationsDelta {
+        #[serde(default, borrow)]
+        citation: Option<Box<WireCitation<'a>>>,
+    },
+    /// Delta types added later.
     #[serde(other)]
     Other,
 }
+
+/// A citation of any of Anthropic's kinds: `char_location` (document title,
+/// character range), `page_location` (page range), `content_block_location`
+/// and `search_result_location` (block range; the latter with a `source`),
+/// `web_search_result_location` (url and title).
+#[derive(Deserialize, Default)]
+struct WireCitation<'a> {
+    #[serde(default, rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    cited_text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    url: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    source: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    title: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    document_title: Option<Cow<'a, str>>,
+    #[serde(default)]
+    start_char_index: Option<i64>,
+    #[serde(default)]
+    end_char_index: Option<i64>,
+    #[serde(default)]
+    start_page_number: Option<i64>,
+    #[serde(default)]
+    end_page_number: Option<i64>,
+    #[serde(default)]
+    start_block_index: Option<i64>,
+    #[serde(default)]
+    end_block_index: Option<i64>,
+}
+
+impl WireCitation<'_> {
+    fn into_citation(self) -> Citation {
+        let s = |v: Option<Cow<'_, str>>| v.map(Cow::into_owned).unwrap_or_default();
+        let (start, end) = match (self.start_char_index, self.start_page_number) {
+            (Some(start), _) => (start, self.end_char_index),
+            (None, Some(start)) => (start, self.end_page_number),
+            (None, None) => (self.start_block_index.unwrap_or(0), self.end_block_index),
+        };
+        Citation {
+            kind: self.kind.into_owned(),
+            cited_text: s(self.cited_text),
+            url: s(self.url.or(self.source)),
+            title: s(self.document_title.or(self.title)),
+            start,
+            end: end.unwrap_or(0),
+        }
+    }
+}
+
+/// Citations held for a text block that has no text yet, at most: past it
+/// they go out at once (placed beside the block before).
+const MAX_HELD_CITATIONS: usize = 64;
 
 #[derive(Deserialize, Default)]
 struct MessageDeltaBody<'a> {
@@ -148,6 +215,11 @@ enum BlockKind {
 #[derive(Debug, Default)]
 pub struct AnthropicDecoder {
     blocks: Vec<(u32, BlockKind)>,
+    /// Text blocks that have produced text (a citation then goes out at once).
+    texted: Vec<u32>,
+    /// Citations that came before their text block's first text: the relay
+    /// places a citation beside the current block, so they wait for it.
+    held: Vec<(u32, Citation)>,
     input: u32,
     output: u32,
     cache_read: u32,
@@ -172,6 +244,37 @@ impl AnthropicDecoder {
             Some(slot) => slot.1 = kind,
             None => self.blocks.push((index, kind)),
         }
+    }
+
+    /// A citation of text block `index`: out now when the block has text (or
+    /// too many wait), else held until its first text.
+    fn cite(&mut self, index: u32, c: Citation, out: &mut Vec<Part>) {
+        if self.texted.contains(&index) || self.held.len() >= MAX_HELD_CITATIONS {
+            out.push(Part::Delta(Delta::Citation(c)));
+        } else {
+            self.held.push((index, c));
+        }
+    }
+
+    /// Text of block `index`, then the citations that waited for it.
+    fn text(&mut self, index: u32, text: String, out: &mut Vec<Part>) {
+        out.push(Part::Delta(Delta::Text(text)));
+        if !self.texted.contains(&index) {
+            self.texted.push(index);
+        }
+        self.release(Some(index), out);
+    }
+
+    /// The held citations of block `index` (of every block with None).
+    fn release(&mut self, index: Option<u32>, out: &mut Vec<Part>) {
+        if self.held.is_empty() {
+            return;
+        }
+        let (go, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|(i, _)| index.is_none_or(|x| x == *i));
+        self.held = keep;
+        out.extend(go.into_iter().map(|(_, c)| Part::Delta(Delta::Citation(c))));
     }
 
     /// Counts are cumulative: a later report replaces an earlier one.
@@ -289,10 +392,14 @@ impl Decoder for AnthropicDecoder {
                 index,
                 content_block,
             } => match content_block {
-                Block::Text { text } => {
+                Block::Text { text, citations } => {
                     self.set_kind(index, BlockKind::Text);
+                    self.texted.retain(|i| *i != index);
+                    for c in citations.into_iter().flatten() {
+                        self.cite(index, c.into_citation(), &mut out);
+                    }
                     if !text.is_empty() {
-                        out.push(Part::Delta(Delta::Text(text.into_owned())));
+                        self.text(index, text.into_owned(), &mut out);
                     }
                 }
                 Block::ToolUse { id, name } => {
@@ -327,7 +434,7 @@ impl Decoder for AnthropicDecoder {
                 match delta {
                     BlockDelta::TextDelta { text } => {
                         if kind != Some(BlockKind::Other) && !text.is_empty() {
-                            out.push(Part::Delta(Delta::Text(text.into_owned())));
+                            self.text(index, text.into_owned(), &mut out);
                         }
                     }
                     BlockDelta::InputJsonDelta { partial_json } => {
@@ -351,12 +458,22 @@ impl Decoder for AnthropicDecoder {
                             out.push(reasoning("", &signature, ""));
                         }
                     }
+                    BlockDelta::CitationsDelta { citation } => match citation {
+                        Some(c) if kind != Some(BlockKind::Other) => {
+                            self.cite(index, c.into_citation(), &mut out);
+                        }
+                        _ => {
+                            tracing::debug!(index, "anthropic: skipping a citation it cannot place")
+                        }
+                    },
                     BlockDelta::Other => {
                         tracing::debug!(index, "anthropic: skipping a delta type it does not use");
                     }
                 }
             }
-            Event::ContentBlockStop {} | Event::Ping => {}
+            // A block that ended without text lets its citations go (beside the block before).
+            Event::ContentBlockStop { index } => self.release(index, &mut out),
+            Event::Ping => {}
             Event::MessageDelta { delta, usage } => {
                 if let Some(u) = usage {
                     out.push(self.take_usage(u));
@@ -369,7 +486,10 @@ impl Decoder for AnthropicDecoder {
                     });
                 }
             }
-            Event::MessageStop => out.push(Part::Done),
+            Event::MessageStop => {
+                self.release(None, &mut out);
+                out.push(Part::Done);
+            }
             Event::Error { error } => return Err(stream_error(&error.kind, &error.message)),
             Event::Unknown => {
                 tracing::debug!(

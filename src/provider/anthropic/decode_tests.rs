@@ -156,14 +156,173 @@ fn server_tool_blocks_are_not_client_tool_calls() {
     assert!(ok(&mut d, r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"query\":\"x\"}"}}"#).is_empty());
     assert!(ok(&mut d, r#"{"type":"content_block_start","index":1,"content_block":{"type":"web_search_tool_result","tool_use_id":"srvtoolu_1","content":[{"type":"web_search_result","url":"https://a"}]}}"#).is_empty());
     assert!(ok(&mut d, r#"{"type":"content_block_start","index":2,"content_block":{"citations":[],"type":"text","text":""}}"#).is_empty());
+    // The citation comes before its block's text: it waits for it.
     assert!(ok(&mut d, r#"{"type":"content_block_delta","index":2,"delta":{"type":"citations_delta","citation":{"type":"web_search_result_location","cited_text":"x","url":"https://a"}}}"#).is_empty());
     assert_eq!(
         ok(
             &mut d,
             r#"{"type":"content_block_delta","index":2,"delta":{"type":"text_delta","text":"cited"}}"#
         ),
-        vec![text("cited")]
+        vec![
+            text("cited"),
+            cite(Citation {
+                kind: "web_search_result_location".into(),
+                cited_text: "x".into(),
+                url: "https://a".into(),
+                ..Citation::default()
+            })
+        ]
     );
+}
+
+fn cite(c: Citation) -> Part {
+    Part::Delta(Delta::Citation(c))
+}
+
+#[test]
+fn citations_of_every_kind_become_citation_deltas() {
+    let mut d = AnthropicDecoder::new();
+    ok(
+        &mut d,
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":"So"}}"#,
+    );
+    let delta = |c: &str| {
+        format!(
+            r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"citations_delta","citation":{c}}}}}"#
+        )
+    };
+    // The block has text: each citation goes out at once.
+    let cases = [
+        (
+            r#"{"type":"char_location","cited_text":"grass is green","document_index":0,"document_title":"Facts","start_char_index":4,"end_char_index":18}"#,
+            Citation {
+                kind: "char_location".into(),
+                cited_text: "grass is green".into(),
+                title: "Facts".into(),
+                start: 4,
+                end: 18,
+                ..Citation::default()
+            },
+        ),
+        (
+            r#"{"type":"page_location","cited_text":"p","document_index":1,"document_title":"Paper","start_page_number":2,"end_page_number":3}"#,
+            Citation {
+                kind: "page_location".into(),
+                cited_text: "p".into(),
+                title: "Paper".into(),
+                start: 2,
+                end: 3,
+                ..Citation::default()
+            },
+        ),
+        (
+            r#"{"type":"content_block_location","cited_text":"b","document_index":0,"document_title":null,"start_block_index":1,"end_block_index":2}"#,
+            Citation {
+                kind: "content_block_location".into(),
+                cited_text: "b".into(),
+                start: 1,
+                end: 2,
+                ..Citation::default()
+            },
+        ),
+        (
+            r#"{"type":"search_result_location","cited_text":"s","source":"https://s","title":"S","search_result_index":0,"start_block_index":0,"end_block_index":1}"#,
+            Citation {
+                kind: "search_result_location".into(),
+                cited_text: "s".into(),
+                url: "https://s".into(),
+                title: "S".into(),
+                start: 0,
+                end: 1,
+            },
+        ),
+        (
+            r#"{"type":"web_search_result_location","cited_text":"w","url":"https://w","title":"W","encrypted_index":"Eo"}"#,
+            Citation {
+                kind: "web_search_result_location".into(),
+                cited_text: "w".into(),
+                url: "https://w".into(),
+                title: "W".into(),
+                ..Citation::default()
+            },
+        ),
+    ];
+    for (wire, want) in cases {
+        assert_eq!(ok(&mut d, &delta(wire)), vec![cite(want)], "{wire}");
+    }
+}
+
+#[test]
+fn a_citation_waits_for_its_block_text_or_its_end() {
+    let mut d = AnthropicDecoder::new();
+    let start = |i: u32| {
+        format!(
+            r#"{{"type":"content_block_start","index":{i},"content_block":{{"citations":[],"type":"text","text":""}}}}"#
+        )
+    };
+    let c = |i: u32, t: &str| {
+        format!(
+            r#"{{"type":"content_block_delta","index":{i},"delta":{{"type":"citations_delta","citation":{{"type":"char_location","cited_text":"{t}"}}}}}}"#
+        )
+    };
+    let t = |i: u32, t: &str| {
+        format!(
+            r#"{{"type":"content_block_delta","index":{i},"delta":{{"type":"text_delta","text":"{t}"}}}}"#
+        )
+    };
+    let stop = |i: u32| format!(r#"{{"type":"content_block_stop","index":{i}}}"#);
+    let cited = |t: &str| {
+        cite(Citation {
+            kind: "char_location".into(),
+            cited_text: t.into(),
+            ..Citation::default()
+        })
+    };
+    assert!(ok(&mut d, &start(0)).is_empty());
+    assert!(ok(&mut d, &c(0, "a")).is_empty());
+    assert!(ok(&mut d, &c(0, "b")).is_empty());
+    assert_eq!(
+        ok(&mut d, &t(0, "x")),
+        vec![text("x"), cited("a"), cited("b")]
+    );
+    assert_eq!(ok(&mut d, &c(0, "c")), vec![cited("c")]);
+    assert!(ok(&mut d, &stop(0)).is_empty());
+    // A block that ends without text lets its citation go at its end.
+    assert!(ok(&mut d, &start(1)).is_empty());
+    assert!(ok(&mut d, &c(1, "d")).is_empty());
+    assert_eq!(ok(&mut d, &stop(1)), vec![cited("d")]);
+    // Citations given whole on the block start wait for its text too.
+    assert!(ok(&mut d, r#"{"type":"content_block_start","index":2,"content_block":{"type":"text","text":"","citations":[{"type":"char_location","cited_text":"e"}]}}"#).is_empty());
+    assert_eq!(ok(&mut d, &t(2, "y")), vec![text("y"), cited("e")]);
+    // Still held at message_stop: out before the end.
+    assert!(ok(&mut d, &start(3)).is_empty());
+    assert!(ok(&mut d, &c(3, "f")).is_empty());
+    assert_eq!(
+        ok(&mut d, r#"{"type":"message_stop"}"#),
+        vec![cited("f"), Part::Done]
+    );
+    // A citations_delta without its citation, or on a server block, is skipped.
+    assert!(ok(
+        &mut d,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"citations_delta"}}"#
+    )
+    .is_empty());
+}
+
+#[test]
+fn held_citations_are_bounded() {
+    let mut d = AnthropicDecoder::new();
+    ok(
+        &mut d,
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+    );
+    let c = r#"{"type":"content_block_delta","index":0,"delta":{"type":"citations_delta","citation":{"type":"char_location","cited_text":"z"}}}"#;
+    let mut out = 0;
+    for _ in 0..MAX_HELD_CITATIONS + 3 {
+        out += ok(&mut d, c).len();
+    }
+    assert_eq!(out, 3, "past the bound citations go out at once");
+    assert_eq!(d.held.len(), MAX_HELD_CITATIONS);
 }
 
 #[test]

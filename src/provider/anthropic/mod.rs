@@ -10,6 +10,7 @@ use std::sync::Arc;
 pub use decode::AnthropicDecoder;
 
 use super::{
+    codec,
     http::{HttpProvider, Wire},
     Call, Decoder, Framing, ProviderInfo, Settings,
 };
@@ -82,7 +83,14 @@ impl Wire for Anthropic {
         client: &reqwest::Client,
         call: &Call,
     ) -> Result<reqwest::RequestBuilder, Error> {
-        let body = wire::body(call, self.settings.default_max_tokens);
+        codec::refuse_unsupported(&call.request, "anthropic", wire::SUPPORTS)?;
+        let mut body = wire::body(call, self.settings.default_max_tokens)?;
+        codec::merge_provider_options(
+            &mut body,
+            &call.request.provider_options,
+            wire::OWNED,
+            "anthropic",
+        )?;
         let body = serde_json::to_vec(&body)
             .map_err(|e| Error::internal(format!("encoding the anthropic request failed: {e}")))?;
         let mut rb = client
@@ -93,7 +101,32 @@ impl Wire for Anthropic {
         if let Some(key) = &self.settings.api_key {
             rb = rb.header("x-api-key", super::secret_header(key)?);
         }
-        rb = super::with_extra_headers(rb, &self.settings.headers)?;
+        // One `anthropic-beta` header: the configured betas, then the ones
+        // this request needs (structured outputs).
+        let (beta, other): (Vec<_>, Vec<_>) = self
+            .settings
+            .headers
+            .iter()
+            .cloned()
+            .partition(|(k, _)| k.eq_ignore_ascii_case("anthropic-beta"));
+        let mut betas: Vec<String> = beta
+            .into_iter()
+            .flat_map(|(_, v)| {
+                v.split(',')
+                    .map(|b| b.trim().to_string())
+                    .filter(|b| !b.is_empty())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for b in wire::betas(&call.request) {
+            if !betas.iter().any(|x| x == b) {
+                betas.push(b.to_string());
+            }
+        }
+        rb = super::with_extra_headers(rb, &other)?;
+        if !betas.is_empty() {
+            rb = rb.header("anthropic-beta", betas.join(","));
+        }
         Ok(rb.body(body))
     }
 

@@ -2,47 +2,251 @@
 //! System messages become the top-level `system`; tool results travel in user
 //! messages; consecutive messages of one role are merged (Anthropic demands
 //! alternation); reasoning with its signature goes back as `thinking`.
+//!
+//! Every optional field either has its Anthropic form here or is refused
+//! (`SUPPORTS`, and the checks below) with INVALID_ARGUMENT naming the field
+//! and the provider; nothing is dropped silently.
 
 use serde_json::{json, Map, Value};
 
 use crate::{
-    chat::types::{Content, Image, Role, ToolChoice},
-    provider::Call,
+    chat::types::{
+        ChatRequest, Content, Effort, File, FileSource, Image, ResponseFormat, Role, Tool,
+        ToolCall, ToolChoice,
+    },
+    error::Error,
+    provider::{codec::Supports, Call},
 };
 
 /// Anthropic demands a max_tokens: this one goes when neither the request, the
-/// model nor the provider sets one.
+/// model nor the provider sets one (with thinking on: the budget plus this).
 const DEFAULT_MAX_TOKENS: u32 = 1024;
 
+/// Anthropic's smallest thinking budget.
+const MIN_THINKING_BUDGET: u32 = 1024;
+
+/// The beta that turns on structured outputs (`output_format`, strict tools).
+pub(super) const STRUCTURED_OUTPUTS_BETA: &str = "structured-outputs-2025-11-13";
+
+/// The body keys chatwire writes itself: `providerOptions` may not set them
+/// (`metadata`, `service_tier`, `container`... stay open).
+pub(super) const OWNED: &[&str] = &[
+    "model",
+    "messages",
+    "system",
+    "stream",
+    "max_tokens",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop_sequences",
+    "output_format",
+];
+
+/// What the Messages API takes of the request's optional fields: no seed, no
+/// penalties, no participant names, no audio input.
+pub(super) const SUPPORTS: Supports = Supports {
+    reasoning: true,
+    response_format: true,
+    provider_options: true,
+    seed: false,
+    top_k: true,
+    penalties: false,
+    parallel_tool_calls: true,
+    message_name: false,
+    tool_strict: true,
+    files: true,
+    audio: false,
+    tool_result_blocks: true,
+    cache_control: true,
+};
+
+/// The `anthropic-beta` features the body needs: structured outputs for a
+/// JSON schema response format or a strict tool.
+pub(super) fn betas(req: &ChatRequest) -> Vec<&'static str> {
+    let schema = matches!(req.response_format, Some(ResponseFormat::JsonSchema { .. }));
+    let strict = req.tools.iter().any(|t| t.strict == Some(true));
+    if schema || strict {
+        vec![STRUCTURED_OUTPUTS_BETA]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The thinking budget of an effort level (Anthropic takes a token budget, not
+/// an effort): minimal and low 1024 (Anthropic's minimum), medium 4096, high
+/// 16384. Reasoning asked for with neither an effort nor a budget (only
+/// `includeReasoning: true`) takes the medium budget.
+fn effort_budget(e: Effort) -> u32 {
+    match e {
+        Effort::None | Effort::Minimal | Effort::Low => MIN_THINKING_BUDGET,
+        Effort::Medium => 4096,
+        Effort::High => 16384,
+    }
+}
+
+/// What `reasoning` asks of Anthropic's `thinking`.
+enum Thinking {
+    /// Not asked: no `thinking` field (the model's default, off).
+    Unset,
+    /// Effort NONE: `{"type":"disabled"}`.
+    Off,
+    /// On with this budget; `from` is the field it came from (for errors).
+    On { budget: u32, from: &'static str },
+}
+
+fn thinking(req: &ChatRequest) -> Thinking {
+    let Some(r) = &req.reasoning else {
+        return Thinking::Unset;
+    };
+    match (r.effort, r.budget_tokens) {
+        (Some(Effort::None), _) => Thinking::Off,
+        (_, Some(budget)) => Thinking::On {
+            budget,
+            from: "reasoning.budgetTokens",
+        },
+        (Some(e), None) => Thinking::On {
+            budget: effort_budget(e),
+            from: "reasoning.effort",
+        },
+        (None, None) if r.include == Some(true) => Thinking::On {
+            budget: effort_budget(Effort::Medium),
+            from: "reasoning.includeReasoning",
+        },
+        (None, None) => Thinking::Unset,
+    }
+}
+
+/// Anthropic's rules for a request with thinking on, checked before the call.
+fn check_thinking(
+    req: &ChatRequest,
+    budget: u32,
+    from: &str,
+    max_tokens: u32,
+) -> Result<(), Error> {
+    let no = |m: String| Err(Error::invalid(m));
+    if req.reasoning.as_ref().and_then(|r| r.include) == Some(false) {
+        return no("reasoning.includeReasoning: false cannot be expressed for anthropic: with thinking on it always returns the thinking blocks (leave it unset, or set effort NONE to turn thinking off)".into());
+    }
+    if budget < MIN_THINKING_BUDGET {
+        return no(format!(
+            "{from}: anthropic needs a thinking budget of at least {MIN_THINKING_BUDGET} tokens (got {budget})"
+        ));
+    }
+    if budget >= max_tokens {
+        return no(format!(
+            "{from}: anthropic needs the thinking budget ({budget}) below maxTokens ({max_tokens}); raise maxTokens or lower the budget"
+        ));
+    }
+    if req.temperature.is_some_and(|t| t != 1.0) {
+        return no("temperature: anthropic does not allow changing it with thinking on (leave it unset or 1)".into());
+    }
+    if req.top_k.is_some() {
+        return no("topK: anthropic does not allow it with thinking on".into());
+    }
+    if req.top_p.is_some_and(|p| p < 0.95) {
+        return no("topP: anthropic allows only 0.95 to 1 with thinking on".into());
+    }
+    if matches!(req.tool_choice, Some(ToolChoice::Any | ToolChoice::Tool(_))) {
+        return no(
+            "toolChoice: anthropic allows only AUTO or NONE with thinking on (no forced tool use)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// The JSON body for one streamed call. `default_max_tokens` is the provider's
-/// configured default (the file), used when neither the request nor the model sets one.
-pub(super) fn body(call: &Call, default_max_tokens: Option<u32>) -> Value {
+/// configured default (the file), used when neither the request nor the model
+/// sets one. Anthropic's own constraints (thinking, response format, content)
+/// are INVALID_ARGUMENT naming the field; the fields it has no form for at all
+/// are refused before (`SUPPORTS`).
+pub(super) fn body(
+    call: &Call,
+    default_max_tokens: Option<u32>,
+) -> Result<Map<String, Value>, Error> {
     let req = &call.request;
-    let mut system: Vec<&str> = Vec::new();
+    let mut system: Vec<Value> = Vec::new();
     let mut messages: Vec<(&'static str, Vec<Value>)> = Vec::new();
-    for m in &req.messages {
+    for (i, m) in req.messages.iter().enumerate() {
+        let at = |j: usize| format!("messages[{i}].content[{j}]");
+        let mut blocks = Vec::with_capacity(m.content.len());
+        // Where each content block went in `blocks` (None: nothing was sent).
+        let mut placed = Vec::with_capacity(m.content.len());
+        for (j, c) in m.content.iter().enumerate() {
+            let v = if m.role == Role::System {
+                match c {
+                    Content::Text(t) if t.is_empty() => None,
+                    Content::Text(t) => Some(json!({"type": "text", "text": t})),
+                    _ => {
+                        return Err(Error::invalid(format!(
+                            "{}: anthropic's system prompt takes text only",
+                            at(j)
+                        )))
+                    }
+                }
+            } else {
+                block(c, &|| at(j))?
+            };
+            placed.push(v.is_some().then_some(blocks.len()));
+            blocks.extend(v);
+        }
+        for (j, ttl) in &m.cache {
+            // A breakpoint on a block that sends nothing goes on the one before it.
+            let target = placed
+                .get(..=*j)
+                .and_then(|p| p.iter().rev().find_map(|x| *x));
+            let Some(marked) = target.and_then(|k| blocks.get_mut(k)) else {
+                return Err(Error::invalid(format!(
+                    "{}.cacheControl: the block sends nothing to anthropic (empty), so there is nothing to cache up to",
+                    at(*j)
+                )));
+            };
+            if let Value::Object(o) = marked {
+                o.insert(
+                    "cache_control".into(),
+                    cache_control(ttl, &|| format!("{}.cacheControl", at(*j)))?,
+                );
+            }
+        }
         let role = match m.role {
             Role::System => {
-                system.extend(m.content.iter().filter_map(|c| match c {
-                    Content::Text(t) => Some(t.as_str()),
-                    _ => None,
-                }));
+                system.extend(blocks);
                 continue;
             }
             Role::User | Role::Tool => "user",
             Role::Assistant => "assistant",
         };
-        let blocks: Vec<Value> = m.content.iter().filter_map(block).collect();
         crate::provider::codec::push_turn(&mut messages, role, blocks);
     }
+
+    let think = thinking(req);
+    let max_tokens =
+        match crate::provider::codec::max_tokens(req, &call.options, default_max_tokens) {
+            Some(m) => m,
+            // Nobody set one: room for the thinking and an answer.
+            None => match think {
+                Thinking::On { budget, .. } => budget.saturating_add(DEFAULT_MAX_TOKENS),
+                _ => DEFAULT_MAX_TOKENS,
+            },
+        };
+    if let Thinking::On { budget, from } = think {
+        check_thinking(req, budget, from, max_tokens)?;
+    }
+
     let mut b = Map::new();
     b.insert("model".into(), json!(call.model));
-    let max_tokens = crate::provider::codec::max_tokens(req, &call.options, default_max_tokens)
-        .unwrap_or(DEFAULT_MAX_TOKENS);
     b.insert("max_tokens".into(), json!(max_tokens));
     b.insert("stream".into(), json!(true));
-    if !system.is_empty() {
-        b.insert("system".into(), json!(system.join("\n\n")));
+    if system.iter().any(|s| s.get("cache_control").is_some()) {
+        // A breakpoint needs the block form.
+        b.insert("system".into(), Value::Array(system));
+    } else if !system.is_empty() {
+        let texts: Vec<&str> = system.iter().filter_map(|s| s["text"].as_str()).collect();
+        b.insert("system".into(), json!(texts.join("\n\n")));
     }
     b.insert(
         "messages".into(),
@@ -58,65 +262,153 @@ pub(super) fn body(call: &Call, default_max_tokens: Option<u32>) -> Value {
         req,
         ["temperature", "top_p", "stop_sequences"],
     );
+    if let Some(k) = req.top_k {
+        b.insert("top_k".into(), json!(k));
+    }
+    match think {
+        Thinking::Unset => {}
+        Thinking::Off => {
+            b.insert("thinking".into(), json!({"type": "disabled"}));
+        }
+        Thinking::On { budget, .. } => {
+            b.insert(
+                "thinking".into(),
+                json!({"type": "enabled", "budget_tokens": budget}),
+            );
+        }
+    }
+    match &req.response_format {
+        None | Some(ResponseFormat::Text) => {}
+        Some(ResponseFormat::JsonObject) => {
+            return Err(Error::invalid(
+                "responseFormat: JSON_OBJECT has no native form on anthropic; give a JSON_SCHEMA (structured outputs) or force a tool call (toolChoice) whose input is the object",
+            ))
+        }
+        Some(ResponseFormat::JsonSchema {
+            schema,
+            description,
+            ..
+        }) => {
+            // Anthropic's format is the schema alone (always strict, unnamed):
+            // the description goes in the schema unless it has its own.
+            let mut schema = schema.clone();
+            if !description.is_empty() && !schema.contains_key("description") {
+                schema.insert("description".into(), json!(description));
+            }
+            b.insert(
+                "output_format".into(),
+                json!({"type": "json_schema", "schema": schema}),
+            );
+        }
+    }
     if !req.tools.is_empty() {
-        let tools: Vec<Value> = req
+        let tools = req
             .tools
             .iter()
-            .map(|t| {
-                let mut o = crate::provider::codec::tool_declaration(t);
-                let schema = if t.parameters.is_empty() {
-                    json!({"type": "object", "properties": {}})
-                } else {
-                    Value::Object(t.parameters.clone())
-                };
-                o.insert("input_schema".into(), schema);
-                Value::Object(o)
-            })
-            .collect();
+            .enumerate()
+            .map(|(i, t)| tool(t, i))
+            .collect::<Result<Vec<_>, _>>()?;
         b.insert("tools".into(), Value::Array(tools));
     }
-    if let Some(choice) = &req.tool_choice {
-        let c = match choice {
-            ToolChoice::Auto => json!({"type": "auto"}),
-            ToolChoice::Any => json!({"type": "any"}),
-            ToolChoice::None => json!({"type": "none"}),
-            ToolChoice::Tool(name) => json!({"type": "tool", "name": name}),
-        };
+    let mut choice = req.tool_choice.as_ref().map(|choice| match choice {
+        ToolChoice::Auto => json!({"type": "auto"}),
+        ToolChoice::Any => json!({"type": "any"}),
+        ToolChoice::None => json!({"type": "none"}),
+        ToolChoice::Tool(name) => json!({"type": "tool", "name": name}),
+    });
+    // One tool call per turn: Anthropic says so on the tool choice (auto when
+    // none is set). Without tools, or with NONE, there is nothing to limit.
+    let none = matches!(req.tool_choice, Some(ToolChoice::None));
+    if req.parallel_tool_calls == Some(false) && !req.tools.is_empty() && !none {
+        let c = choice.get_or_insert_with(|| json!({"type": "auto"}));
+        if let Value::Object(o) = c {
+            o.insert("disable_parallel_tool_use".into(), json!(true));
+        }
+    }
+    if let Some(c) = choice {
         b.insert("tool_choice".into(), c);
     }
-    Value::Object(b)
+    Ok(b)
+}
+
+/// A tool definition: name, description, `input_schema`, `strict` when asked
+/// for (structured outputs), and a cache breakpoint when marked.
+fn tool(t: &Tool, i: usize) -> Result<Value, Error> {
+    let mut o = crate::provider::codec::tool_declaration(t);
+    let schema = if t.parameters.is_empty() {
+        json!({"type": "object", "properties": {}})
+    } else {
+        Value::Object(t.parameters.clone())
+    };
+    o.insert("input_schema".into(), schema);
+    if t.strict == Some(true) {
+        o.insert("strict".into(), json!(true));
+    }
+    if let Some(ttl) = &t.cache {
+        o.insert(
+            "cache_control".into(),
+            cache_control(ttl, &|| format!("tools[{i}].cacheControl"))?,
+        );
+    }
+    Ok(Value::Object(o))
+}
+
+/// Anthropic's `cache_control`: ephemeral, with `ttl` only for one hour
+/// ("5m" or empty is the default five minutes).
+fn cache_control(ttl: &str, at: &dyn Fn() -> String) -> Result<Value, Error> {
+    match ttl {
+        "" | "5m" => Ok(json!({"type": "ephemeral"})),
+        "1h" => Ok(json!({"type": "ephemeral", "ttl": "1h"})),
+        other => Err(Error::invalid(format!(
+            "{}.ttl: anthropic takes \"5m\" or \"1h\", not {other:?}",
+            at()
+        ))),
+    }
 }
 
 /// One content block in Anthropic's shape (`None`: nothing to send, e.g. empty
-/// text, which Anthropic rejects).
-fn block(c: &Content) -> Option<Value> {
-    Some(match c {
+/// text, which Anthropic rejects). `at` names the block for errors.
+fn block(c: &Content, at: &dyn Fn() -> String) -> Result<Option<Value>, Error> {
+    Ok(Some(match c {
         // Refused before the body is built (codec::refuse_unsupported).
-        Content::File(_) | Content::Audio(_) => return None,
+        Content::Audio(_) => {
+            return Err(Error::invalid(format!(
+                "{}.audio: the anthropic provider does not support it",
+                at()
+            )))
+        }
         Content::Text(t) | Content::Refusal(t) => {
             if t.is_empty() {
-                return None;
+                return Ok(None);
             }
             json!({"type": "text", "text": t})
         }
-        Content::Image(Image::Url(url)) => {
-            json!({"type": "image", "source": {"type": "url", "url": url}})
-        }
-        Content::Image(Image::Data { data, mime_type }) => json!({
-            "type": "image",
-            "source": {"type": "base64", "media_type": mime_type, "data": crate::provider::codec::base64(data)},
-        }),
+        Content::Image(img) => json!({"type": "image", "source": image_source(img, at)?}),
+        Content::File(f) => document(f, at)?,
         Content::ToolCall(tc) => json!({
             "type": "tool_use",
             "id": tc.id,
             "name": tc.name,
-            "input": Value::Object(tc.arguments.clone()),
+            "input": tool_input(tc, at)?,
         }),
         Content::ToolResult(tr) => {
             let mut o = Map::new();
             o.insert("type".into(), json!("tool_result"));
             o.insert("tool_use_id".into(), json!(tr.tool_call_id));
-            o.insert("content".into(), json!(tr.content));
+            if tr.blocks.is_empty() {
+                o.insert("content".into(), json!(tr.content));
+            } else {
+                // The blocks, after the text content when there is one.
+                let mut content = Vec::with_capacity(tr.blocks.len() + 1);
+                if !tr.content.is_empty() {
+                    content.push(json!({"type": "text", "text": tr.content}));
+                }
+                for (k, b) in tr.blocks.iter().enumerate() {
+                    let at = || format!("{}.toolResult.blocks[{k}]", at());
+                    content.extend(block(b, &at)?);
+                }
+                o.insert("content".into(), Value::Array(content));
+            }
             if tr.is_error {
                 o.insert("is_error".into(), json!(true));
             }
@@ -129,13 +421,93 @@ fn block(c: &Content) -> Option<Value> {
                 json!({"type": "thinking", "thinking": r.text, "signature": r.signature})
             }
         }
+    }))
+}
+
+/// An image source: base64 for inline bytes and for a `data:` URL (Anthropic
+/// fetches only http(s) URLs), else the URL.
+fn image_source(img: &Image, at: &dyn Fn() -> String) -> Result<Value, Error> {
+    Ok(match img {
+        Image::Data { data, mime_type } => json!({
+            "type": "base64",
+            "media_type": mime_type,
+            "data": crate::provider::codec::base64(data),
+        }),
+        Image::Url(url) => match crate::provider::codec::split_data_url(url) {
+            Some((mime, data)) => json!({"type": "base64", "media_type": mime, "data": data}),
+            None if url.starts_with("data:") => {
+                return Err(Error::invalid(format!(
+                "{}.image.url: anthropic takes a data: URL only in base64 (data:<type>;base64,...)",
+                at()
+            )))
+            }
+            None => json!({"type": "url", "url": url}),
+        },
     })
 }
 
+/// A file as a `document` block: inline text/plain as a text source, other
+/// inline bytes (PDF) and `data:` URLs as base64, http(s) URLs as a URL
+/// source; the filename is the title.
+fn document(f: &File, at: &dyn Fn() -> String) -> Result<Value, Error> {
+    let source = match &f.source {
+        FileSource::Data(data) if f.mime_type == "text/plain" => {
+            let Ok(text) = std::str::from_utf8(data) else {
+                return Err(Error::invalid(format!(
+                    "{}.file.data: a text/plain document must be UTF-8 for anthropic",
+                    at()
+                )));
+            };
+            json!({"type": "text", "media_type": "text/plain", "data": text})
+        }
+        FileSource::Data(data) => json!({
+            "type": "base64",
+            "media_type": f.mime_type,
+            "data": crate::provider::codec::base64(data),
+        }),
+        FileSource::Url(url) => match crate::provider::codec::split_data_url(url) {
+            Some((mime, data)) => json!({"type": "base64", "media_type": mime, "data": data}),
+            None if url.starts_with("data:") => {
+                return Err(Error::invalid(format!(
+                "{}.file.url: anthropic takes a data: URL only in base64 (data:<type>;base64,...)",
+                at()
+            )))
+            }
+            None => json!({"type": "url", "url": url}),
+        },
+    };
+    let mut o = Map::new();
+    o.insert("type".into(), json!("document"));
+    o.insert("source".into(), source);
+    if !f.filename.is_empty() {
+        o.insert("title".into(), json!(f.filename));
+    }
+    Ok(Value::Object(o))
+}
+
+/// `tool_use.input`, an object: the call's arguments (their numbers exact,
+/// serde_json keeps them as written), or its exact text parsed when only that
+/// is known.
+fn tool_input(tc: &ToolCall, at: &dyn Fn() -> String) -> Result<Value, Error> {
+    if tc.arguments.is_empty() && !tc.arguments_json.trim().is_empty() {
+        return match serde_json::from_str::<Value>(&tc.arguments_json) {
+            Ok(v @ Value::Object(_)) => Ok(v),
+            _ => Err(Error::invalid(format!(
+                "{}.toolCall.argumentsJson: must be a JSON object (anthropic's tool_use.input is one)",
+                at()
+            ))),
+        };
+    }
+    Ok(Value::Object(tc.arguments.clone()))
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::chat::types::{ChatRequest, Message, Reasoning, Tool, ToolCall, ToolResult};
+    use crate::chat::types::{
+        ChatRequest, Message, Reasoning, ReasoningConfig, Tool, ToolCall, ToolResult,
+    };
     use crate::provider::ModelOptions;
 
     fn call(req: ChatRequest) -> Call {
@@ -146,6 +518,11 @@ mod tests {
             fallback_id: "run-x".into(),
             budget: Default::default(),
         }
+    }
+
+    /// The body as one JSON value (panics on a refusal).
+    fn body(c: &Call, default_max_tokens: Option<u32>) -> Value {
+        Value::Object(super::body(c, default_max_tokens).unwrap())
     }
 
     fn msg(role: Role, content: Vec<Content>) -> Message {
@@ -279,5 +656,187 @@ mod tests {
         assert_eq!(body(&c, Some(7))["max_tokens"], 11);
         assert!(body(&c, None).get("system").is_none());
         assert!(body(&c, None).get("tools").is_none());
+    }
+
+    fn with(f: impl FnOnce(&mut ChatRequest)) -> Call {
+        let mut req = ChatRequest {
+            messages: vec![msg(Role::User, vec![Content::Text("hi".into())])],
+            ..ChatRequest::default()
+        };
+        f(&mut req);
+        call(req)
+    }
+
+    fn refused(c: &Call) -> String {
+        let e = super::body(c, None).unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::InvalidArgument, "{}", e.message);
+        assert!(e.message.contains("anthropic"), "{}", e.message);
+        e.message
+    }
+
+    fn reasoning(effort: Option<Effort>, budget: Option<u32>) -> Option<ReasoningConfig> {
+        Some(ReasoningConfig {
+            effort,
+            budget_tokens: budget,
+            include: None,
+        })
+    }
+
+    #[test]
+    fn effort_levels_are_budgets_and_an_unset_max_tokens_makes_room() {
+        for (effort, budget) in [
+            (Effort::Minimal, 1024),
+            (Effort::Low, 1024),
+            (Effort::Medium, 4096),
+            (Effort::High, 16384),
+        ] {
+            let b = body(&with(|r| r.reasoning = reasoning(Some(effort), None)), None);
+            assert_eq!(
+                b["thinking"],
+                json!({"type": "enabled", "budget_tokens": budget})
+            );
+            assert_eq!(b["max_tokens"], budget + 1024, "{effort:?}");
+        }
+        let b = body(
+            &with(|r| r.reasoning = reasoning(Some(Effort::None), None)),
+            None,
+        );
+        assert_eq!(b["thinking"], json!({"type": "disabled"}));
+        assert_eq!(b["max_tokens"], 1024);
+        // includeReasoning alone asks for thinking: the medium budget.
+        let b = body(
+            &with(|r| {
+                r.reasoning = Some(ReasoningConfig {
+                    include: Some(true),
+                    ..ReasoningConfig::default()
+                })
+            }),
+            None,
+        );
+        assert_eq!(b["thinking"]["budget_tokens"], 4096);
+        // A configured max tokens is checked, not raised.
+        let mut c = with(|r| r.reasoning = reasoning(Some(Effort::High), None));
+        c.options.default_max_tokens = Some(8000);
+        let m = refused(&c);
+        assert!(m.starts_with("reasoning.effort:"), "{m}");
+    }
+
+    #[test]
+    fn thinking_refuses_what_anthropic_forbids_with_it() {
+        let on = || reasoning(None, Some(2048));
+        for (f, field) in [
+            (
+                Box::new(|r: &mut ChatRequest| r.top_p = Some(0.5))
+                    as Box<dyn Fn(&mut ChatRequest)>,
+                "topP:",
+            ),
+            (
+                Box::new(|r: &mut ChatRequest| r.tool_choice = Some(ToolChoice::Any)),
+                "toolChoice:",
+            ),
+            (Box::new(|r: &mut ChatRequest| r.top_k = Some(5)), "topK:"),
+            (
+                Box::new(|r: &mut ChatRequest| r.temperature = Some(0.3)),
+                "temperature:",
+            ),
+        ] {
+            let m = refused(&with(|r| {
+                r.reasoning = on();
+                f(r);
+            }));
+            assert!(m.starts_with(field), "{m}");
+        }
+        // temperature 1 and top_p 0.95 are allowed.
+        let b = body(
+            &with(|r| {
+                r.reasoning = on();
+                r.temperature = Some(1.0);
+                r.top_p = Some(0.95);
+            }),
+            None,
+        );
+        assert_eq!(b["thinking"]["budget_tokens"], 2048);
+        // Without thinking, top_k goes as is.
+        assert_eq!(body(&with(|r| r.top_k = Some(5)), None)["top_k"], 5);
+    }
+
+    #[test]
+    fn data_urls_go_as_base64_and_system_takes_text_only() {
+        let b = body(
+            &with(|r| {
+                r.messages[0].content.push(Content::Image(Image::Url(
+                    "data:image/png;base64,QUJD".into(),
+                )));
+            }),
+            None,
+        );
+        assert_eq!(
+            b["messages"][0]["content"][1],
+            json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "QUJD"}})
+        );
+        let m = refused(&with(|r| {
+            r.messages[0]
+                .content
+                .push(Content::Image(Image::Url("data:image/png,QUJD".into())));
+        }));
+        assert!(m.starts_with("messages[0].content[1].image.url:"), "{m}");
+        let m = refused(&with(|r| {
+            r.messages.insert(
+                0,
+                msg(
+                    Role::System,
+                    vec![Content::Image(Image::Url("https://x/y.png".into()))],
+                ),
+            );
+        }));
+        assert!(m.starts_with("messages[0].content[0]:"), "{m}");
+    }
+
+    #[test]
+    fn a_breakpoint_on_an_empty_block_moves_to_the_block_before() {
+        let b = body(
+            &with(|r| {
+                r.messages[0].content.push(Content::Text(String::new()));
+                r.messages[0].cache = vec![(1, "1h".into())];
+            }),
+            None,
+        );
+        assert_eq!(
+            b["messages"][0]["content"],
+            json!([{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral", "ttl": "1h"}}])
+        );
+        let m = refused(&with(|r| r.messages[0].cache = vec![(0, "2d".into())]));
+        assert!(
+            m.starts_with("messages[0].content[0].cacheControl.ttl:"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn tool_use_input_from_the_exact_text_when_only_it_is_known() {
+        let exact = r#"{"n": 12345678901234567891, "x": -0.0}"#;
+        let c = |json: &str| {
+            with(|r| {
+                r.messages.push(msg(
+                    Role::Assistant,
+                    vec![Content::ToolCall(ToolCall {
+                        id: "t".into(),
+                        name: "f".into(),
+                        arguments: Map::new(),
+                        arguments_json: json.into(),
+                    })],
+                ))
+            })
+        };
+        let b = serde_json::to_string(&body(&c(exact), None)).unwrap();
+        assert!(
+            b.contains(r#""input":{"n":12345678901234567891,"x":-0.0}"#),
+            "{b}"
+        );
+        let m = refused(&c("[1]"));
+        assert!(
+            m.starts_with("messages[1].content[0].toolCall.argumentsJson:"),
+            "{m}"
+        );
     }
 }
