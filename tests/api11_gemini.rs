@@ -184,7 +184,7 @@ async fn reasoning_maps_to_thinking_config_and_nothing_is_guessed() {
         ),
     ] {
         let mut req = text_request(model, "think");
-        req.reasoning = Some(r.clone());
+        req.reasoning = Some(r);
         let body = sent(&mut c, &up, req).await;
         assert_eq!(
             body["generationConfig"],

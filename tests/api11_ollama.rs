@@ -134,7 +134,7 @@ async fn reasoning_maps_to_think_and_nothing_is_guessed() {
         (reasoning(E::Unspecified, None, Some(false)), json!(false)),
     ] {
         let mut req = text_request(MODEL, "think");
-        req.reasoning = Some(r.clone());
+        req.reasoning = Some(r);
         let body = sent(&mut c, &up, req).await;
         assert_eq!(body["think"], want, "{r:?}");
     }

@@ -19,7 +19,8 @@
 //! - Images: Ollama takes base64 only; a `data:` URL is unpacked, any other URL
 //!   is INVALID_ARGUMENT (the server does not fetch URLs for the caller).
 //!
-//! `wire` builds the request body, `decode` is the pure stream decoder; this
+//! `wire` builds the request body (its module doc has the table of how the
+//! request's fields map), `decode` is the pure stream decoder; this
 //! file plugs them into the http shell.
 
 mod decode;
