@@ -239,6 +239,7 @@ fn thinking_config(model: &str, r: &ReasoningConfig) -> Option<Value> {
         }
         (None, Some(effort)) if uses_thinking_levels(model) => {
             let level = match effort {
+                // NONE is the zero budget above.
                 Effort::None | Effort::Minimal => "minimal",
                 Effort::Low => "low",
                 Effort::Medium => "medium",
