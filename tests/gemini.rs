@@ -69,6 +69,11 @@ async fn text_thoughts_and_usage_through_stream_invoke_and_events() {
     req.temperature = Some(0.3);
     req.top_p = Some(0.8);
     req.stop = vec!["END".into()];
+    // Thought summaries are asked for explicitly (no model-name guessing).
+    req.reasoning = Some(pb::ReasoningConfig {
+        include_reasoning: Some(true),
+        ..Default::default()
+    });
 
     let (chunks, status) = collect_stream(&mut c, req.clone()).await;
     assert!(status.is_none(), "{status:?}");
@@ -342,7 +347,7 @@ async fn function_calls_and_the_conversation_round_trip() {
     );
     assert!(
         body.get("generationConfig").is_none(),
-        "2.0 models get no thinkingConfig"
+        "no reasoning field: no thinkingConfig"
     );
 }
 

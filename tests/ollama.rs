@@ -241,6 +241,12 @@ async fn tool_calls_images_and_tool_results() {
         ..Default::default()
     }];
 
+    // Thinking is asked for explicitly (no guess from the conversation).
+    req.reasoning = Some(pb::ReasoningConfig {
+        include_reasoning: Some(true),
+        ..Default::default()
+    });
+
     let (chunks, status) = collect_stream(&mut c, req.clone()).await;
     assert!(status.is_none(), "{status:?}");
     let calls: Vec<_> = chunks
@@ -286,7 +292,7 @@ async fn tool_calls_images_and_tool_results() {
     assert_eq!(
         body["think"],
         json!(true),
-        "a thinking conversation keeps thinking"
+        "reasoning asked for: think (no guess from the conversation)"
     );
     assert_eq!(
         body["tools"],

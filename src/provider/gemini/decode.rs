@@ -2,14 +2,14 @@
 //! the domain parts it produces out (see the provider's module doc for the wire
 //! facts and where thought signatures go).
 
-use std::borrow::Cow;
+use std::{borrow::Cow, collections::HashSet};
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::{stream_error, ApiError, GENERATED_ID_PREFIX};
 use crate::{
-    chat::types::{Delta, Part, Reasoning, StopReason, Usage},
+    chat::types::{Citation, Delta, Part, Reasoning, StopReason, Usage},
     error::Error,
     provider::{Decoder, Frame},
 };
@@ -40,6 +40,59 @@ struct Candidate<'a> {
     finish_reason: Option<Cow<'a, str>>,
     #[serde(default)]
     index: u32,
+    #[serde(default, borrow)]
+    grounding_metadata: Option<GroundingMetadata<'a>>,
+}
+
+/// Search grounding: the sources (`groundingChunks`) and which answer
+/// segments they support (`groundingSupports`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GroundingMetadata<'a> {
+    #[serde(default, borrow)]
+    grounding_chunks: Vec<GroundingChunk<'a>>,
+    #[serde(default, borrow)]
+    grounding_supports: Vec<GroundingSupport<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GroundingChunk<'a> {
+    /// A web page (Google Search grounding).
+    #[serde(default, borrow)]
+    web: Option<Source<'a>>,
+    /// A retrieved document (File Search / Vertex AI Search grounding).
+    #[serde(default, borrow)]
+    retrieved_context: Option<Source<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Source<'a> {
+    #[serde(default, borrow)]
+    uri: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    title: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GroundingSupport<'a> {
+    #[serde(default, borrow)]
+    segment: Option<Segment<'a>>,
+    #[serde(default)]
+    grounding_chunk_indices: Vec<usize>,
+}
+
+/// A part of the answer text; the indices are byte offsets (0 is left out on the wire).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Segment<'a> {
+    #[serde(default)]
+    start_index: i64,
+    #[serde(default)]
+    end_index: i64,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +176,9 @@ pub struct GeminiDecoder {
     calls: u32,
     /// A finishReason (or a blocked prompt) was seen: EOF is then the end.
     finished: bool,
+    /// Citations already emitted (segment range, source URL, title), so that
+    /// grounding repeated on a later chunk is not reported twice.
+    cited: HashSet<(i64, i64, String, String)>,
 }
 
 /// The contract's stop reason for a Gemini `finishReason`.
@@ -173,6 +229,9 @@ impl Decoder for GeminiDecoder {
             }
             for part in cand.content.iter().flat_map(|c| &c.parts) {
                 self.part(part, &mut out);
+            }
+            if let Some(g) = &cand.grounding_metadata {
+                self.citations(g, &mut out);
             }
             if let Some(reason) = cand.finish_reason.as_deref().filter(|r| !r.is_empty()) {
                 stop = Some(stop_reason(reason, self.calls > 0));
@@ -255,6 +314,43 @@ impl GeminiDecoder {
             out.push(Part::Delta(Delta::Text(text.to_string())));
         } else if part.text.is_none() && signature.is_empty() {
             tracing::debug!("gemini: skipping a part of an unknown kind");
+        }
+    }
+}
+
+impl GeminiDecoder {
+    /// One `grounding` citation per (supported segment, source) pair, after
+    /// the candidate's parts (the relay puts them on the current text block).
+    fn citations(&mut self, g: &GroundingMetadata<'_>, out: &mut Vec<Part>) {
+        for support in &g.grounding_supports {
+            let Some(seg) = &support.segment else {
+                continue;
+            };
+            for &i in &support.grounding_chunk_indices {
+                let Some(chunk) = g.grounding_chunks.get(i) else {
+                    tracing::debug!(index = i, "gemini: a grounding support names no chunk");
+                    continue;
+                };
+                let Some(source) = chunk.web.as_ref().or(chunk.retrieved_context.as_ref()) else {
+                    continue;
+                };
+                let url = source.uri.as_deref().unwrap_or("").to_string();
+                let title = source.title.as_deref().unwrap_or("").to_string();
+                let key = (seg.start_index, seg.end_index, url, title);
+                if self.cited.contains(&key) {
+                    continue;
+                }
+                let (start, end, url, title) = key.clone();
+                self.cited.insert(key);
+                out.push(Part::Delta(Delta::Citation(Citation {
+                    kind: "grounding".into(),
+                    cited_text: seg.text.as_deref().unwrap_or("").to_string(),
+                    url,
+                    title,
+                    start,
+                    end,
+                })));
+            }
         }
     }
 }
@@ -458,5 +554,34 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(p, vec![text("x")]);
+    }
+
+    #[test]
+    fn grounding_becomes_citations_once_each() {
+        let mut d = GeminiDecoder::default();
+        let frame_json = r#"{"candidates":[{"content":{"parts":[{"text":"Spain won Euro 2024."}]},"groundingMetadata":{"webSearchQueries":["euro 2024 winner"],"groundingChunks":[{"web":{"uri":"https://a.test/1","title":"a.test"}},{"web":{"uri":"https://b.test/2","title":"b.test"}}],"groundingSupports":[{"segment":{"endIndex":20,"text":"Spain won Euro 2024."},"groundingChunkIndices":[0,1]},{"segment":{"startIndex":3,"endIndex":9},"groundingChunkIndices":[7]}]}}]}"#;
+        let cite = |url: &str, title: &str| {
+            Part::Delta(Delta::Citation(Citation {
+                kind: "grounding".into(),
+                cited_text: "Spain won Euro 2024.".into(),
+                url: url.into(),
+                title: title.into(),
+                start: 0,
+                end: 20,
+            }))
+        };
+        assert_eq!(
+            on(&mut d, &frame(frame_json)).unwrap(),
+            vec![
+                text("Spain won Euro 2024."),
+                cite("https://a.test/1", "a.test"),
+                cite("https://b.test/2", "b.test"),
+            ]
+        );
+        // The same grounding repeated on a later chunk adds no citation.
+        assert_eq!(
+            on(&mut d, &frame(frame_json)).unwrap(),
+            vec![text("Spain won Euro 2024.")]
+        );
     }
 }

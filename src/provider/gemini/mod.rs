@@ -19,7 +19,16 @@
 //! thought part itself. Tool calls therefore carry no signature of their own: the
 //! reasoning block that preceded them does.
 //!
-//! `wire` builds the request body, `decode` is the pure stream decoder; this
+//! Search grounding: a candidate's `groundingMetadata` becomes one `grounding`
+//! citation per (supported segment, source) pair: `groundingSupports[].segment`
+//! gives the cited text and its byte range in the answer (`startIndex`,
+//! `endIndex`), `groundingChunks[].web` (or `retrievedContext`) the URL and
+//! title. They follow the candidate's parts, so the relay puts them on the
+//! current text block; the same grounding repeated on a later chunk is not
+//! reported twice.
+//!
+//! `wire` builds the request body (its module doc has the table of how the
+//! request's fields map), `decode` is the pure stream decoder; this
 //! file plugs them into the http shell and maps Google's error object (in an
 //! HTTP error body or mid-stream).
 

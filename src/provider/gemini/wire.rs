@@ -3,22 +3,93 @@
 //! `functionResponse` parts of user turns, named after the call they answer;
 //! consecutive turns of one role are merged (Gemini wants them to alternate);
 //! thought signatures go back on the part that follows the thinking.
+//!
+//! The request's optional fields, as Gemini takes them (anything else is
+//! refused by `codec::refuse_unsupported`, see `SUPPORTS`):
+//!
+//! | chatwire | Gemini |
+//! | --- | --- |
+//! | `reasoning.budgetTokens` | `generationConfig.thinkingConfig.thinkingBudget` (wins over an effort) |
+//! | `reasoning.effort` NONE | `thinkingBudget: 0` |
+//! | `reasoning.effort` on a gemini-3 (or later) model | `thinkingLevel`: `"minimal"`, `"low"`, `"medium"`, `"high"` |
+//! | `reasoning.effort` on other models (2.5) | `thinkingBudget`: MINIMAL 512, LOW 1024, MEDIUM 8192, HIGH 24576 |
+//! | `reasoning.includeReasoning` | `thinkingConfig.includeThoughts` |
+//! | no `reasoning` | no `thinkingConfig` (the model's default) |
+//! | `responseFormat` JSON_OBJECT | `generationConfig.responseMimeType: "application/json"` |
+//! | `responseFormat` JSON_SCHEMA | the same, and `responseJsonSchema: <schema>` (its name, description and strict have no Gemini field: Gemini always follows the schema) |
+//! | `seed`, `topK` | `generationConfig.seed`, `topK` |
+//! | `frequencyPenalty`, `presencePenalty` | `generationConfig.frequencyPenalty`, `presencePenalty` |
+//! | file, by data / by URL | `inlineData {mimeType, data}` / `fileData {mimeType, fileUri}` (a URL needs its mimeType; a `data:` URL is inline data; the filename has no Gemini field) |
+//! | audio | `inlineData {mimeType, data}` |
+//! | toolResult blocks | text blocks follow `content` in `functionResponse.response` (`content`, or `error` when isError); image and file blocks are parts of the same user turn right after that `functionResponse` |
+//! | tool-call arguments | `functionCall.args`, the object with its numbers exact (`argumentsJson` parsed when the object is empty) |
+//! | cache breakpoints | accepted, nothing sent: Gemini caches implicitly |
+//! | `providerOptions` | merged into the body; `generationConfig` in it is merged key by key into chatwire's `generationConfig` |
+//! | `parallelToolCalls`, `Message.name`, `Tool.strict` | refused: Gemini has none |
+//!
+//! `providerOptions` may not set what chatwire builds: `contents`,
+//! `systemInstruction`, `tools`, `toolConfig`, nor the `generationConfig`
+//! keys in `OWNED_GENERATION` (each has its request field); anything else
+//! (`safetySettings`, `cachedContent`, `generationConfig.responseModalities`...)
+//! passes through.
 
 use serde_json::{json, Map, Value};
 
-use super::GENERATED_ID_PREFIX;
+use super::{GENERATED_ID_PREFIX, NAME};
 use crate::{
-    chat::types::{Content, Image, Message, Role, ToolChoice},
+    chat::types::{
+        Content, Effort, File, FileSource, Image, Message, ReasoningConfig, ResponseFormat, Role,
+        ToolCall, ToolChoice,
+    },
     error::Error,
     provider::{
-        codec::{self, ToolNames},
+        codec::{self, Supports, ToolNames},
         Call,
     },
 };
 
-/// The JSON body of a `streamGenerateContent` call.
+/// The request fields Gemini maps (see the module doc's table).
+const SUPPORTS: Supports = Supports {
+    reasoning: true,
+    response_format: true,
+    provider_options: true,
+    seed: true,
+    top_k: true,
+    penalties: true,
+    parallel_tool_calls: false,
+    message_name: false,
+    tool_strict: false,
+    files: true,
+    audio: true,
+    tool_result_blocks: true,
+    // Gemini caches implicitly: a breakpoint is accepted and changes nothing.
+    cache_control: true,
+};
+
+/// Top-level keys chatwire builds (`providerOptions` may not set them).
+const OWNED: &[&str] = &["contents", "systemInstruction", "tools", "toolConfig"];
+
+/// `generationConfig` keys chatwire builds from the request's own fields.
+const OWNED_GENERATION: &[&str] = &[
+    "maxOutputTokens",
+    "temperature",
+    "topP",
+    "stopSequences",
+    "seed",
+    "topK",
+    "frequencyPenalty",
+    "presencePenalty",
+    "responseMimeType",
+    "responseJsonSchema",
+    "thinkingConfig",
+];
+
+/// The JSON body of a `streamGenerateContent` call: the fields Gemini does not
+/// map are refused first, then the body is built, then `providerOptions` are
+/// merged into it (see the module doc).
 pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Value, Error> {
     let req = &call.request;
+    codec::refuse_unsupported(req, NAME, SUPPORTS)?;
     let mut system: Vec<Value> = Vec::new();
     let mut contents: Vec<(&'static str, Vec<Value>)> = Vec::new();
     let mut names = ToolNames::default();
@@ -38,7 +109,7 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
                 continue;
             }
             Role::User | Role::Tool => ("user", user_parts(msg, i, &names)?),
-            Role::Assistant => ("model", model_parts(&msg.content)),
+            Role::Assistant => ("model", model_parts(&msg.content, i)?),
         };
         names.add(msg);
         // Gemini wants turns to alternate, and parallel function responses in one turn.
@@ -96,38 +167,127 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
         gen.insert("maxOutputTokens".into(), json!(n));
     }
     codec::insert_sampling(&mut gen, req, ["temperature", "topP", "stopSequences"]);
-    if thinks(&call.model) {
-        gen.insert("thinkingConfig".into(), json!({ "includeThoughts": true }));
+    if let Some(seed) = req.seed {
+        gen.insert("seed".into(), json!(seed));
+    }
+    if let Some(k) = req.top_k {
+        gen.insert("topK".into(), json!(k));
+    }
+    if let Some(p) = req.frequency_penalty {
+        gen.insert("frequencyPenalty".into(), json!(p));
+    }
+    if let Some(p) = req.presence_penalty {
+        gen.insert("presencePenalty".into(), json!(p));
+    }
+    match &req.response_format {
+        None | Some(ResponseFormat::Text) => {}
+        Some(ResponseFormat::JsonObject) => {
+            gen.insert("responseMimeType".into(), json!("application/json"));
+        }
+        Some(ResponseFormat::JsonSchema { schema, .. }) => {
+            gen.insert("responseMimeType".into(), json!("application/json"));
+            gen.insert("responseJsonSchema".into(), Value::Object(schema.clone()));
+        }
+    }
+    if let Some(t) = req
+        .reasoning
+        .as_ref()
+        .and_then(|r| thinking_config(&call.model, r))
+    {
+        gen.insert("thinkingConfig".into(), t);
+    }
+    // providerOptions: generationConfig key by key into chatwire's, the rest at the top.
+    let mut rest = Map::new();
+    for (k, v) in &req.provider_options {
+        if k != "generationConfig" {
+            rest.insert(k.clone(), v.clone());
+            continue;
+        }
+        let Value::Object(extra) = v else {
+            return Err(Error::invalid(
+                "providerOptions.generationConfig: must be an object (it is merged key by key \
+                 into the generationConfig chatwire builds)",
+            ));
+        };
+        for (key, value) in extra {
+            if OWNED_GENERATION.contains(&key.as_str()) {
+                return Err(Error::invalid(format!(
+                    "providerOptions.generationConfig.{key}: chatwire sets {key:?} itself for the \
+                     {NAME} provider; use the request's own field"
+                )));
+            }
+            gen.insert(key.clone(), value.clone());
+        }
     }
     if !gen.is_empty() {
         body.insert("generationConfig".into(), Value::Object(gen));
     }
+    codec::merge_provider_options(&mut body, &rest, OWNED, NAME)?;
     Ok(Value::Object(body))
 }
 
-/// Models that always think (2.5 and later): ask for their thought summaries so
-/// reasoning reaches the client. Older models reject `thinkingConfig`.
-fn thinks(model: &str) -> bool {
+/// `thinkingConfig` for the request's reasoning, or none when it asks for
+/// nothing (see the module doc's table).
+fn thinking_config(model: &str, r: &ReasoningConfig) -> Option<Value> {
+    let mut t = Map::new();
+    match (r.budget_tokens, r.effort) {
+        (Some(budget), _) => {
+            t.insert("thinkingBudget".into(), json!(budget));
+        }
+        (None, Some(Effort::None)) => {
+            t.insert("thinkingBudget".into(), json!(0));
+        }
+        (None, Some(effort)) if uses_thinking_levels(model) => {
+            let level = match effort {
+                // NONE is the zero budget above.
+                Effort::None | Effort::Minimal => "minimal",
+                Effort::Low => "low",
+                Effort::Medium => "medium",
+                Effort::High => "high",
+            };
+            t.insert("thinkingLevel".into(), json!(level));
+        }
+        (None, Some(effort)) => {
+            let budget: u32 = match effort {
+                Effort::None => 0,
+                Effort::Minimal => 512,
+                Effort::Low => 1024,
+                Effort::Medium => 8192,
+                Effort::High => 24576,
+            };
+            t.insert("thinkingBudget".into(), json!(budget));
+        }
+        (None, None) => {}
+    }
+    if let Some(include) = r.include {
+        t.insert("includeThoughts".into(), json!(include));
+    }
+    (!t.is_empty()).then_some(Value::Object(t))
+}
+
+/// Gemini 3 and later take `thinkingLevel`; 2.5 a `thinkingBudget`.
+fn uses_thinking_levels(model: &str) -> bool {
     let m = model.strip_prefix("models/").unwrap_or(model);
-    (m.starts_with("gemini-2.5") || m.starts_with("gemini-3"))
-        && !m.contains("image")
-        && !m.contains("tts")
-        && !m.contains("lite")
+    let major: String = m
+        .strip_prefix("gemini-")
+        .unwrap_or("")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    major.parse::<u32>().is_ok_and(|n| n >= 3)
 }
 
 /// A user or tool message (`messages[i]`) as `user` parts; `names` has the
 /// calls made before it.
 fn user_parts(msg: &Message, i: usize, names: &ToolNames<'_>) -> Result<Vec<Value>, Error> {
     let mut parts = Vec::new();
-    for c in &msg.content {
+    for (j, c) in msg.content.iter().enumerate() {
+        let path = || format!("messages[{i}].content[{j}]");
         match c {
-            // Refused before the body is built (codec::refuse_unsupported).
-            Content::File(_) | Content::Audio(_) => {}
             Content::Text(t) => parts.push(json!({ "text": t })),
-            Content::Image(Image::Data { data, mime_type }) => parts.push(json!({
-                "inlineData": { "mimeType": mime_type, "data": codec::base64(data) }
-            })),
-            Content::Image(Image::Url(url)) => parts.push(image_url(url)),
+            Content::Image(img) => parts.push(image_part(img)),
+            Content::File(f) => parts.push(file_part(f, &|| format!("{}.file", path()))?),
+            Content::Audio(a) => parts.push(inline_data(&a.mime_type, codec::base64(&a.data))),
             Content::ToolResult(r) => {
                 let name = names.get(&r.tool_call_id).ok_or_else(|| {
                     Error::invalid(format!(
@@ -136,10 +296,30 @@ fn user_parts(msg: &Message, i: usize, names: &ToolNames<'_>) -> Result<Vec<Valu
                         r.tool_call_id
                     ))
                 })?;
+                // Text blocks follow `content`; images and files become parts of
+                // this turn right after the functionResponse.
+                let mut text = r.content.clone();
+                let mut media = Vec::new();
+                for (k, b) in r.blocks.iter().enumerate() {
+                    match b {
+                        Content::Text(t) => text.push_str(t),
+                        Content::Image(img) => media.push(image_part(img)),
+                        Content::File(f) => media.push(file_part(f, &|| {
+                            format!("{}.toolResult.blocks[{k}].file", path())
+                        })?),
+                        _ => {
+                            return Err(Error::invalid(format!(
+                                "{}.toolResult.blocks[{k}]: a tool result holds text, image or \
+                                 file blocks",
+                                path()
+                            )))
+                        }
+                    }
+                }
                 let response = if r.is_error {
-                    json!({ "error": r.content })
+                    json!({ "error": text })
                 } else {
-                    json!({ "content": r.content })
+                    json!({ "content": text })
                 };
                 let mut fr = Map::new();
                 if !is_generated_id(&r.tool_call_id) {
@@ -148,6 +328,7 @@ fn user_parts(msg: &Message, i: usize, names: &ToolNames<'_>) -> Result<Vec<Valu
                 fr.insert("name".into(), json!(name));
                 fr.insert("response".into(), response);
                 parts.push(json!({ "functionResponse": fr }));
+                parts.extend(media);
             }
             Content::Refusal(_) | Content::Reasoning(_) | Content::ToolCall(_) => {
                 return Err(Error::invalid(format!(
@@ -159,10 +340,48 @@ fn user_parts(msg: &Message, i: usize, names: &ToolNames<'_>) -> Result<Vec<Valu
     Ok(parts)
 }
 
+fn inline_data(mime_type: &str, data: impl Into<Value>) -> Value {
+    json!({ "inlineData": { "mimeType": mime_type, "data": data.into() } })
+}
+
+/// An image: inline data, a data: URL unpacked, any other URL a `fileData` reference.
+fn image_part(img: &Image) -> Value {
+    match img {
+        Image::Data { data, mime_type } => inline_data(mime_type, codec::base64(data)),
+        Image::Url(url) => image_url(url),
+    }
+}
+
+/// A file (`path` names it in errors): bytes (or a data: URL) become
+/// `inlineData`, a URL `fileData`, which needs the media type.
+fn file_part(f: &File, path: &dyn Fn() -> String) -> Result<Value, Error> {
+    match &f.source {
+        FileSource::Data(data) => Ok(inline_data(&f.mime_type, codec::base64(data))),
+        FileSource::Url(url) => {
+            if let Some((mime, data)) = codec::split_data_url(url) {
+                let mime = if f.mime_type.is_empty() {
+                    mime
+                } else {
+                    &f.mime_type
+                };
+                return Ok(inline_data(mime, data));
+            }
+            if f.mime_type.is_empty() {
+                return Err(Error::invalid(format!(
+                    "{}.mimeType: must be set with a url for the {NAME} provider \
+                     (fileData.mimeType, e.g. application/pdf)",
+                    path()
+                )));
+            }
+            Ok(json!({ "fileData": { "mimeType": f.mime_type, "fileUri": url } }))
+        }
+    }
+}
+
 /// A data: URL becomes inline data; any other URL a `fileData` reference.
 fn image_url(url: &str) -> Value {
     if let Some((mime, data)) = codec::split_data_url(url) {
-        return json!({ "inlineData": { "mimeType": mime, "data": data } });
+        return inline_data(mime, data);
     }
     let mut fd = Map::new();
     if let Some(mime) = mime_from_path(url) {
@@ -195,9 +414,24 @@ fn is_generated_id(id: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// An assistant message as `model` parts, thought signatures put back where
-/// Gemini gave them (see the provider's module doc).
-fn model_parts(content: &[Content]) -> Vec<Value> {
+/// A tool call's arguments as the `args` object: the parsed object (numbers
+/// exact), or `argumentsJson` parsed when only the text is known.
+fn call_args(tc: &ToolCall, path: &dyn Fn() -> String) -> Result<Value, Error> {
+    if tc.arguments.is_empty() && !tc.arguments_json.trim().is_empty() {
+        return match serde_json::from_str::<Value>(&tc.arguments_json) {
+            Ok(v @ Value::Object(_)) => Ok(v),
+            _ => Err(Error::invalid(format!(
+                "{}.toolCall.argumentsJson: must be a JSON object",
+                path()
+            ))),
+        };
+    }
+    Ok(Value::Object(tc.arguments.clone()))
+}
+
+/// An assistant message (`messages[i]`) as `model` parts, thought signatures
+/// put back where Gemini gave them (see the provider's module doc).
+fn model_parts(content: &[Content], i: usize) -> Result<Vec<Value>, Error> {
     let mut parts: Vec<Value> = Vec::new();
     let mut pending: Option<&str> = None;
     fn attach(mut part: Map<String, Value>, pending: &mut Option<&str>) -> Value {
@@ -206,10 +440,14 @@ fn model_parts(content: &[Content]) -> Vec<Value> {
         }
         Value::Object(part)
     }
-    for c in content {
+    for (j, c) in content.iter().enumerate() {
         match c {
-            // Refused before the body is built (codec::refuse_unsupported).
-            Content::File(_) | Content::Audio(_) => {}
+            Content::File(_) | Content::Audio(_) => {
+                return Err(Error::invalid(format!(
+                    "messages[{i}].content[{j}]: file and audio blocks belong in user messages \
+                     for the {NAME} provider"
+                )))
+            }
             Content::Reasoning(r) => {
                 if let Some(sig) = pending.take() {
                     // Two signatures in a row: the earlier one stays where it was.
@@ -233,7 +471,10 @@ fn model_parts(content: &[Content]) -> Vec<Value> {
                     fc.insert("id".into(), json!(tc.id));
                 }
                 fc.insert("name".into(), json!(tc.name));
-                fc.insert("args".into(), Value::Object(tc.arguments.clone()));
+                fc.insert(
+                    "args".into(),
+                    call_args(tc, &|| format!("messages[{i}].content[{j}]"))?,
+                );
                 let mut p = Map::new();
                 p.insert("functionCall".into(), Value::Object(fc));
                 parts.push(attach(p, &mut pending));
@@ -257,7 +498,7 @@ fn model_parts(content: &[Content]) -> Vec<Value> {
             _ => parts.push(json!({ "text": "", "thoughtSignature": sig })),
         }
     }
-    parts
+    Ok(parts)
 }
 
 #[cfg(test)]
@@ -393,19 +634,23 @@ mod tests {
 
     #[test]
     fn signature_without_a_following_part_stays_on_the_thought() {
-        let parts = model_parts(&[
-            Content::Reasoning(Reasoning {
-                text: "a".into(),
-                signature: "S1".into(),
-                redacted: String::new(),
-            }),
-            Content::Text("answer".into()),
-            Content::Reasoning(Reasoning {
-                text: "b".into(),
-                signature: "S2".into(),
-                redacted: String::new(),
-            }),
-        ]);
+        let parts = model_parts(
+            &[
+                Content::Reasoning(Reasoning {
+                    text: "a".into(),
+                    signature: "S1".into(),
+                    redacted: String::new(),
+                }),
+                Content::Text("answer".into()),
+                Content::Reasoning(Reasoning {
+                    text: "b".into(),
+                    signature: "S2".into(),
+                    redacted: String::new(),
+                }),
+            ],
+            0,
+        )
+        .unwrap();
         assert_eq!(
             parts,
             vec![
@@ -417,7 +662,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_tool_result_id_is_invalid_and_thinking_models_ask_for_thoughts() {
+    fn unknown_tool_result_id_is_invalid_and_thoughts_come_only_when_asked_for() {
         let c = call(vec![Message {
             role: Role::Tool,
             content: vec![Content::ToolResult(ToolResult {
@@ -437,11 +682,96 @@ mod tests {
             content: vec![Content::Text("hi".into())],
             ..Default::default()
         }]);
+        // No reasoning field: no thinkingConfig, whatever the model's name.
         c.model = "gemini-2.5-pro".into();
+        let body = request_body(&c, None).unwrap();
+        assert!(body.get("generationConfig").is_none(), "{body}");
+        std::sync::Arc::make_mut(&mut c.request).reasoning = Some(ReasoningConfig {
+            include: Some(true),
+            ..Default::default()
+        });
         let body = request_body(&c, None).unwrap();
         assert_eq!(
             body["generationConfig"],
             json!({"thinkingConfig": {"includeThoughts": true}})
         );
+    }
+
+    #[test]
+    fn efforts_are_levels_from_gemini_3_and_budgets_before() {
+        let r = |effort, budget_tokens| ReasoningConfig {
+            effort,
+            budget_tokens,
+            include: None,
+        };
+        for (model, effort, want) in [
+            (
+                "gemini-2.5-flash",
+                Effort::None,
+                json!({"thinkingBudget": 0}),
+            ),
+            (
+                "gemini-2.5-flash",
+                Effort::Minimal,
+                json!({"thinkingBudget": 512}),
+            ),
+            (
+                "gemini-2.5-flash",
+                Effort::Low,
+                json!({"thinkingBudget": 1024}),
+            ),
+            (
+                "models/gemini-2.5-pro",
+                Effort::Medium,
+                json!({"thinkingBudget": 8192}),
+            ),
+            (
+                "gemini-2.5-pro",
+                Effort::High,
+                json!({"thinkingBudget": 24576}),
+            ),
+            (
+                "gemini-3-pro-preview",
+                Effort::None,
+                json!({"thinkingBudget": 0}),
+            ),
+            (
+                "gemini-3-flash-preview",
+                Effort::Minimal,
+                json!({"thinkingLevel": "minimal"}),
+            ),
+            (
+                "models/gemini-3-pro-preview",
+                Effort::Low,
+                json!({"thinkingLevel": "low"}),
+            ),
+            (
+                "gemini-3.1-pro",
+                Effort::Medium,
+                json!({"thinkingLevel": "medium"}),
+            ),
+            (
+                "gemini-3-pro-preview",
+                Effort::High,
+                json!({"thinkingLevel": "high"}),
+            ),
+            (
+                "gemini-10-ultra",
+                Effort::High,
+                json!({"thinkingLevel": "high"}),
+            ),
+        ] {
+            assert_eq!(
+                thinking_config(model, &r(Some(effort), None)),
+                Some(want),
+                "{model} {effort:?}"
+            );
+        }
+        // A budget wins over an effort, on every model.
+        assert_eq!(
+            thinking_config("gemini-3-pro-preview", &r(Some(Effort::High), Some(300))),
+            Some(json!({"thinkingBudget": 300}))
+        );
+        assert_eq!(thinking_config("gemini-2.5-flash", &r(None, None)), None);
     }
 }

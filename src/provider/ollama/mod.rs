@@ -9,17 +9,18 @@
 //! Ollama gives no message id: the relay's fallback id (`run-<runId>`) is used.
 //!
 //! Choices the contract leaves open:
-//! - `think`: the contract has no per-request reasoning switch, and `think: true`
-//!   makes Ollama fail (HTTP 400) on models without thinking support. So `think`
-//!   is left unset (the model's own default applies; thinking models then still
-//!   stream `message.thinking`), except that a conversation which already
-//!   carries the model's reasoning sends `think: true` to keep it thinking.
+//! - `think`: sent only when the request has a `reasoning` field (see
+//!   `wire`'s table); without one the model's own default applies (thinking
+//!   models then still stream `message.thinking`). No guess is made from the
+//!   conversation: `think: true` makes Ollama fail (HTTP 400) on models
+//!   without thinking support, so it is the caller's to ask for.
 //! - `toolChoice`: Ollama has none. `none` sends no tools, a named tool sends
 //!   only that tool, `auto` / `any` send them all (`any` cannot be enforced).
 //! - Images: Ollama takes base64 only; a `data:` URL is unpacked, any other URL
 //!   is INVALID_ARGUMENT (the server does not fetch URLs for the caller).
 //!
-//! `wire` builds the request body, `decode` is the pure stream decoder; this
+//! `wire` builds the request body (its module doc has the table of how the
+//! request's fields map), `decode` is the pure stream decoder; this
 //! file plugs them into the http shell.
 
 mod decode;
