@@ -361,11 +361,14 @@ async fn openai_maps_the_new_request_fields() {
     );
 }
 
+/// Sets one field of a request.
+type Setter = Box<dyn Fn(&mut pb::ChatRequest)>;
+
 #[tokio::test]
 async fn openai_refuses_what_it_cannot_do_naming_field_and_provider() {
     let (up, srv) = openai(done_body()).await;
     let mut c = srv.client().await;
-    let cases: Vec<(&str, Box<dyn Fn(&mut pb::ChatRequest)>)> = vec![
+    let cases: Vec<(&str, Setter)> = vec![
         ("topK", Box::new(|r| r.top_k = Some(5))),
         (
             "reasoning.budgetTokens",
