@@ -512,7 +512,25 @@ async fn configuration_from_the_environment() {
     let g = list.providers.iter().find(|p| p.name == "gemini").unwrap();
     assert!(g.configured);
     assert_eq!(g.base_url, up.url);
-    assert_eq!(g.features, ["tools", "reasoning", "images", "usage"]);
+    assert_eq!(
+        g.features,
+        [
+            "tools",
+            "images",
+            "usage",
+            "citations",
+            "reasoning",
+            "structured_output",
+            "provider_options",
+            "seed",
+            "top_k",
+            "penalties",
+            "files",
+            "audio",
+            "tool_result_blocks",
+            "cache_control"
+        ]
+    );
 
     // No key: known but not configured.
     let srv = TestServer::start(Config::default(), env(&[])).await;

@@ -430,5 +430,20 @@ async fn configured_only_when_ollama_host_is_set() {
     let o = list.providers.iter().find(|p| p.name == "ollama").unwrap();
     assert!(o.configured);
     assert_eq!(o.base_url, up.url, "the scheme is added");
-    assert_eq!(o.features, ["tools", "reasoning", "images", "usage"]);
+    assert_eq!(
+        o.features,
+        [
+            "tools",
+            "images",
+            "usage",
+            "reasoning",
+            "structured_output",
+            "provider_options",
+            "seed",
+            "top_k",
+            "penalties",
+            "tool_result_blocks",
+            "cache_control"
+        ]
+    );
 }

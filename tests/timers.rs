@@ -159,7 +159,7 @@ fn info(name: &'static str) -> ProviderInfo {
         chat_class: "TestChatModel",
         configured: true,
         base_url: String::new(),
-        features: &[],
+        features: Vec::new(),
         models: Vec::new(),
         how_to_configure: "nothing",
     }

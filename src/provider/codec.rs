@@ -166,6 +166,42 @@ pub struct Supports {
     pub cache_control: bool,
 }
 
+impl Supports {
+    /// The ListModels feature words for what this provider maps (the README's
+    /// per-provider table uses the same words).
+    pub fn words(&self) -> Vec<&'static str> {
+        [
+            (self.reasoning, "reasoning"),
+            (self.response_format, "structured_output"),
+            (self.provider_options, "provider_options"),
+            (self.seed, "seed"),
+            (self.top_k, "top_k"),
+            (self.penalties, "penalties"),
+            (self.parallel_tool_calls, "parallel_tool_calls"),
+            (self.message_name, "participant_names"),
+            (self.tool_strict, "strict_tools"),
+            (self.files, "files"),
+            (self.audio, "audio"),
+            (self.tool_result_blocks, "tool_result_blocks"),
+            (self.cache_control, "cache_control"),
+        ]
+        .into_iter()
+        .filter_map(|(on, w)| on.then_some(w))
+        .collect()
+    }
+}
+
+/// The feature list of a provider: what it always does, then what it maps.
+pub fn features(base: &[&'static str], s: Supports) -> Vec<&'static str> {
+    let mut f = base.to_vec();
+    for w in s.words() {
+        if !f.contains(&w) {
+            f.push(w);
+        }
+    }
+    f
+}
+
 /// Refuses the fields `provider` does not map (see `Supports`).
 pub fn refuse_unsupported(
     req: &ChatRequest,

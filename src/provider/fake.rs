@@ -44,7 +44,7 @@ impl Fake {
                 chat_class: "FakeChatModel",
                 configured: true,
                 base_url: String::new(),
-                features: &["tools", "reasoning", "usage"],
+                features: vec!["tools", "reasoning", "usage"],
                 models,
                 how_to_configure: "nothing",
             },

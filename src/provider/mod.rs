@@ -68,7 +68,7 @@ pub struct ProviderInfo {
     pub chat_class: &'static str,
     pub configured: bool,
     pub base_url: String,
-    pub features: &'static [&'static str],
+    pub features: Vec<&'static str>,
     /// Models this provider always knows (the fake's); others pass through.
     pub models: Vec<String>,
     /// What to set to configure it (for the FAILED_PRECONDITION message).

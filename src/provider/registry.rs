@@ -223,7 +223,7 @@ pub fn pending(name: &'static str, class: &'static str, how: &'static str) -> Re
         chat_class: class,
         configured: false,
         base_url: String::new(),
-        features: &[],
+        features: Vec::new(),
         models: Vec::new(),
         how_to_configure: how,
     })

@@ -37,7 +37,10 @@ impl Anthropic {
                 chat_class: "ChatAnthropic",
                 configured: true,
                 base_url: settings.base_url.clone(),
-                features: &["tools", "reasoning", "images", "usage", "cache_usage"],
+                features: super::codec::features(
+                    &["tools", "images", "usage", "cache_usage", "citations"],
+                    wire::SUPPORTS,
+                ),
                 models: Vec::new(),
                 how_to_configure: HOW,
             },

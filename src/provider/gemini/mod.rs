@@ -94,7 +94,10 @@ impl Gemini {
                 chat_class: CLASS,
                 configured: true,
                 base_url: settings.base_url.clone(),
-                features: &["tools", "reasoning", "images", "usage"],
+                features: super::codec::features(
+                    &["tools", "images", "usage", "citations"],
+                    wire::SUPPORTS,
+                ),
                 models: Vec::new(),
                 how_to_configure: HOW,
             },

@@ -49,7 +49,7 @@ use crate::{
 };
 
 /// The request fields Gemini maps (see the module doc's table).
-const SUPPORTS: Supports = Supports {
+pub(super) const SUPPORTS: Supports = Supports {
     reasoning: true,
     response_format: true,
     provider_options: true,

@@ -140,7 +140,7 @@ impl Ollama {
                 chat_class: CLASS,
                 configured: true,
                 base_url: settings.base_url.clone(),
-                features: &["tools", "reasoning", "images", "usage"],
+                features: super::codec::features(&["tools", "images", "usage"], wire::SUPPORTS),
                 models: Vec::new(),
                 how_to_configure: HOW,
             },

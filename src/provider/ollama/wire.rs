@@ -38,7 +38,7 @@ use crate::{
 };
 
 /// The request fields Ollama maps (see the module doc's table).
-const SUPPORTS: Supports = Supports {
+pub(super) const SUPPORTS: Supports = Supports {
     reasoning: true,
     response_format: true,
     provider_options: true,

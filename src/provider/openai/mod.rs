@@ -62,7 +62,10 @@ impl OpenAi {
                 chat_class: "ChatOpenAI",
                 configured: true,
                 base_url: settings.base_url.clone(),
-                features: &["tools", "images", "reasoning", "refusal", "usage"],
+                features: super::codec::features(
+                    &["tools", "images", "refusal", "usage"],
+                    wire::SUPPORTS,
+                ),
                 models: Vec::new(),
                 how_to_configure: HOW,
             },
