@@ -1,14 +1,17 @@
-//! Protobuf ⇄ domain, with validation: every rejected field is named by its
-//! path (`messages[2].role: must be set`) so the caller can fix it.
+//! Protobuf ⇄ domain. This file: requests, validated, every rejected field named
+//! by its path (`messages[2].role: must be set`) so the caller can fix it;
+//! `out` turns answers into protobuf, `json` converts Structs.
 
-use prost_types::{value::Kind as PKind, ListValue, Struct, Value};
-use serde_json::{Map, Number, Value as J};
+mod json;
+mod out;
 
-use crate::{
-    chat::{aggregate::FinalMessage, types as d},
-    error::Error,
-    pb,
-};
+pub use json::{json_to_struct, struct_into_json, struct_to_json};
+pub use out::{chunk, message_out, stop_reason, usage};
+
+use prost_types::{value::Kind as PKind, Struct, Value};
+use serde_json::{Map, Value as J};
+
+use crate::{chat::types as d, error::Error, pb};
 
 /// Limits on what one request may hold, so that no request the size cap
 /// admits costs more than linear work and a few times its size in memory.
@@ -521,205 +524,5 @@ fn count_value(v: &Value) -> usize {
         Some(PKind::StructValue(s)) => count_struct(s),
         Some(PKind::ListValue(l)) => l.values.iter().map(count_value).sum::<usize>() + 1,
         _ => 1,
-    }
-}
-
-/// A Struct as JSON, moving its strings.
-pub fn struct_into_json(s: Struct) -> Map<String, J> {
-    s.fields
-        .into_iter()
-        .map(|(k, v)| (k, value_into_json(v)))
-        .collect()
-}
-
-fn value_into_json(v: Value) -> J {
-    match v.kind {
-        Some(PKind::StringValue(s)) => J::String(s),
-        Some(PKind::ListValue(l)) => J::Array(l.values.into_iter().map(value_into_json).collect()),
-        Some(PKind::StructValue(s)) => J::Object(struct_into_json(s)),
-        other => value_to_json(&Value { kind: other }),
-    }
-}
-
-pub fn struct_to_json(s: &Struct) -> Map<String, J> {
-    s.fields
-        .iter()
-        .map(|(k, v)| (k.clone(), value_to_json(v)))
-        .collect()
-}
-
-fn value_to_json(v: &Value) -> J {
-    match &v.kind {
-        None | Some(PKind::NullValue(_)) => J::Null,
-        Some(PKind::BoolValue(b)) => J::Bool(*b),
-        Some(PKind::NumberValue(n)) => {
-            // Whole numbers stay integers, as the model and the client wrote them.
-            if n.fract() == 0.0 && n.abs() < 9.0e15 {
-                J::Number(Number::from(*n as i64))
-            } else {
-                Number::from_f64(*n).map(J::Number).unwrap_or(J::Null)
-            }
-        }
-        Some(PKind::StringValue(s)) => J::String(s.clone()),
-        Some(PKind::ListValue(l)) => J::Array(l.values.iter().map(value_to_json).collect()),
-        Some(PKind::StructValue(s)) => J::Object(struct_to_json(s)),
-    }
-}
-
-pub fn json_to_struct(m: &Map<String, J>) -> Struct {
-    Struct {
-        fields: m
-            .iter()
-            .map(|(k, v)| (k.clone(), json_to_value(v)))
-            .collect(),
-    }
-}
-
-fn json_to_value(v: &J) -> Value {
-    let kind = match v {
-        J::Null => PKind::NullValue(0),
-        J::Bool(b) => PKind::BoolValue(*b),
-        J::Number(n) => PKind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        J::String(s) => PKind::StringValue(s.clone()),
-        J::Array(a) => PKind::ListValue(ListValue {
-            values: a.iter().map(json_to_value).collect(),
-        }),
-        J::Object(o) => PKind::StructValue(json_to_struct(o)),
-    };
-    Value { kind: Some(kind) }
-}
-
-pub fn usage(u: &d::Usage) -> pb::Usage {
-    pb::Usage {
-        input_tokens: u.input,
-        output_tokens: u.output,
-        total_tokens: u.total,
-        cache_read_tokens: u.cache_read,
-        cache_creation_tokens: u.cache_creation,
-        reasoning_tokens: u.reasoning,
-    }
-}
-
-pub fn stop_reason(s: Option<d::StopReason>) -> i32 {
-    use d::StopReason as S;
-    (match s {
-        None => pb::StopReason::Unspecified,
-        Some(S::EndTurn) => pb::StopReason::EndTurn,
-        Some(S::MaxTokens) => pb::StopReason::MaxTokens,
-        Some(S::StopSequence) => pb::StopReason::StopSequence,
-        Some(S::ToolUse) => pb::StopReason::ToolUse,
-        Some(S::ContentFilter) => pb::StopReason::ContentFilter,
-        Some(S::Other) => pb::StopReason::Other,
-    }) as i32
-}
-
-/// Takes the chunk by value: it is converted once per token and dropped after,
-/// so its strings move into the message instead of being copied.
-pub fn chunk(c: d::Chunk) -> pb::MessageChunk {
-    use pb::message_chunk::Delta as P;
-    pb::MessageChunk {
-        id: c.id,
-        model: c.model,
-        provider: c.provider.to_string(),
-        block_index: c.block_index,
-        finish_reason: c.finish_reason,
-        stop_sequence: c.stop_sequence,
-        response_metadata: c.metadata.into_iter().collect(),
-        delta: c.delta.map(|delta| match delta {
-            d::Delta::Text(t) => P::Text(t),
-            d::Delta::Refusal(t) => P::Refusal(t),
-            d::Delta::ToolCall {
-                index,
-                id,
-                name,
-                arguments,
-            } => P::ToolCall(pb::ToolCallChunk {
-                index,
-                id,
-                name,
-                arguments,
-            }),
-            d::Delta::Reasoning(r) => P::Reasoning(pb::ReasoningChunk {
-                text: r.text,
-                signature: r.signature,
-                redacted: r.redacted,
-            }),
-            d::Delta::Citation(ct) => P::Citation(citation(c.block_index, ct)),
-        }),
-        usage: c.usage.as_ref().map(usage),
-        stop_reason: stop_reason(c.stop_reason),
-        last: c.last,
-    }
-}
-
-/// The final message on the wire; the answer moves in, nothing is copied.
-pub fn message_out(m: FinalMessage) -> pb::ChatMessage {
-    use pb::content_block::Block;
-    pb::ChatMessage {
-        id: m.id,
-        model: m.model,
-        content: m
-            .content
-            .into_iter()
-            .filter_map(|c| {
-                let block = match c {
-                    d::Content::Text(t) => Block::Text(t),
-                    d::Content::Refusal(t) => Block::Refusal(t),
-                    d::Content::Reasoning(r) => Block::Reasoning(pb::Reasoning {
-                        text: r.text,
-                        signature: r.signature,
-                        redacted: r.redacted,
-                    }),
-                    _ => return None,
-                };
-                Some(pb::ContentBlock {
-                    block: Some(block),
-                    cache_control: None,
-                })
-            })
-            .collect(),
-        tool_calls: m
-            .tool_calls
-            .into_iter()
-            .map(|t| pb::ToolCall {
-                arguments: Some(json_to_struct(&t.arguments)),
-                arguments_json: t.arguments_text(),
-                id: t.id,
-                name: t.name,
-            })
-            .collect(),
-        invalid_tool_calls: m
-            .invalid_tool_calls
-            .into_iter()
-            .map(|t| pb::InvalidToolCall {
-                id: t.id,
-                name: t.name,
-                arguments: t.arguments,
-                error: t.error,
-            })
-            .collect(),
-        usage: m.usage.as_ref().map(usage),
-        stop_reason: stop_reason(m.stop_reason),
-        provider: m.provider.to_string(),
-        finish_reason: m.finish_reason,
-        stop_sequence: m.stop_sequence,
-        response_metadata: m.metadata.into_iter().collect(),
-        citations: m
-            .citations
-            .into_iter()
-            .map(|(n, c)| citation(n, c))
-            .collect(),
-    }
-}
-
-fn citation(block_index: u32, c: d::Citation) -> pb::Citation {
-    pb::Citation {
-        block_index,
-        r#type: c.kind,
-        cited_text: c.cited_text,
-        url: c.url,
-        title: c.title,
-        start: c.start,
-        end: c.end,
     }
 }
