@@ -23,7 +23,7 @@ use tokio::{
 
 use crate::{
     chat::{
-        aggregate::{Aggregator, FinalMessage},
+        aggregate::{delta_size, Aggregator, FinalMessage},
         budget::{Budget, Reservation},
         types::{ChatRequest, Chunk},
     },
@@ -62,8 +62,8 @@ pub struct Fold {
 impl Fold {
     /// Adds a chunk; an answer over the cap, or a replica over its budget, ends the call.
     pub fn push(&mut self, c: &Chunk) -> Result<(), Error> {
-        self.agg.push(c);
-        let size = self.agg.size();
+        // Checked before folding: a chunk that is not sent is not in the partial answer either.
+        let size = self.agg.size() + c.delta.as_ref().map_or(0, delta_size);
         if size > self.cap {
             return Err(Error::new(
                 Kind::ResourceExhausted,
@@ -74,7 +74,9 @@ impl Fold {
                 ),
             ));
         }
-        self.reserved.set(size)
+        self.reserved.set(size)?;
+        self.agg.push(c);
+        Ok(())
     }
 
     /// The model that answered (known once a fallback was chosen).

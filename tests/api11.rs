@@ -429,3 +429,34 @@ async fn a_models_provider_options_come_from_the_config() {
     assert_eq!(b["top_k"], json!(20));
     assert_eq!(b["repetition_penalty"], json!(1.1));
 }
+
+#[tokio::test]
+async fn chunks_name_the_model_even_when_the_provider_does_not() {
+    // fake:echo (like Ollama) sends no model of its own: the requested one is named.
+    let srv = TestServer::start(Config::default(), env(&[])).await;
+    let mut c = srv.client().await;
+    let (chunks, st) = collect_stream(&mut c, text_request("fake:echo", "one two")).await;
+    assert!(st.is_none(), "{st:?}");
+    assert!(chunks.len() >= 3);
+    for ch in &chunks {
+        assert_eq!(
+            (ch.model.as_str(), ch.provider.as_str()),
+            ("echo", "fake"),
+            "{ch:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_huge_arguments_json_is_refused_before_it_is_parsed() {
+    let srv = TestServer::start(Config::default(), env(&[])).await;
+    let mut c = srv.client().await;
+    let huge = format!("{{\"a\":[{}0]}}", "0,".repeat(300_000));
+    let mut req = text_request("fake:echo", "hi");
+    req.messages
+        .push(msg(pb::Role::Assistant, vec![tool_call_block(&huge)]));
+    let (_, st) = collect_stream(&mut c, req).await;
+    let st = st.expect("refused");
+    assert_eq!(st.code(), Code::InvalidArgument);
+    assert!(st.message().contains("MAX_JSON_VALUES"), "{}", st.message());
+}

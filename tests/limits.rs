@@ -199,7 +199,16 @@ async fn an_invoke_over_the_cap_lets_go_of_an_endless_upstream() {
 async fn calls_over_the_replicas_budget_fail_and_the_budget_comes_back() {
     // 256 KiB for all calls; each answer folds 160 KiB and then waits.
     let held = long_answer(40, 4096, false);
-    let up = MockUpstream::start(move |_| Reply::sse(held.clone()).hold_open()).await;
+    let whole = long_answer(40, 4096, true);
+    // "again" gets the same 160 KiB as a complete answer; anything else is held open.
+    let up = MockUpstream::start(move |r| {
+        if String::from_utf8_lossy(&r.body).contains("again") {
+            Reply::sse(whole.clone())
+        } else {
+            Reply::sse(held.clone()).hold_open()
+        }
+    })
+    .await;
     let srv = anthropic(&up, with_limits(64 << 20, 256 << 10)).await;
     let mut first = srv.client().await;
     let holder = tokio::spawn(async move { first.invoke(text_request(MODEL, "hold")).await });
@@ -226,19 +235,34 @@ async fn calls_over_the_replicas_budget_fail_and_the_budget_comes_back() {
         "MEMORY_BUDGET_EXCEEDED",
         "max_buffered_bytes",
     );
-    // The first call going away gives its share back: a small answer fits again.
+    // The first call going away gives its share back: another 160 KiB answer
+    // (which could not fit beside it) folds whole.
     holder.abort();
     let _ = holder.await;
-    let mut answered = false;
+    let mut answered = None;
     for _ in 0..100 {
-        let r = c.invoke(text_request("fake:echo", "small")).await;
-        if r.is_ok() {
-            answered = true;
-            break;
+        match c.invoke(text_request(MODEL, "again")).await {
+            Ok(m) => {
+                answered = Some(m.into_inner());
+                break;
+            }
+            Err(st) if st.code() == Code::ResourceExhausted => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(st) => panic!("{st:?}"),
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(answered, "the budget came back");
+    let m = answered.expect("the budget came back");
+    assert_eq!(
+        m.content
+            .iter()
+            .map(|b| match &b.block {
+                Some(pb::content_block::Block::Text(t)) => t.len(),
+                _ => 0,
+            })
+            .sum::<usize>(),
+        40 * 4096
+    );
 }
 
 #[tokio::test]

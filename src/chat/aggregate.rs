@@ -361,7 +361,7 @@ impl Aggregator {
 }
 
 /// The bytes a delta adds to a folded answer.
-fn delta_size(d: &Delta) -> usize {
+pub fn delta_size(d: &Delta) -> usize {
     match d {
         Delta::Text(t) | Delta::Refusal(t) => t.len(),
         Delta::Reasoning(r) => r.text.len() + r.signature.len() + r.redacted.len(),

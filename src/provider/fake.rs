@@ -84,7 +84,7 @@ impl Provider for Fake {
                     return Err(e);
                 }
             }
-            let relay = Relay::new(call.fallback_id);
+            let relay = Relay::new(call.fallback_id).with_model(call.model);
             let state = (steps, relay, VecDeque::new());
             let s = stream::unfold(state, |(mut steps, mut relay, mut out)| async move {
                 loop {

@@ -99,7 +99,8 @@ impl<W: Wire> Provider for HttpProvider<W> {
                 wire.decoder(&call),
                 call.fallback_id,
             )
-            .with_budget(&call.budget);
+            .with_budget(&call.budget)
+            .with_model(&call.model);
             if let Some(id) = request_id(response.headers()) {
                 pump.note("request_id", id);
             }

@@ -52,6 +52,12 @@ impl<'d> Pump<'d> {
         }
     }
 
+    /// The model chunks name until the provider names its own.
+    pub fn with_model(mut self, model: &str) -> Self {
+        self.relay = std::mem::replace(&mut self.relay, Relay::new("")).with_model(model);
+        self
+    }
+
     /// Counts the framer's buffer against `budget`.
     pub fn with_budget(mut self, budget: &Budget) -> Self {
         self.reserved = budget.reserve();

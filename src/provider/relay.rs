@@ -17,6 +17,7 @@ pub struct Relay {
     id: String,
     fallback_id: String,
     model: String,
+    fallback_model: String,
     blocks: Blocks,
     usage: Option<Usage>,
     stop: Option<StopReason>,
@@ -32,6 +33,7 @@ impl Relay {
             id: String::new(),
             fallback_id: fallback_id.into(),
             model: String::new(),
+            fallback_model: String::new(),
             blocks: Blocks::default(),
             usage: None,
             stop: None,
@@ -40,6 +42,13 @@ impl Relay {
             metadata: Vec::new(),
             done: false,
         }
+    }
+
+    /// The model named on chunks until (unless) the provider names its own:
+    /// the model the call asked for.
+    pub fn with_model(mut self, model: impl Into<String>) -> Self {
+        self.fallback_model = model.into();
+        self
     }
 
     /// True once the terminal part was relayed: nothing more may follow.
@@ -66,7 +75,7 @@ impl Relay {
                         self.blocks.place(&delta);
                     out.push_back(Chunk {
                         id: self.id().to_string(),
-                        model: self.model.clone(),
+                        model: self.model().to_string(),
                         block_index: n,
                         delta: Some(delta),
                         ..Chunk::default()
@@ -89,7 +98,7 @@ impl Relay {
                 Part::Done => {
                     out.push_back(Chunk {
                         id: self.id().to_string(),
-                        model: self.model.clone(),
+                        model: self.model().to_string(),
                         usage: self.usage,
                         stop_reason: Some(self.stop.unwrap_or(StopReason::Other)),
                         finish_reason: std::mem::take(&mut self.finish_reason),
@@ -101,6 +110,14 @@ impl Relay {
                     self.done = true;
                 }
             }
+        }
+    }
+
+    fn model(&self) -> &str {
+        if self.model.is_empty() {
+            &self.fallback_model
+        } else {
+            &self.model
         }
     }
 

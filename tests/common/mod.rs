@@ -172,8 +172,8 @@ pub async fn collect_events(
 /// aggregator): text, refusal and reasoning appended to the content block
 /// their `blockIndex` names, tool-call fragments joined by index (the exact
 /// arguments text kept), citations collected, usage, stop and finish reasons
-/// and response metadata from the last chunk, the provider from any chunk.
-/// `model` is left empty.
+/// and response metadata from the last chunk, the provider and the model
+/// from the chunks.
 pub fn fold(chunks: &[pb::MessageChunk]) -> pb::ChatMessage {
     use pb::{content_block::Block, message_chunk::Delta};
     let mut m = pb::ChatMessage::default();
@@ -184,6 +184,10 @@ pub fn fold(chunks: &[pb::MessageChunk]) -> pb::ChatMessage {
         }
         if m.provider.is_empty() {
             m.provider = c.provider.clone();
+        }
+        // Every chunk names the model (API 1.1): the fold takes it from them.
+        if m.model.is_empty() {
+            m.model = c.model.clone();
         }
         let at = c.block_index as usize;
         let new_block = at == m.content.len();
@@ -274,10 +278,9 @@ pub fn fold(chunks: &[pb::MessageChunk]) -> pb::ChatMessage {
     m
 }
 
-/// The message with `model` cleared and invalid-call errors blanked, to compare with `fold`.
+/// The message with invalid-call errors blanked, to compare with `fold`.
 pub fn comparable(m: &pb::ChatMessage) -> pb::ChatMessage {
     let mut m = m.clone();
-    m.model.clear();
     for c in &mut m.invalid_tool_calls {
         c.error.clear();
     }

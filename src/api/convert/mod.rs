@@ -71,7 +71,16 @@ pub fn request(r: pb::ChatRequest) -> Result<d::ChatRequest, Error> {
             "MAX_MESSAGES",
         ));
     }
-    let blocks: usize = r.messages.iter().map(|m| m.content.len()).sum();
+    // Tool results' own blocks count too.
+    let blocks: usize = r
+        .messages
+        .iter()
+        .flat_map(|m| &m.content)
+        .map(|c| match &c.block {
+            Some(pb::content_block::Block::ToolResult(tr)) => 1 + tr.blocks.len(),
+            _ => 1,
+        })
+        .sum();
     if blocks > MAX_BLOCKS {
         return Err(over("messages[].content", blocks, MAX_BLOCKS, "MAX_BLOCKS"));
     }
@@ -413,11 +422,18 @@ fn tool_call_in(
         };
         (a, String::new())
     } else {
+        // An upper bound on its JSON values, counted before parsing: a huge
+        // array of numbers must not be parsed (each number a String here) only
+        // to be refused.
+        let bound = tc
+            .arguments_json
+            .bytes()
+            .filter(|b| matches!(b, b',' | b'[' | b'{' | b':'))
+            .count()
+            + 1;
+        json.add(bound)?;
         match serde_json::from_str::<J>(&tc.arguments_json) {
-            Ok(J::Object(o)) => {
-                json.add(count_json(&J::Object(o.clone())))?;
-                (o, tc.arguments_json)
-            }
+            Ok(J::Object(o)) => (o, tc.arguments_json),
             _ => {
                 return Err(Error::invalid(format!(
                     "{}.toolCall.argumentsJson: must be a JSON object",
@@ -461,14 +477,6 @@ fn file(f: pb::File, p: &dyn Fn() -> String) -> Result<d::File, Error> {
     })
 }
 
-fn count_json(v: &J) -> usize {
-    match v {
-        J::Object(o) => o.values().map(count_json).sum::<usize>() + 1,
-        J::Array(a) => a.iter().map(count_json).sum::<usize>() + 1,
-        _ => 1,
-    }
-}
-
 fn image(img: pb::Image, p: &dyn Fn() -> String) -> Result<d::Image, Error> {
     use pb::image::Source;
     match img.source {
@@ -505,7 +513,7 @@ impl JsonCount {
         self.0 += n;
         if self.0 > MAX_JSON_VALUES {
             return Err(over(
-                "tools[].parameters and toolCall.arguments",
+                "JSON values (tool schemas, tool-call arguments, responseFormat.schema, providerOptions)",
                 self.0,
                 MAX_JSON_VALUES,
                 "MAX_JSON_VALUES",

@@ -88,12 +88,13 @@ impl Wire for Anthropic {
     ) -> Result<reqwest::RequestBuilder, Error> {
         codec::refuse_unsupported(&call.request, "anthropic", wire::SUPPORTS)?;
         let mut body = wire::body(call, self.settings.default_max_tokens)?;
-        codec::merge_provider_options(
-            &mut body,
+        // The model's options from the config file first, the request's over them.
+        for options in [
+            &call.options.provider_options,
             &call.request.provider_options,
-            wire::OWNED,
-            "anthropic",
-        )?;
+        ] {
+            codec::merge_provider_options(&mut body, options, wire::OWNED, "anthropic")?;
+        }
         let body = serde_json::to_vec(&body)
             .map_err(|e| Error::internal(format!("encoding the anthropic request failed: {e}")))?;
         let mut rb = client

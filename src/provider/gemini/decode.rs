@@ -318,11 +318,24 @@ impl GeminiDecoder {
     }
 }
 
+/// The most grounding citations one response reports (each is a source's
+/// URL, title and a segment: supports × sources could otherwise turn one
+/// event into gigabytes).
+const MAX_CITATIONS: usize = 1024;
+
 impl GeminiDecoder {
     /// One `grounding` citation per (supported segment, source) pair, after
     /// the candidate's parts (the relay puts them on the current text block).
     fn citations(&mut self, g: &GroundingMetadata<'_>, out: &mut Vec<Part>) {
         for support in &g.grounding_supports {
+            // Supports × sources can multiply one event many times over: a
+            // response carries at most MAX_CITATIONS (the rest is logged).
+            if self.cited.len() >= MAX_CITATIONS {
+                tracing::debug!(
+                    "gemini: more grounding citations than {MAX_CITATIONS}; the rest are dropped"
+                );
+                return;
+            }
             let Some(seg) = &support.segment else {
                 continue;
             };
@@ -337,6 +350,9 @@ impl GeminiDecoder {
                 let url = source.uri.as_deref().unwrap_or("").to_string();
                 let title = source.title.as_deref().unwrap_or("").to_string();
                 let key = (seg.start_index, seg.end_index, url, title);
+                if self.cited.len() >= MAX_CITATIONS {
+                    return;
+                }
                 if self.cited.contains(&key) {
                     continue;
                 }

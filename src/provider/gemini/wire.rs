@@ -198,7 +198,13 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
     }
     // providerOptions: generationConfig key by key into chatwire's, the rest at the top.
     let mut rest = Map::new();
-    for (k, v) in &req.provider_options {
+    // The model's options from the config file first, the request's over them.
+    for (k, v) in call
+        .options
+        .provider_options
+        .iter()
+        .chain(&req.provider_options)
+    {
         if k != "generationConfig" {
             rest.insert(k.clone(), v.clone());
             continue;

@@ -227,7 +227,13 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
     }
     // providerOptions: `options` key by key into chatwire's, the rest at the top.
     let mut rest = Map::new();
-    for (k, v) in &req.provider_options {
+    // The model's options from the config file first, the request's over them.
+    for (k, v) in call
+        .options
+        .provider_options
+        .iter()
+        .chain(&req.provider_options)
+    {
         if k != "options" {
             rest.insert(k.clone(), v.clone());
             continue;

@@ -162,7 +162,8 @@ pub fn body(
     if let Some(v) = req.presence_penalty {
         b.insert("presence_penalty".into(), json!(v));
     }
-    if let Some(v) = req.parallel_tool_calls {
+    // OpenAI refuses parallel_tool_calls without tools: it means nothing then.
+    if let Some(v) = req.parallel_tool_calls.filter(|_| !req.tools.is_empty()) {
         b.insert("parallel_tool_calls".into(), json!(v));
     }
     codec::merge_provider_options(&mut b, &options.provider_options, OWNED, "openai")?;
@@ -174,6 +175,17 @@ fn messages(msgs: &[Message]) -> Result<Vec<Value>, Error> {
     let mut out = Vec::with_capacity(msgs.len());
     for (i, m) in msgs.iter().enumerate() {
         let at = out.len();
+        if matches!(m.role, Role::System | Role::Assistant) {
+            if let Some(j) = m
+                .content
+                .iter()
+                .position(|c| matches!(c, Content::Image(_) | Content::File(_) | Content::Audio(_)))
+            {
+                return Err(Error::invalid(format!(
+                    "messages[{i}].content[{j}]: the openai provider takes images, files and audio in user messages only"
+                )));
+            }
+        }
         match m.role {
             Role::System => out.push(json!({ "role": "system", "content": m.text() })),
             Role::User => user(m, &mut out)?,
