@@ -460,3 +460,24 @@ async fn a_huge_arguments_json_is_refused_before_it_is_parsed() {
     assert_eq!(st.code(), Code::InvalidArgument);
     assert!(st.message().contains("MAX_JSON_VALUES"), "{}", st.message());
 }
+
+#[tokio::test]
+async fn fake_echo_honours_stop_sequences() {
+    let srv = TestServer::start(Config::default(), env(&[])).await;
+    let mut c = srv.client().await;
+    let mut req = text_request("fake:echo", "one two. three END four");
+    req.stop = vec!["END".into(), "three".into()];
+    let (chunks, st) = collect_stream(&mut c, req.clone()).await;
+    assert!(st.is_none(), "{st:?}");
+    assert_eq!(chunk_text(&chunks), "one two. ");
+    let last = chunks.last().unwrap();
+    assert_eq!(last.stop_reason, pb::StopReason::StopSequence as i32);
+    assert_eq!(
+        (last.finish_reason.as_str(), last.stop_sequence.as_str()),
+        ("stop_sequence", "three")
+    );
+    // maxTokens still cuts first when it comes first.
+    req.max_tokens = Some(1);
+    let m = c.invoke(req).await.unwrap().into_inner();
+    assert_eq!(m.stop_reason, pb::StopReason::MaxTokens as i32);
+}

@@ -288,3 +288,28 @@ async fn a_partial_event_counts_against_the_budget() {
         "max_buffered_bytes",
     );
 }
+
+#[tokio::test]
+async fn the_deadline_holds_whatever_the_answer_size() {
+    // 40 MiB of answer as fast as loopback carries it, then an open connection;
+    // the fold cap is far away. The caller's 500 ms deadline still ends the call
+    // (the answer is never copied to build the status).
+    let endless = long_answer(10 * 1024, 4096, false);
+    let up = MockUpstream::start(move |_| Reply::sse(endless.clone()).hold_open()).await;
+    let srv = anthropic(&up, with_limits(1 << 30, 0)).await;
+    let mut c = srv.client().await;
+    let mut req = tonic::Request::new(text_request(MODEL, "big"));
+    req.set_timeout(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let st = c.invoke(req).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(st.code(), Code::DeadlineExceeded, "{st:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "ended {took:?} after the call began"
+    );
+    assert!(
+        up.wait_closed(Duration::from_secs(5)).await,
+        "the upstream is let go"
+    );
+}

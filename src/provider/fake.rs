@@ -2,7 +2,8 @@
 //!
 //! - `fake:echo` streams the last user message back token by token, whitespace
 //!   kept (LangChain's GenericFakeChatModel splits on `(\s)`: every word and
-//!   every whitespace character is a token), with an optional per-token delay.
+//!   every whitespace character is a token), with an optional per-token delay;
+//!   `maxTokens` and `stop` cut it as they would a model's answer.
 //! - `fake:script` takes the whole response from the last user message, a JSON
 //!   script (see [`Script`]): every chunk kind, usage, stop reason, a delay, and a
 //!   failure before or after N chunks with a given status. Tests drive every
@@ -136,12 +137,20 @@ fn last_user_text(call: &Call) -> String {
 }
 
 fn echo_plan(call: &Call, delay: Duration) -> VecDeque<Step> {
-    let text = last_user_text(call);
-    let mut toks = tokens(&text);
+    let full = last_user_text(call);
+    // `stop`: the echo ends before the earliest stop sequence, as a model does.
+    let stopped = call
+        .request
+        .stop
+        .iter()
+        .filter_map(|s| full.find(s.as_str()).map(|at| (at, s)))
+        .min_by_key(|(at, _)| *at);
+    let text = stopped.map_or(full.as_str(), |(at, _)| &full[..at]);
+    let mut toks = tokens(text);
     if let Some(max) = call.request.max_tokens {
         toks.truncate(max as usize);
     }
-    let cut = toks.len() < tokens(&text).len();
+    let cut = toks.len() < tokens(text).len();
     let mut steps = VecDeque::new();
     for t in &toks {
         if !delay.is_zero() {
@@ -163,11 +172,16 @@ fn echo_plan(call: &Call, delay: Duration) -> VecDeque<Step> {
         total: input.saturating_add(output),
         ..Usage::default()
     })));
-    steps.push_back(Step::Part(Part::Stop(if cut {
-        StopReason::MaxTokens
-    } else {
-        StopReason::EndTurn
-    })));
+    let (stop, reason, sequence) = match (cut, stopped) {
+        (true, _) => (StopReason::MaxTokens, "max_tokens", String::new()),
+        (false, Some((_, seq))) => (StopReason::StopSequence, "stop_sequence", seq.clone()),
+        (false, None) => (StopReason::EndTurn, "end_turn", String::new()),
+    };
+    steps.push_back(Step::Part(Part::Stop(stop)));
+    steps.push_back(Step::Part(Part::Finish {
+        reason: reason.to_string(),
+        stop_sequence: sequence,
+    }));
     steps.push_back(Step::Part(Part::Done));
     steps
 }
