@@ -487,8 +487,12 @@ fn model_parts(content: &[Content], i: usize) -> Result<Vec<Value>, Error> {
             }
             // A refusal here is chatwire's own note of a blocked prompt, not model output.
             Content::Refusal(_) => {}
+            // Nothing is dropped silently: these have no place in a model turn.
             Content::Image(_) | Content::ToolResult(_) => {
-                tracing::debug!("gemini: skipping an image / toolResult in an assistant message");
+                return Err(Error::invalid(format!(
+                    "messages[{i}].content[{j}]: image and toolResult blocks belong in user or \
+                     tool messages for the {NAME} provider, not in assistant messages"
+                )))
             }
         }
     }
