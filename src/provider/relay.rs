@@ -6,9 +6,12 @@
 
 use std::collections::VecDeque;
 
-use crate::chat::{
-    aggregate::{Blocks, Place},
-    types::{Chunk, Part, StopReason, Usage},
+use crate::{
+    chat::{
+        aggregate::{Blocks, Place},
+        types::{Chunk, Part, StopReason, Usage},
+    },
+    error::{log_safe, redact},
 };
 
 /// Turns decoder parts into client chunks.
@@ -101,9 +104,14 @@ impl Relay {
                         model: self.model().to_string(),
                         usage: self.usage,
                         stop_reason: Some(self.stop.unwrap_or(StopReason::Other)),
-                        finish_reason: std::mem::take(&mut self.finish_reason),
+                        // Upstream-derived text: redacted like everything else that enters.
+                        finish_reason: log_safe(&redact(&self.finish_reason), 200),
+                        // The caller's own stop sequence, echoed: not redacted (no oracle).
                         stop_sequence: std::mem::take(&mut self.stop_sequence),
-                        metadata: std::mem::take(&mut self.metadata),
+                        metadata: std::mem::take(&mut self.metadata)
+                            .into_iter()
+                            .map(|(k, v)| (k, log_safe(&redact(&v), 200)))
+                            .collect(),
                         last: true,
                         ..Chunk::default()
                     });

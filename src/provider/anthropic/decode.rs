@@ -3,7 +3,10 @@
 //! is buffered beyond the block kinds, the usage counters and the citations
 //! that came before their text block's first text (a few, bounded).
 
-use std::borrow::Cow;
+use std::{
+    borrow::Cow,
+    collections::{HashMap, HashSet},
+};
 
 use serde::Deserialize;
 
@@ -214,9 +217,10 @@ enum BlockKind {
 /// The decoder state for one response.
 #[derive(Debug, Default)]
 pub struct AnthropicDecoder {
-    blocks: Vec<(u32, BlockKind)>,
+    /// What each block index holds (a map: an upstream may open many blocks).
+    blocks: HashMap<u32, BlockKind>,
     /// Text blocks that have produced text (a citation then goes out at once).
-    texted: Vec<u32>,
+    texted: HashSet<u32>,
     /// Citations that came before their text block's first text: the relay
     /// places a citation beside the current block, so they wait for it.
     held: Vec<(u32, Citation)>,
@@ -232,18 +236,11 @@ impl AnthropicDecoder {
     }
 
     fn kind(&self, index: u32) -> Option<BlockKind> {
-        self.blocks
-            .iter()
-            .rev()
-            .find(|(i, _)| *i == index)
-            .map(|(_, k)| *k)
+        self.blocks.get(&index).copied()
     }
 
     fn set_kind(&mut self, index: u32, kind: BlockKind) {
-        match self.blocks.iter_mut().find(|(i, _)| *i == index) {
-            Some(slot) => slot.1 = kind,
-            None => self.blocks.push((index, kind)),
-        }
+        self.blocks.insert(index, kind);
     }
 
     /// A citation of text block `index`: out now when the block has text (or
@@ -259,9 +256,7 @@ impl AnthropicDecoder {
     /// Text of block `index`, then the citations that waited for it.
     fn text(&mut self, index: u32, text: String, out: &mut Vec<Part>) {
         out.push(Part::Delta(Delta::Text(text)));
-        if !self.texted.contains(&index) {
-            self.texted.push(index);
-        }
+        self.texted.insert(index);
         self.release(Some(index), out);
     }
 
@@ -394,7 +389,7 @@ impl Decoder for AnthropicDecoder {
             } => match content_block {
                 Block::Text { text, citations } => {
                     self.set_kind(index, BlockKind::Text);
-                    self.texted.retain(|i| *i != index);
+                    self.texted.remove(&index);
                     for c in citations.into_iter().flatten() {
                         self.cite(index, c.into_citation(), &mut out);
                     }
