@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::{
     chat::types::{Citation, Delta, Part, Reasoning, StopReason, Usage},
-    error::{log_safe, redact, Error, Kind},
+    error::{log_safe, redact, Error},
     provider::{Decoder, Frame},
 };
 
@@ -321,42 +321,6 @@ pub(super) fn stop_reason(s: &str) -> StopReason {
     }
 }
 
-/// The HTTP status Anthropic documents for an error type (`error.type`), so
-/// an error event mid-stream is classed by the one table as its HTTP twin is.
-pub(super) fn error_status(kind: &str) -> Option<u16> {
-    Some(match kind {
-        "invalid_request_error" => 400,
-        "authentication_error" => 401,
-        "permission_error" => 403,
-        "not_found_error" => 404,
-        "request_too_large" => 413,
-        "rate_limit_error" => 429,
-        "api_error" => 500,
-        "timeout_error" => 408,
-        "overloaded_error" => 529,
-        _ => return None,
-    })
-}
-
-/// The error for an `error` event in the stream.
-fn stream_error(kind: &str, message: &str) -> Error {
-    let (k, reason) = error_status(kind).map_or(
-        (Kind::Unavailable, "UPSTREAM_ERROR"),
-        Kind::from_http_status,
-    );
-    let kind = if kind.is_empty() { "error" } else { kind };
-    let message = if message.is_empty() {
-        "(no message)"
-    } else {
-        message
-    };
-    Error::new(
-        k,
-        reason,
-        format!("anthropic reported an error mid-stream ({kind}): {message}"),
-    )
-}
-
 impl Decoder for AnthropicDecoder {
     fn on_frame(&mut self, frame: &Frame) -> Result<Vec<Part>, Error> {
         if frame.data.trim().is_empty() {
@@ -485,7 +449,7 @@ impl Decoder for AnthropicDecoder {
                 self.release(None, &mut out);
                 out.push(Part::Done);
             }
-            Event::Error { error } => return Err(stream_error(&error.kind, &error.message)),
+            Event::Error { error } => return Err(super::stream_error(&error.kind, &error.message)),
             Event::Unknown => {
                 tracing::debug!(
                     event = %log_safe(&redact(&frame.event), 100),

@@ -1,6 +1,7 @@
 //! The Anthropic decoder, event by event.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use super::*;
+use crate::error::Kind;
 
 /// The decoder's parts without `Finish` (the raw finish reason is checked
 /// through the gRPC surface, tests/api11.rs).

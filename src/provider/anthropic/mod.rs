@@ -3,6 +3,7 @@
 //! decoder; this file plugs them into the http shell.
 
 mod decode;
+mod thinking;
 mod wire;
 
 use std::sync::Arc;
@@ -14,7 +15,10 @@ use super::{
     http::{HttpProvider, Wire},
     Call, Decoder, Framing, ProviderInfo, Settings,
 };
-use crate::{chat::types::Chunk, error::Error};
+use crate::{
+    chat::types::Chunk,
+    error::{Error, Kind},
+};
 
 /// The Messages API version this module speaks.
 pub const API_VERSION: &str = "2023-06-01";
@@ -171,10 +175,46 @@ pub fn http_error(status: u16, body: &str) -> Error {
     let mut e = Error::from_upstream_status(status, &detail);
     let overrides = matches!(error.kind.as_str(), "overloaded_error" | "rate_limit_error")
         || e.kind == crate::error::Kind::UpstreamUnexpected;
-    if let Some(typed) = decode::error_status(&error.kind).filter(|_| overrides) {
+    if let Some(typed) = error_status(&error.kind).filter(|_| overrides) {
         (e.kind, e.reason) = crate::error::Kind::from_http_status(typed);
     }
     e
+}
+
+/// The HTTP status Anthropic documents for an error type (`error.type`), so
+/// an error event mid-stream is classed by the one table as its HTTP twin is.
+fn error_status(kind: &str) -> Option<u16> {
+    Some(match kind {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "api_error" => 500,
+        "timeout_error" => 408,
+        "overloaded_error" => 529,
+        _ => return None,
+    })
+}
+
+/// The error for an `error` event in the stream.
+pub(super) fn stream_error(kind: &str, message: &str) -> Error {
+    let (k, reason) = error_status(kind).map_or(
+        (Kind::Unavailable, "UPSTREAM_ERROR"),
+        Kind::from_http_status,
+    );
+    let kind = if kind.is_empty() { "error" } else { kind };
+    let message = if message.is_empty() {
+        "(no message)"
+    } else {
+        message
+    };
+    Error::new(
+        k,
+        reason,
+        format!("anthropic reported an error mid-stream ({kind}): {message}"),
+    )
 }
 
 /// Decodes a whole SSE body as the shell would (framer → decoder → relay):

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
 use crate::chat::types::{
-    ChatRequest, Message, Reasoning, ReasoningConfig, Tool, ToolCall, ToolResult,
+    ChatRequest, Effort, Message, Reasoning, ReasoningConfig, Tool, ToolCall, ToolResult,
 };
 use crate::provider::ModelOptions;
 

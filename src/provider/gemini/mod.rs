@@ -33,6 +33,7 @@
 //! HTTP error body or mid-stream).
 
 mod decode;
+mod thinking;
 mod wire;
 
 use std::{borrow::Cow, sync::Arc};

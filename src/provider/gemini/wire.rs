@@ -38,8 +38,7 @@ use serde_json::{json, Map, Value};
 use super::{GENERATED_ID_PREFIX, NAME};
 use crate::{
     chat::types::{
-        Content, Effort, File, FileSource, Image, Message, ReasoningConfig, ResponseFormat, Role,
-        ToolCall, ToolChoice,
+        Content, File, FileSource, Image, Message, ResponseFormat, Role, ToolCall, ToolChoice,
     },
     error::Error,
     provider::{
@@ -192,7 +191,7 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
     if let Some(t) = req
         .reasoning
         .as_ref()
-        .and_then(|r| thinking_config(&call.model, r))
+        .and_then(|r| super::thinking::thinking_config(&call.model, r))
     {
         gen.insert("thinkingConfig".into(), t);
     }
@@ -230,57 +229,6 @@ pub fn request_body(call: &Call, default_max_tokens: Option<u32>) -> Result<Valu
     }
     codec::merge_provider_options(&mut body, &rest, OWNED, NAME)?;
     Ok(Value::Object(body))
-}
-
-/// `thinkingConfig` for the request's reasoning, or none when it asks for
-/// nothing (see the module doc's table).
-fn thinking_config(model: &str, r: &ReasoningConfig) -> Option<Value> {
-    let mut t = Map::new();
-    match (r.budget_tokens, r.effort) {
-        (Some(budget), _) => {
-            t.insert("thinkingBudget".into(), json!(budget));
-        }
-        (None, Some(Effort::None)) => {
-            t.insert("thinkingBudget".into(), json!(0));
-        }
-        (None, Some(effort)) if uses_thinking_levels(model) => {
-            let level = match effort {
-                // NONE is the zero budget above.
-                Effort::None | Effort::Minimal => "minimal",
-                Effort::Low => "low",
-                Effort::Medium => "medium",
-                Effort::High => "high",
-            };
-            t.insert("thinkingLevel".into(), json!(level));
-        }
-        (None, Some(effort)) => {
-            let budget: u32 = match effort {
-                Effort::None => 0,
-                Effort::Minimal => 512,
-                Effort::Low => 1024,
-                Effort::Medium => 8192,
-                Effort::High => 24576,
-            };
-            t.insert("thinkingBudget".into(), json!(budget));
-        }
-        (None, None) => {}
-    }
-    if let Some(include) = r.include {
-        t.insert("includeThoughts".into(), json!(include));
-    }
-    (!t.is_empty()).then_some(Value::Object(t))
-}
-
-/// Gemini 3 and later take `thinkingLevel`; 2.5 a `thinkingBudget`.
-fn uses_thinking_levels(model: &str) -> bool {
-    let m = model.strip_prefix("models/").unwrap_or(model);
-    let major: String = m
-        .strip_prefix("gemini-")
-        .unwrap_or("")
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    major.parse::<u32>().is_ok_and(|n| n >= 3)
 }
 
 /// A user or tool message (`messages[i]`) as `user` parts; `names` has the

@@ -3,6 +3,10 @@
 use super::*;
 use crate::chat::types::{ChatRequest, Message, Reasoning, Tool, ToolCall, ToolResult};
 use crate::error::Kind;
+use crate::{
+    chat::types::{Effort, ReasoningConfig},
+    provider::gemini::thinking::thinking_config,
+};
 
 fn call(messages: Vec<Message>) -> Call {
     Call {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::{
     chat::types::{Delta, Part, Reasoning, StopReason, Usage},
-    error::{log_safe, redact, Error, Kind},
+    error::{log_safe, redact, Error},
     provider::{Decoder, Frame},
 };
 
@@ -181,7 +181,7 @@ impl OpenAiDecoder {
 
     fn chunk(&mut self, c: WireChunk<'_>, out: &mut Vec<Part>) -> Result<(), Error> {
         if let Some(e) = c.error {
-            return Err(stream_error(&e));
+            return Err(super::stream_error(&e));
         }
         if !self.meta_sent {
             let id = c.id.as_deref().unwrap_or("");
@@ -397,60 +397,6 @@ fn usage(u: &WireUsage) -> Usage {
     }
 }
 
-/// An `error` object (or string) sent inside the stream. The HTTP status of
-/// the stream was 200, so the class comes from the error's own status/code
-/// (a number: HTTP-like; a string: OpenAI's error types); an error that says
-/// nothing usable is UNAVAILABLE (the upstream failed mid-answer).
-pub fn stream_error(e: &serde_json::Value) -> Error {
-    let s = |k: &str| e.get(k).and_then(|v| v.as_str()).unwrap_or("");
-    let num = |k: &str| {
-        e.get(k).and_then(|v| {
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-        })
-    };
-    let message = match e.as_str() {
-        Some(m) => m.to_string(),
-        None if !s("message").is_empty() => s("message").to_string(),
-        None => e.to_string().chars().take(500).collect(),
-    };
-    let status = ["status_code", "status", "code"]
-        .iter()
-        .filter_map(|k| num(k))
-        .find(|n| (400..600).contains(n))
-        .map(|n| n as u16);
-    let words = format!("{} {}", s("type"), s("code")).to_ascii_lowercase();
-    let status = status.or_else(|| {
-        if words.contains("rate_limit") || words.contains("quota") || words.contains("too_many") {
-            Some(429)
-        } else if words.contains("invalid_request")
-            || words.contains("context_length")
-            || words.contains("tool_use_failed")
-        {
-            Some(400)
-        } else if words.contains("authentication") || words.contains("permission") {
-            Some(401)
-        } else if words.contains("server_error") || words.contains("overloaded") {
-            Some(503)
-        } else {
-            None
-        }
-    });
-    let what = match (s("type"), s("code")) {
-        ("", "") => String::new(),
-        (t, "") | ("", t) => format!(" ({t})"),
-        (t, c) => format!(" ({t}, {c})"),
-    };
-    let message = format!("the upstream reported an error mid-stream{what}: {message}");
-    match status {
-        Some(st) => {
-            let base = Error::from_upstream_status(st, "");
-            Error::new(base.kind, base.reason, message).with_status(st)
-        }
-        None => Error::new(Kind::Unavailable, "UPSTREAM_ERROR", message),
-    }
-}
-
 impl Decoder for OpenAiDecoder {
     fn on_frame(&mut self, frame: &Frame) -> Result<Vec<Part>, Error> {
         let data = frame.data.trim();
@@ -467,7 +413,9 @@ impl Decoder for OpenAiDecoder {
             Ok(c) => c,
             Err(e) => {
                 if frame.event == "error" {
-                    return Err(stream_error(&serde_json::Value::String(data.to_string())));
+                    return Err(super::stream_error(&serde_json::Value::String(
+                        data.to_string(),
+                    )));
                 }
                 return Err(Error::protocol(format!(
                     "the upstream sent a chunk that is not valid Chat Completions JSON: {e}"
@@ -475,7 +423,9 @@ impl Decoder for OpenAiDecoder {
             }
         };
         if frame.event == "error" && chunk.error.is_none() {
-            return Err(stream_error(&serde_json::Value::String(data.to_string())));
+            return Err(super::stream_error(&serde_json::Value::String(
+                data.to_string(),
+            )));
         }
         self.chunk(chunk, &mut out)?;
         Ok(out)
