@@ -51,6 +51,15 @@ pub fn client(connect_timeout: Duration) -> Result<reqwest::Client, Error> {
         .map_err(|e| Error::internal(format!("building the HTTP client failed: {e}")))
 }
 
+/// A wire, served through this shell with the shared HTTP client settings,
+/// as the registry holds it (every remote provider's `provider()` ends here).
+pub fn ready<W: Wire>(wire: W, max_frame: usize) -> Result<super::registry::Registered, Error> {
+    let client = super::http_client()?;
+    Ok(super::registry::Registered::Ready(Arc::new(
+        HttpProvider::new(wire, client, max_frame),
+    )))
+}
+
 /// A provider speaking HTTP through this shell.
 pub struct HttpProvider<W> {
     wire: Arc<W>,

@@ -67,8 +67,7 @@ impl<'d> Pump<'d> {
     /// A response metadata entry from outside the body (the upstream's request
     /// id from its headers); it rides on the last chunk.
     pub fn note(&mut self, key: &'static str, value: String) {
-        let mut none = VecDeque::new();
-        self.relay.push(vec![Part::Metadata(key, value)], &mut none);
+        self.relay.note(key, value);
     }
 
     /// True once the `last` chunk was produced: nothing more may follow.

@@ -93,11 +93,7 @@ impl Relay {
                     self.finish_reason = reason;
                     self.stop_sequence = stop_sequence;
                 }
-                Part::Metadata(k, v) => {
-                    if !v.is_empty() && !self.metadata.iter().any(|(key, _)| key == k) {
-                        self.metadata.push((k.to_string(), v));
-                    }
-                }
+                Part::Metadata(k, v) => self.note(k, v),
                 Part::Done => {
                     out.push_back(Chunk {
                         id: self.id().to_string(),
@@ -118,6 +114,13 @@ impl Relay {
                     self.done = true;
                 }
             }
+        }
+    }
+
+    /// A response metadata entry for the last chunk (the first value of a key wins).
+    pub fn note(&mut self, key: &'static str, value: String) {
+        if !value.is_empty() && !self.metadata.iter().any(|(k, _)| k == key) {
+            self.metadata.push((key.to_string(), value));
         }
     }
 

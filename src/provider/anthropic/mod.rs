@@ -6,15 +6,9 @@ mod decode;
 mod thinking;
 mod wire;
 
-use std::sync::Arc;
-
 pub use decode::AnthropicDecoder;
 
-use super::{
-    codec,
-    http::{HttpProvider, Wire},
-    Call, Decoder, Framing, ProviderInfo, Settings,
-};
+use super::{codec, http::Wire, Call, Decoder, Framing, ProviderInfo, Settings};
 use crate::{
     chat::types::Chunk,
     error::{Error, Kind},
@@ -71,9 +65,7 @@ pub fn provider(
         return Ok(super::pending("anthropic", "ChatAnthropic", HOW));
     }
     let max_frame = settings.max_frame;
-    Ok(super::registry::Registered::Ready(Arc::new(
-        HttpProvider::new(Anthropic::new(settings), super::http_client()?, max_frame),
-    )))
+    super::http::ready(Anthropic::new(settings), max_frame)
 }
 
 impl Wire for Anthropic {

@@ -36,7 +36,7 @@ mod decode;
 mod thinking;
 mod wire;
 
-use std::{borrow::Cow, sync::Arc};
+use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -44,11 +44,7 @@ use serde_json::Value;
 pub use decode::{stop_reason, GeminiDecoder};
 pub use wire::request_body;
 
-use super::{
-    frame::Framing,
-    http::{HttpProvider, Wire},
-    Call, Decoder, ProviderInfo, Settings,
-};
+use super::{frame::Framing, http::Wire, Call, Decoder, ProviderInfo, Settings};
 use crate::error::{Error, Kind};
 
 const NAME: &str = "gemini";
@@ -75,10 +71,7 @@ pub fn provider(
         return Ok(super::pending(NAME, CLASS, HOW));
     }
     let max_frame = settings.max_frame;
-    let wire = Gemini::new(settings);
-    Ok(super::registry::Registered::Ready(Arc::new(
-        HttpProvider::new(wire, super::http_client()?, max_frame),
-    )))
+    super::http::ready(Gemini::new(settings), max_frame)
 }
 
 /// The Gemini wire format.

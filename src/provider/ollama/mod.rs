@@ -26,16 +26,10 @@
 mod decode;
 mod wire;
 
-use std::sync::Arc;
-
 pub use decode::{stop_reason, stream_error, OllamaDecoder};
 pub use wire::request_body;
 
-use super::{
-    frame::Framing,
-    http::{HttpProvider, Wire},
-    Call, Decoder, ProviderInfo, Settings,
-};
+use super::{frame::Framing, http::Wire, Call, Decoder, ProviderInfo, Settings};
 use crate::error::Error;
 
 const NAME: &str = "ollama";
@@ -68,9 +62,7 @@ pub fn provider(
         );
     }
     let max_frame = settings.max_frame;
-    Ok(super::registry::Registered::Ready(Arc::new(
-        HttpProvider::new(Ollama::new(settings), super::http_client()?, max_frame),
-    )))
+    super::http::ready(Ollama::new(settings), max_frame)
 }
 
 /// `OLLAMA_HOST` as Ollama itself reads it: the scheme defaults to http, the port

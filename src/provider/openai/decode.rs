@@ -158,6 +158,8 @@ pub struct OpenAiDecoder {
     pub(super) meta_sent: bool,
     calls: Vec<Call>,
     finish_seen: bool,
+    /// The response metadata (fingerprint, service tier) was reported.
+    metadata_sent: bool,
     /// `stream_options.include_usage` was sent: the usage chunk comes after
     /// the finish_reason, so the answer is whole only with it or `[DONE]`.
     usage_requested: bool,
@@ -193,11 +195,16 @@ impl OpenAiDecoder {
                 self.meta_sent = true;
             }
         }
-        if let Some(f) = c.system_fingerprint.filter(|f| !f.is_empty()) {
-            out.push(Part::Metadata("system_fingerprint", f.into_owned()));
-        }
-        if let Some(t) = c.service_tier.filter(|t| !t.is_empty()) {
-            out.push(Part::Metadata("service_tier", t.into_owned()));
+        // Repeated on every chunk by OpenAI: reported once, not copied per token.
+        if !self.metadata_sent {
+            if let Some(f) = c.system_fingerprint.filter(|f| !f.is_empty()) {
+                out.push(Part::Metadata("system_fingerprint", f.into_owned()));
+                self.metadata_sent = true;
+            }
+            if let Some(t) = c.service_tier.filter(|t| !t.is_empty()) {
+                out.push(Part::Metadata("service_tier", t.into_owned()));
+                self.metadata_sent = true;
+            }
         }
         for choice in c.choices.unwrap_or_default() {
             if choice.index.unwrap_or(0) != 0 {

@@ -9,11 +9,9 @@
 pub mod decode;
 pub mod wire;
 
-use std::sync::Arc;
-
 pub use decode::OpenAiDecoder;
 
-use super::{http::HttpProvider, http::Wire, Call, Decoder, Framing, ProviderInfo, Settings};
+use super::{http::Wire, Call, Decoder, Framing, ProviderInfo, Settings};
 use crate::{
     chat::types::Chunk,
     error::{Error, Kind},
@@ -46,9 +44,7 @@ pub fn provider(
         );
     }
     let max_frame = settings.max_frame;
-    Ok(super::registry::Registered::Ready(Arc::new(
-        HttpProvider::new(OpenAi::new(settings), super::http_client()?, max_frame),
-    )))
+    super::http::ready(OpenAi::new(settings), max_frame)
 }
 
 /// The Chat Completions wire.
