@@ -2,8 +2,8 @@
 // Where the .proto files are, and how they are loaded.
 //
 // chatwire.proto is the repository's own `proto/chatwire/v1/chatwire.proto`
-// (found from this package's place in the repository, or given with the
-// `protoPath` option / CHATWIRE_PROTO environment variable); the google.rpc
+// (the `protoPath` option, else CHATWIRE_PROTO, else found from this package's
+// place in the repository, else the copy `npm pack` puts in `proto/`); the google.rpc
 // protos that describe error details ship in this package's `proto/` folder.
 const fs = require('node:fs');
 const path = require('node:path');
@@ -39,8 +39,8 @@ function chatwireProtoPath(explicit) {
   const candidates = [];
   if (explicit) candidates.push(path.resolve(explicit));
   if (process.env.CHATWIRE_PROTO) candidates.push(path.resolve(process.env.CHATWIRE_PROTO));
-  candidates.push(path.join(RPC_PROTO_DIR, CHATWIRE_REL));
   candidates.push(path.resolve(PKG_ROOT, '..', '..', 'proto', CHATWIRE_REL));
+  candidates.push(path.join(RPC_PROTO_DIR, CHATWIRE_REL));
   for (const c of candidates) {
     if (fs.existsSync(c)) return c;
   }
