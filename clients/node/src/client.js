@@ -103,9 +103,11 @@ class ChatStream {
   constructor(call, signal) {
     this.call = call;
     this.cancelled = false;
+    this.signal = signal || null;
+    this.onAbort = () => this.cancel();
     if (signal) {
       if (signal.aborted) this.cancel();
-      else signal.addEventListener('abort', () => this.cancel(), { once: true });
+      else signal.addEventListener('abort', this.onAbort, { once: true });
     }
   }
 
@@ -126,6 +128,7 @@ class ChatStream {
     } finally {
       // The consumer left early: cancel, so the server stops the upstream.
       if (!done) this.call.cancel();
+      if (this.signal) this.signal.removeEventListener('abort', this.onAbort);
     }
   }
 }
