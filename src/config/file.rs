@@ -20,6 +20,8 @@ pub struct FileConfig {
     /// Seconds a new connection has to send the HTTP/2 preface (or TLS handshake).
     pub preface_timeout_secs: Option<f64>,
     pub shutdown_grace_secs: Option<u64>,
+    /// Seconds from the drain's start to the GOAWAY (0: at once).
+    pub drain_goaway_delay_secs: Option<f64>,
     pub timers: Option<TimersFile>,
     pub retry: Option<RetryFile>,
     pub fake: Option<FakeFile>,

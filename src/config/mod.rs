@@ -41,6 +41,9 @@ pub struct Config {
     pub timers: Timers,
     pub retry: RetryPolicy,
     pub shutdown_grace: Duration,
+    /// From the start of a drain (health already NOT_SERVING) to the HTTP/2
+    /// GOAWAY on every connection and the listener's close (at most the grace).
+    pub drain_goaway_delay: Duration,
     pub fake_token_delay: Duration,
     pub fake_scripts: BTreeMap<String, serde_json::Value>,
     pub providers: BTreeMap<String, ProviderFile>,
@@ -86,6 +89,7 @@ impl Default for Config {
             timers: Timers::default(),
             retry: RetryPolicy::default(),
             shutdown_grace: Duration::from_secs(30),
+            drain_goaway_delay: Duration::ZERO,
             fake_token_delay: Duration::ZERO,
             fake_scripts: BTreeMap::new(),
             providers: BTreeMap::new(),
@@ -178,6 +182,14 @@ impl Config {
         }
         if let Some(v) = f.shutdown_grace_secs {
             c.shutdown_grace = Duration::from_secs(v.min(MAX_SECS));
+        }
+        if let Some(v) = f.drain_goaway_delay_secs {
+            if !(v.is_finite() && (0.0..=MAX_SECS as f64).contains(&v)) {
+                return Err(format!(
+                    "drain_goaway_delay_secs: {v} must be 0 or a positive number of seconds"
+                ));
+            }
+            c.drain_goaway_delay = Duration::from_secs_f64(v);
         }
         if let Some(t) = f.timers {
             let secs = |name: &str, v: Option<f64>, d: Duration| -> Result<Duration, String> {
@@ -334,6 +346,8 @@ mod tests {
             "[timers]\ntotal_secs = 1e20",
             "[timers]\nidle_secs = -1",
             "[models.x]\ntarget = \"fake:echo\"\nidle_secs = 1e300",
+            "drain_goaway_delay_secs = -0.5",
+            "drain_goaway_delay_secs = nan",
         ] {
             assert!(Config::from_toml(t).is_err(), "{t}");
         }
@@ -341,6 +355,8 @@ mod tests {
         let c = c.unwrap_or_default_for_test();
         assert_eq!(c.shutdown_grace, Duration::from_secs(MAX_SECS));
         assert_eq!(c.retry.max_backoff, Duration::from_millis(MAX_BACKOFF_MS));
+        let c = Config::from_toml("drain_goaway_delay_secs = 0.25").unwrap_or_default_for_test();
+        assert_eq!(c.drain_goaway_delay, Duration::from_millis(250));
     }
 
     #[test]

@@ -141,8 +141,8 @@ pub async fn run(
         r = &mut server => return r.map_err(|e| Error::internal(format!("server: {e}"))),
         () = shutdown => {}
     }
-    // Drain: NOT_SERVING at once, new calls refused with UNAVAILABLE, calls in
-    // flight get the grace period; the server keeps running meanwhile.
+    let deadline = tokio::time::Instant::now() + grace;
+    // Drain: NOT_SERVING at once, new calls refused with UNAVAILABLE (DRAINING).
     drain.start_drain();
     health
         .set_service_status("", ServingStatus::NotServing)
@@ -152,12 +152,32 @@ pub async fn run(
         .await;
     tracing::info!(
         grace_secs = grace.as_secs_f64(),
+        goaway_delay_secs = config.drain_goaway_delay.as_secs_f64(),
         in_flight = drain.in_flight(),
         "shutting down: NOT_SERVING, draining"
     );
+    // Then (after the configured delay, 0 by default) the listener closes and
+    // every connection gets an HTTP/2 GOAWAY (hyper's graceful shutdown: a
+    // GOAWAY naming no stream limit and a PING, then the final GOAWAY once the
+    // PING is answered, so streams already on the wire are served, and refused
+    // with DRAINING). Proxies and clients open new streams elsewhere; streams
+    // in flight keep running; the server future ends when every connection
+    // has closed.
+    let delay = config.drain_goaway_delay.min(grace);
+    if !delay.is_zero() {
+        tokio::select! {
+            r = &mut server => return r.map_err(|e| Error::internal(format!("server: {e}"))),
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+    let _ = stop_tx.send(());
+    tracing::info!(
+        in_flight = drain.in_flight(),
+        "listener closed, GOAWAY sent on every connection"
+    );
     let drained = tokio::select! {
         r = &mut server => return r.map_err(|e| Error::internal(format!("server: {e}"))),
-        r = tokio::time::timeout(grace, drain.wait_idle()) => r.is_ok(),
+        r = tokio::time::timeout_at(deadline, drain.wait_idle()) => r.is_ok(),
     };
     if !drained {
         tracing::warn!(
@@ -169,9 +189,9 @@ pub async fn run(
         // take even that, so it gets half a second, not more.
         let _ = tokio::time::timeout(Duration::from_millis(500), drain.wait_idle()).await;
     }
-    let _ = stop_tx.send(());
-    // Connections close gracefully if they can; within half a second, or they
-    // are dropped with the server (exit within the grace period plus a second).
+    // Connections still open (a health Watch, a reflection stream, a client
+    // that stopped reading) close gracefully if they can within half a second,
+    // or are dropped with the server (exit within the grace period plus a second).
     match tokio::time::timeout(Duration::from_millis(500), &mut server).await {
         Ok(r) => r.map_err(|e| Error::internal(format!("server: {e}"))),
         Err(_) => Ok(()),
