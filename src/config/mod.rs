@@ -44,6 +44,13 @@ pub struct Config {
     /// From the start of a drain (health already NOT_SERVING) to the HTTP/2
     /// GOAWAY on every connection and the listener's close (at most the grace).
     pub drain_goaway_delay: Duration,
+    /// A plaintext listener serving grpc.health.v1 only (kubelet probes under mTLS).
+    pub health_addr: Option<SocketAddr>,
+    /// Origins allowed to call through gRPC-Web from a browser (CORS); empty:
+    /// cross-origin calls refused.
+    pub cors_origins: Vec<String>,
+    /// Serve the browser playground at `/` and `/playground`.
+    pub playground: bool,
     pub fake_token_delay: Duration,
     pub fake_scripts: BTreeMap<String, serde_json::Value>,
     pub providers: BTreeMap<String, ProviderFile>,
@@ -90,6 +97,9 @@ impl Default for Config {
             retry: RetryPolicy::default(),
             shutdown_grace: Duration::from_secs(30),
             drain_goaway_delay: Duration::ZERO,
+            health_addr: None,
+            cors_origins: Vec::new(),
+            playground: false,
             fake_token_delay: Duration::ZERO,
             fake_scripts: BTreeMap::new(),
             providers: BTreeMap::new(),
@@ -122,6 +132,25 @@ pub(crate) fn seconds(s: f64) -> Result<Duration, String> {
     }
 }
 
+/// A CORS origin as browsers send it: `scheme://host[:port]`, nothing after
+/// (no path, no trailing slash, no wildcard), so it is compared exactly.
+pub fn check_origin(origin: &str) -> Result<String, String> {
+    let o = origin.trim();
+    let bad = || {
+        format!("{origin:?} is not an origin (scheme://host[:port], e.g. https://app.example.com)")
+    };
+    let (scheme, rest) = o.split_once("://").ok_or_else(bad)?;
+    if !matches!(scheme, "http" | "https")
+        || rest.is_empty()
+        || rest.contains(['/', '*', '?', '#', '@', ' ', ','])
+        || !o.is_ascii()
+        || o.chars().any(|c| c.is_ascii_control())
+    {
+        return Err(bad());
+    }
+    Ok(o.to_string())
+}
+
 /// Callers' tokens from a comma- or newline-separated list (the env var and
 /// token file format; `#` starts a comment line).
 pub fn parse_token_list(list: &str) -> Vec<String> {
@@ -148,6 +177,17 @@ impl Config {
                 .parse()
                 .map_err(|e| format!("addr: {a:?} is not host:port ({e})"))?;
         }
+        if let Some(a) = f.health_addr {
+            c.health_addr = Some(
+                a.parse()
+                    .map_err(|e| format!("health_addr: {a:?} is not host:port ({e})"))?,
+            );
+        }
+        for o in f.cors_origins {
+            c.cors_origins
+                .push(check_origin(&o).map_err(|e| format!("cors_origins: {e}"))?);
+        }
+        c.playground = f.playground.unwrap_or(false);
         match f.log_format.as_deref() {
             None | Some("text") => {}
             Some("json") => c.json_logs = true,
