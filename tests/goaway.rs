@@ -130,10 +130,10 @@ async fn draining_sends_goaway_in_flight_streams_finish_and_the_listener_closes(
     let mut tonic_client = srv.client().await;
     let mut h2 = h2_connect(srv.addr).await;
 
-    // One stream in flight on each client, about 800 ms long.
-    let raw = h2_send(&mut h2, "Stream", &slow_script(8, 100)).unwrap();
+    // One stream in flight on each client, about 2 s long.
+    let raw = h2_send(&mut h2, "Stream", &slow_script(20, 100)).unwrap();
     let mut tonic_stream = tonic_client
-        .stream(slow_script(8, 100))
+        .stream(slow_script(20, 100))
         .await
         .unwrap()
         .into_inner();
@@ -172,6 +172,11 @@ async fn draining_sends_goaway_in_flight_streams_finish_and_the_listener_closes(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let e = goaway.expect("the server's GOAWAY within 2 s of the drain's start");
+    // ...at the drain's start, not once the calls in flight are done.
+    assert!(
+        !raw.is_finished(),
+        "the GOAWAY came while streams were in flight"
+    );
     assert!(e.is_go_away() && e.is_remote(), "{e:?}");
     assert_eq!(e.reason(), Some(h2::Reason::NO_ERROR), "{e:?}");
 
@@ -204,11 +209,17 @@ async fn draining_sends_goaway_in_flight_streams_finish_and_the_listener_closes(
     while let Some(c) = tonic_stream.next().await {
         got.push(c.expect("the in-flight stream completes OK"));
     }
-    assert_eq!(chunk_text(&got), "t0 t1 t2 t3 t4 t5 t6 t7 ");
+    assert_eq!(
+        chunk_text(&got),
+        "t0 t1 t2 t3 t4 t5 t6 t7 t8 t9 t10 t11 t12 t13 t14 t15 t16 t17 t18 t19 "
+    );
     assert!(got.last().unwrap().last);
     let (chunks, code, message) = raw.await.unwrap();
     assert_eq!(code, "0", "{message}");
-    assert_eq!(chunk_text(&chunks), "t0 t1 t2 t3 t4 t5 t6 t7 ");
+    assert_eq!(
+        chunk_text(&chunks),
+        "t0 t1 t2 t3 t4 t5 t6 t7 t8 t9 t10 t11 t12 t13 t14 t15 t16 t17 t18 t19 "
+    );
 
     // Once that connection has closed, the Channel reconnects: refused at
     // connect (the listener is closed), UNAVAILABLE.

@@ -400,6 +400,36 @@ mod tests {
     }
 
     #[test]
+    fn cors_origins_and_the_health_address_are_checked() {
+        let c = Config::from_toml(
+            "health_addr = \"0.0.0.0:8081\"\ncors_origins = [\"https://app.example.com\", \"http://127.0.0.1:3000\"]\nplayground = true",
+        )
+        .unwrap_or_default_for_test();
+        assert_eq!(c.health_addr, Some(SocketAddr::from(([0, 0, 0, 0], 8081))));
+        assert_eq!(
+            c.cors_origins,
+            ["https://app.example.com", "http://127.0.0.1:3000"]
+        );
+        assert!(c.playground);
+        for bad in [
+            "*",
+            "https://*.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "app.example.com",
+            "ftp://app.example.com",
+            "https://",
+            "https://a.example, https://b.example",
+            "https://user@app.example.com",
+            "https://bücher.example",
+        ] {
+            assert!(check_origin(bad).is_err(), "{bad}");
+        }
+        assert!(Config::from_toml("cors_origins = [\"*\"]").is_err());
+        assert!(Config::from_toml("health_addr = \"8081\"").is_err());
+    }
+
+    #[test]
     fn aliases_and_switches() {
         let c = Config::from_toml(
             "[models.fast]\ntarget = \"fake:echo\"\nfallbacks = [\"fake:script\"]\nstreaming = false\n[models.\"openai:llama\"]\ninclude_usage = false\n",
