@@ -74,6 +74,21 @@ pub struct ServeArgs {
     /// Allow listening on a non-loopback address without callers' auth.
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// Also serve grpc.health.v1 (and nothing else) in plaintext on this
+    /// address, for probes that cannot present a client certificate.
+    #[arg(long, env = "CHATWIRE_HEALTH_ADDR")]
+    pub health_addr: Option<String>,
+    /// A browser origin allowed to call through gRPC-Web (repeatable; the
+    /// env var takes a comma-separated list). None: cross-origin calls refused.
+    #[arg(
+        long = "cors-origin",
+        env = "CHATWIRE_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// Serve the browser playground at / and /playground.
+    #[arg(long, env = "CHATWIRE_PLAYGROUND")]
+    pub playground: bool,
 }
 
 #[derive(Debug, Args)]

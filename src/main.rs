@@ -72,6 +72,28 @@ async fn serve(args: ServeArgs) -> ExitCode {
         });
     }
     config.insecure_no_auth |= args.insecure_no_auth;
+    if let Some(addr) = &args.health_addr {
+        match addr.parse::<SocketAddr>() {
+            Ok(a) => config.health_addr = Some(a),
+            Err(e) => {
+                eprintln!("--health-addr: {addr:?} is not host:port ({e})");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if !args.cors_origins.is_empty() {
+        config.cors_origins.clear();
+        for o in &args.cors_origins {
+            match chatwire::config::check_origin(o) {
+                Ok(o) => config.cors_origins.push(o),
+                Err(e) => {
+                    eprintln!("--cors-origin: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    }
+    config.playground |= args.playground;
     init_tracing(config.json_logs);
     let env: server::Env = std::env::vars().collect();
     if let Err(e) = config

@@ -362,7 +362,13 @@ async fn health_status(health: &mut HealthClient<Channel>, service: &str) -> Ser
 
 #[tokio::test]
 async fn a_stream_in_flight_at_shutdown_completes_and_new_calls_are_refused() {
-    let mut srv = TestServer::start(Config::default(), env(&[])).await;
+    // The GOAWAY comes after the delay (tests/goaway.rs covers it): until then
+    // this connection keeps working and shows the drain in-band.
+    let config = Config {
+        drain_goaway_delay: Duration::from_millis(1500),
+        ..Config::default()
+    };
+    let mut srv = TestServer::start(config, env(&[])).await;
     let ch = srv.channel().await;
     let mut c = pb::chat_model_service_client::ChatModelServiceClient::new(ch.clone());
     let mut health = HealthClient::new(ch.clone());
@@ -400,7 +406,9 @@ async fn a_stream_in_flight_at_shutdown_completes_and_new_calls_are_refused() {
     // New calls are refused.
     let refused = c.invoke(text_request("fake:echo", "late")).await;
     assert!(refused.is_err(), "a call after shutdown must be refused");
-    assert_eq!(refused.unwrap_err().code(), Code::Unavailable);
+    let refused = refused.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable);
+    assert_eq!(reason(&refused), "DRAINING");
 
     // The in-flight stream runs to its last chunk.
     let mut rest = vec![first];

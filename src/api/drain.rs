@@ -1,7 +1,8 @@
-//! Graceful drain: on shutdown the server keeps its connections, refuses new
-//! chat calls with UNAVAILABLE (so clients on an existing HTTP/2 connection get
-//! a status they can retry elsewhere, not a GOAWAY cancel), lets calls in
-//! flight finish within the grace period, then ends the rest with UNAVAILABLE.
+//! Graceful drain: on shutdown the server refuses new chat calls with
+//! UNAVAILABLE (reason DRAINING), so a call that reaches this replica after the
+//! drain began gets a status it can retry elsewhere, never a hang; the server
+//! then sends HTTP/2 GOAWAY on every connection (see `server`), lets calls in
+//! flight finish within the grace period, and ends the rest with UNAVAILABLE.
 
 use std::{
     pin::Pin,

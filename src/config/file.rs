@@ -20,6 +20,15 @@ pub struct FileConfig {
     /// Seconds a new connection has to send the HTTP/2 preface (or TLS handshake).
     pub preface_timeout_secs: Option<f64>,
     pub shutdown_grace_secs: Option<u64>,
+    /// Seconds from the drain's start to the GOAWAY (0: at once).
+    pub drain_goaway_delay_secs: Option<f64>,
+    /// A plaintext grpc.health.v1-only listener, `host:port`.
+    pub health_addr: Option<String>,
+    /// Browser origins allowed to call through gRPC-Web (CORS).
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    /// Serve the browser playground.
+    pub playground: Option<bool>,
     pub timers: Option<TimersFile>,
     pub retry: Option<RetryFile>,
     pub fake: Option<FakeFile>,

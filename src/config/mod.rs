@@ -41,6 +41,16 @@ pub struct Config {
     pub timers: Timers,
     pub retry: RetryPolicy,
     pub shutdown_grace: Duration,
+    /// From the start of a drain (health already NOT_SERVING) to the HTTP/2
+    /// GOAWAY on every connection and the listener's close (at most the grace).
+    pub drain_goaway_delay: Duration,
+    /// A plaintext listener serving grpc.health.v1 only (kubelet probes under mTLS).
+    pub health_addr: Option<SocketAddr>,
+    /// Origins allowed to call through gRPC-Web from a browser (CORS); empty:
+    /// cross-origin calls refused.
+    pub cors_origins: Vec<String>,
+    /// Serve the browser playground at `/` and `/playground`.
+    pub playground: bool,
     pub fake_token_delay: Duration,
     pub fake_scripts: BTreeMap<String, serde_json::Value>,
     pub providers: BTreeMap<String, ProviderFile>,
@@ -86,6 +96,10 @@ impl Default for Config {
             timers: Timers::default(),
             retry: RetryPolicy::default(),
             shutdown_grace: Duration::from_secs(30),
+            drain_goaway_delay: Duration::ZERO,
+            health_addr: None,
+            cors_origins: Vec::new(),
+            playground: false,
             fake_token_delay: Duration::ZERO,
             fake_scripts: BTreeMap::new(),
             providers: BTreeMap::new(),
@@ -118,6 +132,25 @@ pub(crate) fn seconds(s: f64) -> Result<Duration, String> {
     }
 }
 
+/// A CORS origin as browsers send it: `scheme://host[:port]`, nothing after
+/// (no path, no trailing slash, no wildcard), so it is compared exactly.
+pub fn check_origin(origin: &str) -> Result<String, String> {
+    let o = origin.trim();
+    let bad = || {
+        format!("{origin:?} is not an origin (scheme://host[:port], e.g. https://app.example.com)")
+    };
+    let (scheme, rest) = o.split_once("://").ok_or_else(bad)?;
+    if !matches!(scheme, "http" | "https")
+        || rest.is_empty()
+        || rest.contains(['/', '*', '?', '#', '@', ' ', ','])
+        || !o.is_ascii()
+        || o.chars().any(|c| c.is_ascii_control())
+    {
+        return Err(bad());
+    }
+    Ok(o.to_string())
+}
+
 /// Callers' tokens from a comma- or newline-separated list (the env var and
 /// token file format; `#` starts a comment line).
 pub fn parse_token_list(list: &str) -> Vec<String> {
@@ -144,6 +177,17 @@ impl Config {
                 .parse()
                 .map_err(|e| format!("addr: {a:?} is not host:port ({e})"))?;
         }
+        if let Some(a) = f.health_addr {
+            c.health_addr = Some(
+                a.parse()
+                    .map_err(|e| format!("health_addr: {a:?} is not host:port ({e})"))?,
+            );
+        }
+        for o in f.cors_origins {
+            c.cors_origins
+                .push(check_origin(&o).map_err(|e| format!("cors_origins: {e}"))?);
+        }
+        c.playground = f.playground.unwrap_or(false);
         match f.log_format.as_deref() {
             None | Some("text") => {}
             Some("json") => c.json_logs = true,
@@ -178,6 +222,14 @@ impl Config {
         }
         if let Some(v) = f.shutdown_grace_secs {
             c.shutdown_grace = Duration::from_secs(v.min(MAX_SECS));
+        }
+        if let Some(v) = f.drain_goaway_delay_secs {
+            if !(v.is_finite() && (0.0..=MAX_SECS as f64).contains(&v)) {
+                return Err(format!(
+                    "drain_goaway_delay_secs: {v} must be 0 or a positive number of seconds"
+                ));
+            }
+            c.drain_goaway_delay = Duration::from_secs_f64(v);
         }
         if let Some(t) = f.timers {
             let secs = |name: &str, v: Option<f64>, d: Duration| -> Result<Duration, String> {
@@ -334,6 +386,8 @@ mod tests {
             "[timers]\ntotal_secs = 1e20",
             "[timers]\nidle_secs = -1",
             "[models.x]\ntarget = \"fake:echo\"\nidle_secs = 1e300",
+            "drain_goaway_delay_secs = -0.5",
+            "drain_goaway_delay_secs = nan",
         ] {
             assert!(Config::from_toml(t).is_err(), "{t}");
         }
@@ -341,6 +395,38 @@ mod tests {
         let c = c.unwrap_or_default_for_test();
         assert_eq!(c.shutdown_grace, Duration::from_secs(MAX_SECS));
         assert_eq!(c.retry.max_backoff, Duration::from_millis(MAX_BACKOFF_MS));
+        let c = Config::from_toml("drain_goaway_delay_secs = 0.25").unwrap_or_default_for_test();
+        assert_eq!(c.drain_goaway_delay, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn cors_origins_and_the_health_address_are_checked() {
+        let c = Config::from_toml(
+            "health_addr = \"0.0.0.0:8081\"\ncors_origins = [\"https://app.example.com\", \"http://127.0.0.1:3000\"]\nplayground = true",
+        )
+        .unwrap_or_default_for_test();
+        assert_eq!(c.health_addr, Some(SocketAddr::from(([0, 0, 0, 0], 8081))));
+        assert_eq!(
+            c.cors_origins,
+            ["https://app.example.com", "http://127.0.0.1:3000"]
+        );
+        assert!(c.playground);
+        for bad in [
+            "*",
+            "https://*.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "app.example.com",
+            "ftp://app.example.com",
+            "https://",
+            "https://a.example, https://b.example",
+            "https://user@app.example.com",
+            "https://bücher.example",
+        ] {
+            assert!(check_origin(bad).is_err(), "{bad}");
+        }
+        assert!(Config::from_toml("cors_origins = [\"*\"]").is_err());
+        assert!(Config::from_toml("health_addr = \"8081\"").is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Serves the gRPC surface (chat service, health, reflection) on a listener the
-//! caller binds, with the registry built from config + environment, until the
+//! Serves the gRPC surface (chat service, health, reflection; gRPC-Web and the
+//! optional playground for browsers) on a listener the caller binds, plus an
+//! optional plaintext health-only listener, with the registry built from config + environment, until the
 //! caller's shutdown future completes; then drains within the grace period.
 //!
 //! Layer: the top of the library (above `api`); `main` and `cli` sit on it.
@@ -9,7 +10,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tonic::{
     server::NamedService,
-    service::interceptor::InterceptedService,
+    service::{interceptor::InterceptedService, LayerExt, Routes, RoutesBuilder},
     transport::{Certificate, Identity, Server, ServerTlsConfig},
 };
 use tonic_health::ServingStatus;
@@ -23,7 +24,9 @@ use crate::{
     provider,
 };
 
+mod health;
 pub mod listen;
+mod web;
 
 /// HTTP/2 connection-level flow-control window (and so h2's budget for small
 /// DATA frames not yet read: half of it).
@@ -43,6 +46,23 @@ pub async fn run(
     config: Config,
     env: Env,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let health = match config.health_addr {
+        Some(addr) => Some(listen::bind(addr, health::BACKLOG).map_err(|e| {
+            Error::invalid(format!("health listener: cannot listen on {addr}: {e}"))
+        })?),
+        None => None,
+    };
+    run_with_health(config, env, listener, health, shutdown).await
+}
+
+/// [`run`], with the health-only listener (`config.health_addr`) bound by the caller.
+pub async fn run_with_health(
+    config: Config,
+    env: Env,
+    listener: TcpListener,
+    health_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     for token in &config.auth_tokens {
@@ -91,6 +111,48 @@ pub async fn run(
     );
     let chat = InterceptedService::new(chat, move |req| tokens.check(req));
 
+    // The health-only listener shares the reporter: the same statuses, the
+    // same flip at the drain; it serves until this function returns.
+    let _health_task = match health_listener {
+        Some(l) => {
+            let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(%addr, "health-only listener (plaintext, grpc.health.v1 only)");
+            let task = tokio::spawn(health::serve(
+                l,
+                health_service.clone(),
+                config.preface_timeout,
+                std::future::pending(),
+            ));
+            Some(AbortOnDrop(task))
+        }
+        None => None,
+    };
+
+    // gRPC-Web (tonic-web) in front of each gRPC service: a gRPC-Web request
+    // (HTTP/1.1 or HTTP/2) is translated to gRPC and served by the same
+    // service, with the same limits and auth; an HTTP/1.1 request that is not
+    // gRPC-Web gets 400; HTTP/2 gRPC passes through untouched.
+    let grpc_web = tonic_web::GrpcWebLayer::new();
+    let mut routes = RoutesBuilder::default();
+    routes
+        .add_service(grpc_web.named_layer(health_service))
+        .add_service(grpc_web.named_layer(reflection_v1))
+        .add_service(grpc_web.named_layer(reflection_v1alpha))
+        .add_service(grpc_web.named_layer(chat));
+    let mut router = routes.routes().into_axum_router();
+    if config.playground {
+        for path in web::PLAYGROUND_PATHS {
+            router = router.route_service(path, web::Playground);
+        }
+    }
+    let routes = Routes::from(router);
+    let cors = web::cors(&config.cors_origins)?;
+    tracing::info!(
+        cors_origins = config.cors_origins.len(),
+        playground = config.playground,
+        "gRPC-Web (HTTP/1.1 and HTTP/2)"
+    );
+
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -128,10 +190,12 @@ pub async fn run(
         .max_concurrent_streams(HTTP2_MAX_STREAMS_PER_CONNECTION)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(chat)
+        // gRPC-Web from browsers, over HTTP/1.1 too (the accept loop's caps
+        // and preface deadline apply to every connection alike; hyper's HTTP/1
+        // header-read timeout bounds a slow request head).
+        .accept_http1(true)
+        .layer(cors)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stop_rx.await;
         });
@@ -141,8 +205,8 @@ pub async fn run(
         r = &mut server => return r.map_err(|e| Error::internal(format!("server: {e}"))),
         () = shutdown => {}
     }
-    // Drain: NOT_SERVING at once, new calls refused with UNAVAILABLE, calls in
-    // flight get the grace period; the server keeps running meanwhile.
+    let deadline = tokio::time::Instant::now() + grace;
+    // Drain: NOT_SERVING at once, new calls refused with UNAVAILABLE (DRAINING).
     drain.start_drain();
     health
         .set_service_status("", ServingStatus::NotServing)
@@ -152,12 +216,32 @@ pub async fn run(
         .await;
     tracing::info!(
         grace_secs = grace.as_secs_f64(),
+        goaway_delay_secs = config.drain_goaway_delay.as_secs_f64(),
         in_flight = drain.in_flight(),
         "shutting down: NOT_SERVING, draining"
     );
+    // Then (after the configured delay, 0 by default) the listener closes and
+    // every connection gets an HTTP/2 GOAWAY (hyper's graceful shutdown: a
+    // GOAWAY naming no stream limit and a PING, then the final GOAWAY once the
+    // PING is answered, so streams already on the wire are served, and refused
+    // with DRAINING). Proxies and clients open new streams elsewhere; streams
+    // in flight keep running; the server future ends when every connection
+    // has closed.
+    let delay = config.drain_goaway_delay.min(grace);
+    if !delay.is_zero() {
+        tokio::select! {
+            r = &mut server => return r.map_err(|e| Error::internal(format!("server: {e}"))),
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+    let _ = stop_tx.send(());
+    tracing::info!(
+        in_flight = drain.in_flight(),
+        "listener closed, GOAWAY sent on every connection"
+    );
     let drained = tokio::select! {
         r = &mut server => return r.map_err(|e| Error::internal(format!("server: {e}"))),
-        r = tokio::time::timeout(grace, drain.wait_idle()) => r.is_ok(),
+        r = tokio::time::timeout_at(deadline, drain.wait_idle()) => r.is_ok(),
     };
     if !drained {
         tracing::warn!(
@@ -169,12 +253,21 @@ pub async fn run(
         // take even that, so it gets half a second, not more.
         let _ = tokio::time::timeout(Duration::from_millis(500), drain.wait_idle()).await;
     }
-    let _ = stop_tx.send(());
-    // Connections close gracefully if they can; within half a second, or they
-    // are dropped with the server (exit within the grace period plus a second).
+    // Connections still open (a health Watch, a reflection stream, a client
+    // that stopped reading) close gracefully if they can within half a second,
+    // or are dropped with the server (exit within the grace period plus a second).
     match tokio::time::timeout(Duration::from_millis(500), &mut server).await {
         Ok(r) => r.map_err(|e| Error::internal(format!("server: {e}"))),
         Err(_) => Ok(()),
+    }
+}
+
+/// Aborts a spawned task when dropped (the health listener ends with `run`).
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(), Error>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
