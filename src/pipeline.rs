@@ -17,7 +17,7 @@ use std::{
 
 use futures_util::{stream, Stream, StreamExt};
 use tokio::{
-    sync::{Mutex, Semaphore},
+    sync::{Mutex, OwnedSemaphorePermit, Semaphore},
     time::{Instant, Sleep},
 };
 
@@ -202,6 +202,7 @@ impl Pipeline {
                         "the first-chunk timer fired: the upstream sent no chunk in time",
                     ),
                     Ok(Ok((first, rest))) => {
+                        // The permits live as long as the stream.
                         let chunks = timed(
                             first,
                             rest,
@@ -209,17 +210,13 @@ impl Pipeline {
                             timers.idle,
                             end_at,
                             end_is_caller,
+                            permit,
                         );
                         let chunks = if route.options.streaming {
                             chunks
                         } else {
                             collapse(chunks, self.fold(""))
                         };
-                        // The permit lives as long as the stream.
-                        let chunks = Box::pin(chunks.map(move |c| {
-                            let _held = &permit;
-                            c
-                        }));
                         return Ok(Started { route, chunks });
                     }
                     Ok(Err(e)) => e,
@@ -287,9 +284,15 @@ async fn first_chunk(
     }
 }
 
-/// Puts the first chunk back in front and applies the idle and total timers:
-/// one pinned `Sleep`, reset after each chunk (linkerd's tonic-stream), not a
-/// new timer per chunk.
+/// What a call holds of the server's and the model's concurrency limits, for
+/// as long as its stream lives.
+type Permits = (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>);
+
+/// Puts the first chunk back in front and applies the idle and total timers
+/// with one pinned `Sleep` (linkerd's tonic-stream). The sleep is not reset per
+/// chunk (that takes the timer driver's lock every time): a chunk only records
+/// when it came, and when the sleep fires early for an idle deadline that has
+/// since moved on, it is reset once to the real one.
 fn timed(
     first: Option<Chunk>,
     rest: ChunkStream,
@@ -297,7 +300,9 @@ fn timed(
     idle: Duration,
     end_at: Instant,
     end_is_caller: bool,
+    permits: Permits,
 ) -> ChunkStream {
+    let now = Instant::now();
     Box::pin(Timed {
         first,
         rest,
@@ -305,9 +310,10 @@ fn timed(
         idle,
         end_at,
         end_is_caller,
-        sleep: Box::pin(tokio::time::sleep_until(end_at)),
-        armed: false,
+        sleep: Box::pin(tokio::time::sleep_until((now + idle).min(end_at))),
+        last: now,
         done: false,
+        _permits: permits,
     })
 }
 
@@ -319,17 +325,19 @@ struct Timed {
     idle: Duration,
     end_at: Instant,
     end_is_caller: bool,
+    /// Set no later than the idle deadline (`last + idle`) or the end.
     sleep: Pin<Box<Sleep>>,
-    /// The sleep is set for the gap now being waited out.
-    armed: bool,
+    /// When the last chunk was handed on: the idle gap counts from here.
+    last: Instant,
     done: bool,
+    _permits: Permits,
 }
 
 impl Timed {
-    fn chunk(&mut self, mut c: Chunk) -> Poll<Option<Result<Chunk, Error>>> {
+    fn chunk(&mut self, mut c: Chunk, now: Instant) -> Poll<Option<Result<Chunk, Error>>> {
         c.provider = self.provider;
         self.done = c.last;
-        self.armed = false;
+        self.last = now;
         Poll::Ready(Some(Ok(c)))
     }
 
@@ -348,17 +356,16 @@ impl Stream for Timed {
             return Poll::Ready(None);
         }
         if let Some(c) = this.first.take() {
-            return this.chunk(c);
-        }
-        if !this.armed {
-            let at = (Instant::now() + this.idle).min(this.end_at);
-            this.sleep.as_mut().reset(at);
-            this.armed = true;
+            return this.chunk(c, Instant::now());
         }
         match this.rest.poll_next_unpin(cx) {
-            // An upstream that is always ready must not outrun the deadline.
-            Poll::Ready(Some(Ok(_))) if Instant::now() >= this.end_at => {}
-            Poll::Ready(Some(Ok(c))) => return this.chunk(c),
+            Poll::Ready(Some(Ok(c))) => {
+                let now = Instant::now();
+                // An upstream that is always ready must not outrun the deadline.
+                if now < this.end_at {
+                    return this.chunk(c, now);
+                }
+            }
             Poll::Ready(Some(Err(e))) => return this.end(e),
             // The provider stopped without its `last` chunk: a cut, never a quiet OK.
             Poll::Ready(None) => {
@@ -368,10 +375,21 @@ impl Stream for Timed {
             }
             Poll::Pending => {}
         }
-        if Instant::now() < this.end_at && this.sleep.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        let at_end = this.sleep.deadline() == this.end_at || Instant::now() >= this.end_at;
+        let now = loop {
+            let now = Instant::now();
+            let due = (this.last + this.idle).min(this.end_at);
+            if now >= due {
+                break now;
+            }
+            if this.sleep.deadline() != due {
+                // Chunks came since the sleep was set: move it to the real deadline.
+                this.sleep.as_mut().reset(due);
+            }
+            if this.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        };
+        let at_end = now >= this.end_at || this.last + this.idle >= this.end_at;
         let msg = if at_end && this.end_is_caller {
             "the caller's deadline (grpc-timeout) passed mid-stream; the answer is cut"
         } else if at_end {

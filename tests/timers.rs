@@ -324,6 +324,21 @@ async fn the_idle_timer_ends_a_stream_gone_quiet_and_keeps_what_was_sent() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_idle_timer_counts_from_the_latest_chunk_not_the_first() {
+    // 5 ms between tokens, 200 tokens (about 1 s in all), an idle timer of
+    // 50 ms: every gap is well inside it, so the answer completes. (The timer
+    // is not reset per chunk; it must still follow the latest one.)
+    let p = pipeline(
+        fake_only(Duration::from_millis(5)),
+        timers(LONG, Duration::from_millis(50), LONG),
+    );
+    let out = run(&p, "fake:echo", &words(100), None).await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert!(out.chunks.last().is_some_and(|(c, _)| c.last));
+    assert!(out.ended - out.started >= Duration::from_millis(500));
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_idle_timer_does_not_run_before_the_first_chunk() {
     // The first chunk takes 3× the idle timer: only the first-chunk timer
     // (an hour) bounds that wait; idle counts from the first chunk on.

@@ -16,6 +16,15 @@ use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 /// How deep JSON (a Struct) may nest in a request, as the README states it.
 pub const MAX_JSON_DEPTH: usize = 30;
 
+/// A response stream's encode buffer: tonic's default allocates 8 KiB per open
+/// stream and keeps it for the stream's life, for messages that are mostly
+/// token-sized (tens of bytes). 512 bytes holds a burst of token chunks; a
+/// larger message reserves what it needs (nothing is capped), and ready
+/// messages are still gathered into one write up to tonic's 32 KiB threshold.
+fn encode_buffer() -> BufferSettings {
+    BufferSettings::new(512, 32 * 1024)
+}
+
 /// prost's codec with caller-facing decode errors.
 #[derive(Debug, Clone)]
 pub struct ChatCodec<T, U>(PhantomData<(T, U)>);
@@ -37,7 +46,7 @@ where
     type Decoder = RequestDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ProstCodec::<T, U>::raw_encoder(BufferSettings::default())
+        ProstCodec::<T, U>::raw_encoder(encode_buffer())
     }
 
     fn decoder(&mut self) -> Self::Decoder {

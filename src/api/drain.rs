@@ -12,7 +12,9 @@ use std::{
     },
 };
 
-use futures_util::{stream, Stream, StreamExt};
+use std::task::{Context, Poll};
+
+use futures_util::{Stream, StreamExt};
 use tokio::sync::{watch, Notify};
 use tonic::Status;
 
@@ -166,36 +168,63 @@ impl Drop for CallGuard {
 /// A response stream that holds its call guard and ends with UNAVAILABLE at hard stop.
 pub(crate) type Guarded<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-pub(crate) fn guard<T: Send + 'static>(inner: Guarded<T>, call: CallGuard) -> Guarded<T> {
+/// Wraps a response stream (boxed once, here) with its call guard.
+pub(crate) fn guard<T, S>(inner: S, call: CallGuard) -> Guarded<T>
+where
+    T: Send + 'static,
+    S: Stream<Item = Result<T, Status>> + Send + Unpin + 'static,
+{
     let stopped = Box::pin(call.drain.stopped());
-    let state = (inner, Some(call), stopped);
-    Box::pin(stream::unfold(
-        state,
-        |(mut inner, mut call, mut stopped)| async move {
-            // `call` is None once the stream has ended (its guard dropped and logged).
-            let c = call.as_mut()?;
-            tokio::select! {
-                biased;
-                item = inner.next() => match item {
-                    Some(Ok(v)) => {
-                        c.items += 1;
-                        Some((Ok(v), (inner, call, stopped)))
-                    }
-                    Some(Err(e)) => {
-                        c.finish(e.code());
-                        Some((Err(e), (inner, None, stopped)))
-                    }
-                    None => {
-                        c.finish(tonic::Code::Ok);
-                        None
-                    }
-                },
-                () = &mut stopped => {
-                    let status = Drain::status(true);
-                    c.finish(status.code());
-                    Some((Err(status), (inner, None, stopped)))
-                }
+    Box::pin(Guard {
+        inner,
+        call: Some(call),
+        stopped,
+    })
+}
+
+/// A plain `Stream` (no future rebuilt per item): the inner stream first, then
+/// the hard stop; the guard is finished and dropped when the stream ends.
+struct Guard<S> {
+    inner: S,
+    /// None once the stream has ended (its guard dropped and logged).
+    call: Option<CallGuard>,
+    stopped: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+impl<T, S> Stream for Guard<S>
+where
+    S: Stream<Item = Result<T, Status>> + Unpin,
+{
+    type Item = Result<T, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let Some(c) = this.call.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match this.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(v))) => {
+                c.items += 1;
+                return Poll::Ready(Some(Ok(v)));
             }
-        },
-    ))
+            Poll::Ready(Some(Err(e))) => {
+                c.finish(e.code());
+                this.call = None;
+                return Poll::Ready(Some(Err(e)));
+            }
+            Poll::Ready(None) => {
+                c.finish(tonic::Code::Ok);
+                this.call = None;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        if this.stopped.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let status = Drain::status(true);
+        c.finish(status.code());
+        this.call = None;
+        Poll::Ready(Some(Err(status)))
+    }
 }

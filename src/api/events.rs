@@ -2,6 +2,8 @@
 //! then exactly one terminal event — `end` with the folded answer, or `error`
 //! with the status about to end the stream and the partial answer.
 
+use std::collections::HashMap;
+
 use futures_util::{stream, StreamExt};
 use tonic::Status;
 
@@ -32,7 +34,7 @@ pub(super) struct Events {
     agg: Fold,
     service: ChatService,
     p: Prepared,
-    route: Option<Route>,
+    metadata: HashMap<String, String>,
 }
 
 impl Events {
@@ -41,47 +43,52 @@ impl Events {
         let state = Events {
             phase: Phase::Start,
             agg: service.pipeline.fold(p.model()),
+            metadata: Self::metadata_for(&p, None),
             service,
             p,
-            route: None,
         };
         Box::pin(stream::unfold(state, Events::next))
     }
 
-    fn event(&self, route: Option<&Route>, ev: pb::chat_event::Event) -> pb::ChatEvent {
-        let mut metadata: std::collections::HashMap<String, String> = self
-            .p
+    /// The caller's metadata plus LangChain's `ls_provider` / `ls_model_name`
+    /// for the route that serves (or, before one does, the first candidate):
+    /// built once per route, then copied into each event.
+    fn metadata_for(p: &Prepared, route: Option<&Route>) -> HashMap<String, String> {
+        let mut metadata: HashMap<String, String> = p
             .metadata
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        if let Some(r) = route.or(self.p.routes.first()) {
+        if let Some(r) = route.or(p.routes.first()) {
             metadata.insert("ls_provider".into(), r.provider.info().name.into());
             metadata.insert("ls_model_name".into(), r.model.clone());
         }
+        metadata
+    }
+
+    fn event(&self, ev: pb::chat_event::Event) -> pb::ChatEvent {
         pb::ChatEvent {
             run_id: self.p.run_id.clone(),
             name: self.p.name.clone(),
             tags: self.p.tags.clone(),
-            metadata,
+            metadata: self.metadata.clone(),
             event: Some(ev),
         }
     }
 
-    fn fail(&mut self, route: Option<&Route>, e: &Error) -> pb::ChatEvent {
+    fn fail(&mut self, e: &Error) -> pb::ChatEvent {
         let status = to_status(e);
         let ev = pb::chat_event::Event::Error(pb::ErrorEvent {
             code: status.code() as i32,
             message: status.message().to_string(),
             partial: Some(convert::message_out(self.agg.finish())),
         });
-        self.event(route, ev)
+        self.event(ev)
     }
 
     /// The `error` event now; the same status ends the stream next.
     fn failed(mut self, e: Error) -> (Result<pb::ChatEvent, Status>, Self) {
-        let route = self.route.clone();
-        let ev = self.fail(route.as_ref(), &e);
+        let ev = self.fail(&e);
         self.phase = Phase::Failed(to_status(&e));
         (Ok(ev), self)
     }
@@ -93,7 +100,7 @@ impl Events {
                 Phase::Start => {
                     self.phase = Phase::Starting;
                     let input = self.p.input.take();
-                    let ev = self.event(None, E::Start(pb::StartEvent { input }));
+                    let ev = self.event(E::Start(pb::StartEvent { input }));
                     return Some((Ok(ev), self));
                 }
                 Phase::Starting => match tokio::select! {
@@ -102,7 +109,7 @@ impl Events {
                 } {
                     Ok((route, chunks)) => {
                         self.agg.set_model(route.model.clone());
-                        self.route = Some(route);
+                        self.metadata = Self::metadata_for(&self.p, Some(&route));
                         self.phase = Phase::Streaming(chunks);
                     }
                     Err(e) => return Some(self.failed(e)),
@@ -118,12 +125,9 @@ impl Events {
                             return Some(self.failed(e));
                         }
                         self.phase = Phase::Streaming(chunks);
-                        let ev = self.event(
-                            self.route.as_ref(),
-                            E::Stream(pb::StreamEvent {
-                                chunk: Some(convert::chunk(c)),
-                            }),
-                        );
+                        let ev = self.event(E::Stream(pb::StreamEvent {
+                            chunk: Some(convert::chunk(c)),
+                        }));
                         return Some((Ok(ev), self));
                     }
                     Some(Err(e)) => return Some(self.failed(e)),
@@ -131,12 +135,9 @@ impl Events {
                         self.phase = Phase::Done;
                         // The answer moves into the event: never copied.
                         let output = convert::message_out(self.agg.finish());
-                        let ev = self.event(
-                            self.route.as_ref(),
-                            E::End(pb::EndEvent {
-                                output: Some(output),
-                            }),
-                        );
+                        let ev = self.event(E::End(pb::EndEvent {
+                            output: Some(output),
+                        }));
                         return Some((Ok(ev), self));
                     }
                 },

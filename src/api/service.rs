@@ -190,7 +190,7 @@ impl ChatModelService for ChatService {
         };
         let (_, chunks) = started.inspect_err(|s| call.finish(s.code()))?;
         let out = chunks.map(|c| c.map(convert::chunk).map_err(|e| to_status(&e)));
-        Ok(Response::new(guard(Box::pin(out), call)))
+        Ok(Response::new(guard(out, call)))
     }
 
     type StreamEventsStream = BoxStream<pb::ChatEvent>;

@@ -11,6 +11,10 @@
 
 use crate::error::Error;
 
+/// The line buffer's allocation kept between lines: token-sized events fit, a
+/// large one grows it on demand and gives the excess back once it is framed.
+const LINE_KEEP: usize = 1024;
+
 /// One upstream frame: an SSE event (`event` empty when the stream gave none)
 /// or one NDJSON line (`event` always empty).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -106,22 +110,34 @@ impl Framer {
         Ok(())
     }
 
+    /// One whole line: checked in place, then copied once into its frame. The
+    /// line buffer keeps its allocation for the next line (cleared, not taken),
+    /// and gives it back only when an outsized line grew it.
     fn end_line(&mut self, out: &mut Vec<Frame>) -> Result<(), Error> {
-        let bytes = std::mem::take(&mut self.line);
-        let line = String::from_utf8(bytes)
-            .map_err(|_| Error::protocol("the upstream sent a line that is not valid UTF-8"))?;
-        match self.framing {
-            Framing::Ndjson => {
-                if !line.trim().is_empty() {
-                    out.push(Frame {
-                        event: String::new(),
-                        data: line,
-                    });
+        let line = std::mem::take(&mut self.line);
+        let result = match std::str::from_utf8(&line) {
+            Err(_) => Err(Error::protocol(
+                "the upstream sent a line that is not valid UTF-8",
+            )),
+            Ok(text) => match self.framing {
+                Framing::Ndjson => {
+                    if !text.trim().is_empty() {
+                        out.push(Frame {
+                            event: String::new(),
+                            data: text.to_owned(),
+                        });
+                    }
+                    Ok(())
                 }
-            }
-            Framing::Sse => self.sse_line(&line, out)?,
+                Framing::Sse => self.sse_line(text, out),
+            },
+        };
+        self.line = line;
+        self.line.clear();
+        if self.line.capacity() > LINE_KEEP {
+            self.line.shrink_to(LINE_KEEP);
         }
-        Ok(())
+        result
     }
 
     fn sse_line(&mut self, line: &str, out: &mut Vec<Frame>) -> Result<(), Error> {

@@ -5,9 +5,16 @@
 //! upstream is read only when the client has taken every chunk produced so far,
 //! and dropping the stream drops the HTTP response, closing the connection.
 
-use std::{collections::VecDeque, sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+    time::Duration,
+};
 
-use futures_util::stream;
+use bytes::Bytes;
+use futures_util::Stream;
 
 use super::{
     frame::Framing, pump::Pump, BoxFuture, Call, ChunkStream, Decoder, Provider, ProviderInfo,
@@ -113,21 +120,23 @@ impl<W: Wire> Provider for HttpProvider<W> {
             if let Some(id) = request_id(response.headers()) {
                 pump.note("request_id", id);
             }
-            let state = State {
-                response,
+            Ok(Box::pin(Body {
+                bytes: Box::pin(response.bytes_stream()),
                 pump,
                 pending: VecDeque::new(),
                 error: None,
                 ended: false,
                 provider: name,
-            };
-            Ok(Box::pin(stream::unfold(state, State::next)) as ChunkStream)
+            }) as ChunkStream)
         })
     }
 }
 
-struct State {
-    response: reqwest::Response,
+/// The response body as chunks: bytes in, through the pump, chunks out. A
+/// plain `Stream` (no future rebuilt per item): chunks already decoded go out
+/// first, and the socket is read only when none is left.
+struct Body {
+    bytes: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     pump: Pump<'static>,
     pending: VecDeque<Chunk>,
     error: Option<Error>,
@@ -135,30 +144,33 @@ struct State {
     provider: &'static str,
 }
 
-impl State {
-    async fn next(mut self) -> Option<(Result<Chunk, Error>, Self)> {
+impl Stream for Body {
+    type Item = Result<Chunk, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
         loop {
             // Chunks already decoded go first, even when a later frame failed.
-            if let Some(chunk) = self.pending.pop_front() {
-                return Some((Ok(chunk), self));
+            if let Some(chunk) = this.pending.pop_front() {
+                return Poll::Ready(Some(Ok(chunk)));
             }
-            if let Some(e) = self.error.take() {
-                self.ended = true;
-                return Some((Err(e.with_provider(self.provider)), self));
+            if let Some(e) = this.error.take() {
+                this.ended = true;
+                return Poll::Ready(Some(Err(e.with_provider(this.provider))));
             }
-            if self.ended || self.pump.is_done() {
-                return None;
+            if this.ended || this.pump.is_done() {
+                return Poll::Ready(None);
             }
-            let fed = match self.response.chunk().await {
-                Ok(Some(bytes)) => self.pump.feed(&bytes, &mut self.pending),
-                Ok(None) => {
-                    self.ended = true;
-                    self.pump.finish(&mut self.pending)
+            let fed = match ready!(this.bytes.as_mut().poll_next(cx)) {
+                Some(Ok(bytes)) => this.pump.feed(&bytes, &mut this.pending),
+                None => {
+                    this.ended = true;
+                    this.pump.finish(&mut this.pending)
                 }
-                Err(e) => Err(transport_error(&e, true)),
+                Some(Err(e)) => Err(transport_error(&e, true)),
             };
             if let Err(e) = fed {
-                self.error = Some(e);
+                this.error = Some(e);
             }
         }
     }
