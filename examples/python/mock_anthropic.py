@@ -57,13 +57,17 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         rnd = random.Random(7)
         i = 0
-        while i < len(BODY):
-            n = rnd.randint(1, 97)
-            self.wfile.write(BODY[i : i + n])
-            self.wfile.flush()
-            i += n
-            if rnd.random() < 0.1:
-                time.sleep(0.002)
+        try:
+            while i < len(BODY):
+                n = rnd.randint(1, 97)
+                self.wfile.write(BODY[i : i + n])
+                self.wfile.flush()
+                i += n
+                if rnd.random() < 0.1:
+                    time.sleep(0.002)
+        except (BrokenPipeError, ConnectionResetError):
+            # chatwire dropped the upstream request: its client went away.
+            sys.stderr.write(f"mock-anthropic: chatwire closed the stream after {i} of {len(BODY)} bytes\n")
         self.close_connection = True
 
 

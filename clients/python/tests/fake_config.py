@@ -4,6 +4,10 @@ everything between it and LangChain (request building, the Stream / Invoke RPCs,
 tool-call fragments, usage, stop reasons) is the real code under test."""
 
 FAKE_CONFIG = r'''
+# The client's own retries are under test: the server does not retry the fakes' 429s.
+[retry]
+max_retries = 0
+
 [fake.scripts.magic]
 id = "msg_magic"
 chunks = [

@@ -15,7 +15,9 @@ import base64
 import json
 import random
 import time
+import uuid
 import weakref
+from contextvars import ContextVar
 from operator import itemgetter
 from typing import Any, AsyncIterator, Callable, Iterator, Literal, Mapping, Sequence
 
@@ -36,7 +38,7 @@ from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call
 from langchain_core.output_parsers import JsonOutputKeyToolsParser, JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.openai_tools import PydanticToolsParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableMap, RunnablePassthrough, ensure_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils import secret_from_env
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -382,6 +384,17 @@ def _struct_dict(s: Any) -> dict:
 
 
 # ----------------------------------------------------------------- the model
+# LangChain hands _stream no run manager, so the public entry points put the
+# run's id, tags and metadata here for _build_request (RunConfig).
+_RUN: ContextVar[dict[str, Any] | None] = ContextVar("chatwire_run", default=None)
+
+
+def _reset(token: Any) -> None:
+    try:
+        _RUN.reset(token)
+    except ValueError:  # a generator finished in another context
+        pass
+
 class ChatChatwire(BaseChatModel):
     """A LangChain chat model whose calls go to a chatwire server over gRPC.
 
@@ -475,6 +488,53 @@ class ChatChatwire(BaseChatModel):
             params["ls_stop"] = ls_stop
         return params
 
+    # ---- the run (RunConfig: run id, tags, metadata)
+    def _run(self, config: RunnableConfig | None) -> tuple[RunnableConfig, dict[str, Any]]:
+        config = ensure_config(config)
+        if config.get("run_id") is None:
+            config = {**config, "run_id": uuid.uuid4()}
+        run = {"run_id": str(config["run_id"]),
+               "tags": list(dict.fromkeys([*(config.get("tags") or []), *(self.tags or [])])),
+               "metadata": {**(self.metadata or {}), **(config.get("metadata") or {})}}
+        return config, run
+
+    def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+               stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+        config, run = self._run(config)
+        token = _RUN.set(run)
+        try:
+            return super().invoke(input, config, stop=stop, **kwargs)
+        finally:
+            _reset(token)
+
+    async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+                      stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+        config, run = self._run(config)
+        token = _RUN.set(run)
+        try:
+            return await super().ainvoke(input, config, stop=stop, **kwargs)
+        finally:
+            _reset(token)
+
+    def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+               stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
+        config, run = self._run(config)
+        token = _RUN.set(run)
+        try:
+            yield from super().stream(input, config, stop=stop, **kwargs)
+        finally:
+            _reset(token)
+
+    async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+                      stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
+        config, run = self._run(config)
+        token = _RUN.set(run)
+        try:
+            async for chunk in super().astream(input, config, stop=stop, **kwargs):
+                yield chunk
+        finally:
+            _reset(token)
+
     # ---- clients
     def _conn_kwargs(self) -> dict[str, Any]:
         return dict(token=self.api_key.get_secret_value() if self.api_key else None, tls=self.tls,
@@ -544,10 +604,14 @@ class ChatChatwire(BaseChatModel):
             req.provider_options.CopyFrom(_m.struct(po))
         if kwargs:
             raise TypeError(f"ChatChatwire: unsupported arguments {sorted(kwargs)}")
-        if run_manager is not None:
-            req.config.run_id = str(run_manager.run_id)
-            req.config.tags.extend(run_manager.tags or [])
-            for k, v in (run_manager.metadata or {}).items():
+        run = _RUN.get()
+        if run is None and run_manager is not None:
+            run = {"run_id": str(run_manager.run_id), "tags": run_manager.tags or [],
+                   "metadata": run_manager.metadata or {}}
+        if run is not None:
+            req.config.run_id = run["run_id"]
+            req.config.tags.extend(run["tags"])
+            for k, v in run["metadata"].items():
                 req.config.metadata[str(k)] = v if isinstance(v, str) else json.dumps(v, default=str)
         return req
 
