@@ -48,7 +48,7 @@ def test_stream_maps_reasoning_text_tool_calls_usage_metadata(addr):
 
 def test_invoke_equals_stream_fold(addr):
     chat = ChatChatwire(model="fake:thinking", addr=addr, reasoning_effort="low")
-    msg = chat.invoke("hi", tools=None) if False else chat.invoke("hi")
+    msg = chat.invoke("hi")
     full = fold(chat.stream("hi"))
     assert msg.usage_metadata == full.usage_metadata
     assert msg.tool_calls == full.tool_calls
