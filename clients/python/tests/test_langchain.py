@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -196,5 +197,23 @@ def test_breaking_out_of_chat_stream_cancels(addr):
             time.sleep(0.05)
             lines = [l for l in s.log().splitlines() if "call ended" in l and str(run_id) in l]
         assert lines and "dropped before completion" in lines[0], s.log()[-3000:]
+    finally:
+        s.stop()
+
+
+async def test_breaking_out_of_chat_astream_cancels():
+    from chatwire_server import Server
+
+    s = Server("[fake]\ntoken_delay_ms = 200\n", clear_provider_env=True)
+    try:
+        chat = ChatChatwire(model="fake:echo", addr=s.addr)
+        async for chunk in chat.astream(" ".join(["w"] * 100), config={"tags": ["break-me"]}):
+            break
+        deadline = time.monotonic() + 10
+        lines: list[str] = []
+        while not lines and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            lines = [l for l in s.log().splitlines() if "call ended" in l]
+        assert lines and "dropped before completion" in lines[0], lines
     finally:
         s.stop()
