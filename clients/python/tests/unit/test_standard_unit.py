@@ -1,7 +1,8 @@
 """LangChain's standard unit tests for ChatChatwire (no server needed).
 
-Feature flags (the standard tests' own): is_lc_serializable is False, so
-test_serdes is skipped; test_init_from_env checks CHATWIRE_ADDR / CHATWIRE_API_KEY.
+Feature flags (the standard tests' own): is_lc_serializable is False (langchain-core's
+loader only loads classes on its own allowlist, so a round trip cannot pass), so
+test_serdes is skipped; test_init_from_env checks CHATWIRE_API_KEY.
 """
 
 from __future__ import annotations
