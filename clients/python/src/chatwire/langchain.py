@@ -21,7 +21,13 @@ from contextvars import ContextVar
 from operator import itemgetter
 from typing import Any, AsyncIterator, Callable, Iterator, Literal, Mapping, Sequence
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+try:
+    from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+except ImportError as e:  # pragma: no cover - depends on the install
+    raise ImportError(
+        'chatwire.langchain needs langchain-core: pip install "chatwire[langchain]" '
+        '(from a checkout: pip install "./clients/python[langchain]")'
+    ) from e
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import (
