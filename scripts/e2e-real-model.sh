@@ -24,6 +24,11 @@
 #   E2E_MAX_TOKENS    default 32
 #   E2E_PROMPT        default "Name three colors."
 #   E2E_KEEP_LOGS     1: keep the temporary log directory
+#   E2E_THEN          a command (bash -c) run after the checks pass, while the model
+#                     server still runs, with E2E_OPENAI_BASE_URL (its /v1 URL),
+#                     E2E_MODEL (openai:smollm2) and E2E_PYTHON (the venv's python)
+#                     exported: scripts/ci-python.sh runs LangChain's standard tests
+#                     against the same model this way (one llama.cpp build, shared)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -257,3 +262,9 @@ sys.exit(1 if bad else 0)
 EOF
 
 log "PASS: real model end to end through Stream, Invoke and StreamEvents"
+
+if [ -n "${E2E_THEN:-}" ]; then
+    log "E2E_THEN: $E2E_THEN"
+    E2E_OPENAI_BASE_URL="$LLAMA_URL" E2E_MODEL="openai:$MODEL_NAME" E2E_PYTHON="$PYTHON" \
+        bash -c "$E2E_THEN" || fail "E2E_THEN failed"
+fi
