@@ -114,9 +114,14 @@ fn check(body: &[u8], expected: &Value, splits: &[usize]) -> Vec<String> {
     for c in &msg.content {
         if let Content::Reasoning(r) = c {
             if !r.signature.is_empty()
-                && !ids.iter().any(|id| r.signature.starts_with(&format!("{id}:")))
+                && !ids
+                    .iter()
+                    .any(|id| r.signature.starts_with(&format!("{id}:")))
             {
-                bad.push(format!("signature without its item id: {:.40}", r.signature));
+                bad.push(format!(
+                    "signature without its item id: {:.40}",
+                    r.signature
+                ));
             }
         }
     }
@@ -142,7 +147,14 @@ fn check(body: &[u8], expected: &Value, splits: &[usize]) -> Vec<String> {
         .unwrap_or_default()
         .iter()
         .enumerate()
-        .map(|(i, f)| (i as u32, s(&f["call_id"]), s(&f["name"]), s(&f["arguments"])))
+        .map(|(i, f)| {
+            (
+                i as u32,
+                s(&f["call_id"]),
+                s(&f["name"]),
+                s(&f["arguments"]),
+            )
+        })
         .collect();
     if calls != want_calls {
         bad.push(format!("tool calls: got {calls:?}, want {want_calls:?}"));
@@ -177,7 +189,10 @@ fn check(body: &[u8], expected: &Value, splits: &[usize]) -> Vec<String> {
         _ => None,
     };
     if msg.stop_reason != want_stop {
-        bad.push(format!("stop: got {:?}, want {want_stop:?}", msg.stop_reason));
+        bad.push(format!(
+            "stop: got {:?}, want {want_stop:?}",
+            msg.stop_reason
+        ));
     }
     if chunks.iter().filter(|c| c.last).count() != 1 || !chunks.last().is_some_and(|c| c.last) {
         bad.push("no single last chunk".into());
@@ -208,9 +223,10 @@ fn every_recorded_responses_stream_translates_shared_fixtures() {
             // A non-2xx body: the contract's code for its status, the message kept.
             errors += 1;
             let body = std::fs::read_to_string(path).unwrap();
-            let meta: Value =
-                serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{stem}.json"))).unwrap())
-                    .unwrap();
+            let meta: Value = serde_json::from_str(
+                &std::fs::read_to_string(dir.join(format!("{stem}.json"))).unwrap(),
+            )
+            .unwrap();
             let status = meta["source"]["http_status"].as_u64().unwrap_or(0) as u16;
             let e = http_error(status, &body);
             let want_msg = s(&meta["expected"]["error_json"]["error"]["message"]);
@@ -241,7 +257,10 @@ fn every_recorded_responses_stream_translates_shared_fixtures() {
         {
             let bad = check(&body, expected, &splits);
             if !bad.is_empty() {
-                failures.push(format!("{name} (split set {round}):\n  {}", bad.join("\n  ")));
+                failures.push(format!(
+                    "{name} (split set {round}):\n  {}",
+                    bad.join("\n  ")
+                ));
                 break;
             }
         }
@@ -250,6 +269,10 @@ fn every_recorded_responses_stream_translates_shared_fixtures() {
         "openai-responses fixtures: {streams} streams and {errors} error bodies, {} failing",
         failures.len()
     );
-    assert!(streams >= 6, "expected the six recorded streams in {}", dir.display());
+    assert!(
+        streams >= 6,
+        "expected the six recorded streams in {}",
+        dir.display()
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -286,7 +286,9 @@ mod tests {
         let a = azure("https://r.openai.azure.com", v(Some("preview")));
         assert_eq!(
             a.url("d").ok(),
-            Some("https://r.openai.azure.com/openai/v1/chat/completions?api-version=preview".into())
+            Some(
+                "https://r.openai.azure.com/openai/v1/chat/completions?api-version=preview".into()
+            )
         );
     }
 
@@ -297,8 +299,10 @@ mod tests {
         assert_eq!(e.kind, Kind::InvalidArgument);
         assert_eq!(e.reason, "UPSTREAM_CONTENT_FILTER");
         assert!(e.message.contains("filtered: violence"), "{}", e.message);
-        let e = azure("https://r", Api::V1(None))
-            .http_error(404, r#"{"error":{"code":"DeploymentNotFound","message":"no"}}"#);
+        let e = azure("https://r", Api::V1(None)).http_error(
+            404,
+            r#"{"error":{"code":"DeploymentNotFound","message":"no"}}"#,
+        );
         assert_eq!(e.kind, Kind::NotFound);
     }
 }

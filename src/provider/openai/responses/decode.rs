@@ -334,7 +334,8 @@ impl ResponsesDecoder {
                 };
                 self.meta(&r, out);
                 self.flush_calls(out);
-                let (reason, stop) = match r.incomplete_details.as_ref().map(|d| d.reason.as_str()) {
+                let (reason, stop) = match r.incomplete_details.as_ref().map(|d| d.reason.as_str())
+                {
                     None if e.kind.as_ref() == "response.completed" => {
                         let stop = if self.calls > 0 {
                             StopReason::ToolUse
@@ -396,7 +397,12 @@ impl ResponsesDecoder {
         Ok(())
     }
 
-    fn item_done(&mut self, index: Option<u32>, item: Item, out: &mut Vec<Part>) -> Result<(), Error> {
+    fn item_done(
+        &mut self,
+        index: Option<u32>,
+        item: Item,
+        out: &mut Vec<Part>,
+    ) -> Result<(), Error> {
         match item.kind.as_str() {
             "reasoning" => {
                 let streamed = matches!(self.slot(index)?, Slot::Reasoning { streamed: true, .. });
@@ -520,7 +526,10 @@ fn usage(u: &WireUsage) -> Usage {
         total: u
             .total_tokens
             .unwrap_or(u.input_tokens.saturating_add(u.output_tokens)),
-        cache_read: u.input_tokens_details.as_ref().map_or(0, |d| d.cached_tokens),
+        cache_read: u
+            .input_tokens_details
+            .as_ref()
+            .map_or(0, |d| d.cached_tokens),
         cache_creation: 0,
         reasoning: u
             .output_tokens_details

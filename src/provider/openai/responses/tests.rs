@@ -131,7 +131,12 @@ fn reasoning_summary_parts_are_paragraphs_and_encrypted_content_signs_the_block(
     };
     assert_eq!(
         got,
-        vec![r("**A**", ""), r(" one", ""), r("\n\n**B**", ""), r("", "rs_1:gAAA==")]
+        vec![
+            r("**A**", ""),
+            r(" one", ""),
+            r("\n\n**B**", ""),
+            r("", "rs_1:gAAA==")
+        ]
     );
 }
 

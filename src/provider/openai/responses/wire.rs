@@ -13,8 +13,8 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     chat::types::{
-        ChatRequest, Content, Effort, File, FileSource, Image, Message, Reasoning,
-        ResponseFormat, Role, ToolChoice,
+        ChatRequest, Content, Effort, File, FileSource, Image, Message, Reasoning, ResponseFormat,
+        Role, ToolChoice,
     },
     error::Error,
     provider::{
@@ -149,7 +149,10 @@ pub fn body(
     match &req.response_format {
         None | Some(ResponseFormat::Text) => {}
         Some(ResponseFormat::JsonObject) => {
-            b.insert("text".into(), json!({ "format": { "type": "json_object" } }));
+            b.insert(
+                "text".into(),
+                json!({ "format": { "type": "json_object" } }),
+            );
         }
         Some(ResponseFormat::JsonSchema {
             name,
@@ -250,7 +253,11 @@ fn file_part(f: &File) -> Value {
             }
             p.insert(
                 "file_data".into(),
-                json!(format!("data:{};base64,{}", f.mime_type, codec::base64(data))),
+                json!(format!(
+                    "data:{};base64,{}",
+                    f.mime_type,
+                    codec::base64(data)
+                )),
             );
         }
         FileSource::Url(u) => {
@@ -489,9 +496,9 @@ mod tests {
         ] {
             let e = body("m", &req, &ModelOptions::default(), None).err();
             assert!(
-                e.as_ref().is_some_and(|e| e.kind
-                    == crate::error::Kind::InvalidArgument
-                    && e.message.contains(field)),
+                e.as_ref()
+                    .is_some_and(|e| e.kind == crate::error::Kind::InvalidArgument
+                        && e.message.contains(field)),
                 "{field}: {e:?}"
             );
         }
@@ -506,8 +513,14 @@ mod tests {
 
     #[test]
     fn signatures_split_only_for_reasoning_items() {
-        assert_eq!(split_signature("rs_ab-1:gAAA=="), Some(("rs_ab-1", "gAAA==")));
-        assert_eq!(split_signature(&signature("rs_x", "e:f")), Some(("rs_x", "e:f")));
+        assert_eq!(
+            split_signature("rs_ab-1:gAAA=="),
+            Some(("rs_ab-1", "gAAA=="))
+        );
+        assert_eq!(
+            split_signature(&signature("rs_x", "e:f")),
+            Some(("rs_x", "e:f"))
+        );
         assert_eq!(split_signature("EqQBCkYIBxgC"), None);
         assert_eq!(split_signature("rs_x:"), None);
         assert_eq!(split_signature("msg_1:abc"), None);
