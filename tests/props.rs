@@ -1012,7 +1012,15 @@ fn ollama_event(s: Shapes) -> BoxedStrategy<Value> {
 fn responses_event(s: Shapes) -> BoxedStrategy<Value> {
     let part = || {
         object(vec![
-            ("type", s.field(tag(&["summary_text", "output_text", "refusal", "reasoning_text"]))),
+            (
+                "type",
+                s.field(tag(&[
+                    "summary_text",
+                    "output_text",
+                    "refusal",
+                    "reasoning_text",
+                ])),
+            ),
             ("text", s.field(text())),
             ("refusal", s.rare(text())),
         ])
@@ -1020,7 +1028,12 @@ fn responses_event(s: Shapes) -> BoxedStrategy<Value> {
     let item = object(vec![
         (
             "type",
-            s.field(tag(&["message", "reasoning", "function_call", "web_search_call"])),
+            s.field(tag(&[
+                "message",
+                "reasoning",
+                "function_call",
+                "web_search_call",
+            ])),
         ),
         ("id", s.field(text())),
         ("call_id", s.field(text())),
@@ -1036,7 +1049,14 @@ fn responses_event(s: Shapes) -> BoxedStrategy<Value> {
         ("total_tokens", s.rare(s.num())),
     ]);
     let error = object(vec![
-        ("code", s.field(tag(&["rate_limit_exceeded", "server_error", "invalid_prompt"]))),
+        (
+            "code",
+            s.field(tag(&[
+                "rate_limit_exceeded",
+                "server_error",
+                "invalid_prompt",
+            ])),
+        ),
         ("message", s.field(text())),
     ]);
     let response = object(vec![
@@ -1527,40 +1547,54 @@ fn responses_events(s: &Script) -> Vec<Ev> {
     for (i, step) in s.steps.iter().enumerate() {
         match step {
             Step::Text(pieces) => {
-                e.push(ev(json!({"type": "response.output_item.added", "output_index": i,
-                    "item": {"type": "message", "id": format!("msg_{i}"), "content": []}})));
+                e.push(ev(
+                    json!({"type": "response.output_item.added", "output_index": i,
+                    "item": {"type": "message", "id": format!("msg_{i}"), "content": []}}),
+                ));
                 for p in pieces {
-                    e.push(ev(json!({"type": "response.output_text.delta", "output_index": i,
-                        "content_index": 0, "delta": p})));
+                    e.push(ev(
+                        json!({"type": "response.output_text.delta", "output_index": i,
+                        "content_index": 0, "delta": p}),
+                    ));
                 }
             }
             Step::Think(pieces) => {
-                e.push(ev(json!({"type": "response.output_item.added", "output_index": i,
-                    "item": {"type": "reasoning", "id": format!("rs_{i}"), "summary": []}})));
+                e.push(ev(
+                    json!({"type": "response.output_item.added", "output_index": i,
+                    "item": {"type": "reasoning", "id": format!("rs_{i}"), "summary": []}}),
+                ));
                 for p in pieces {
                     e.push(ev(json!({"type": "response.reasoning_summary_text.delta",
                         "output_index": i, "summary_index": 0, "delta": p})));
                 }
             }
-            Step::Tool { name, args, cuts, .. } => {
-                e.push(ev(json!({"type": "response.output_item.added", "output_index": i,
+            Step::Tool {
+                name, args, cuts, ..
+            } => {
+                e.push(ev(
+                    json!({"type": "response.output_item.added", "output_index": i,
                     "item": {"type": "function_call", "id": format!("fc_{i}"),
-                             "call_id": format!("call_{calls}"), "name": name, "arguments": ""}})));
+                             "call_id": format!("call_{calls}"), "name": name, "arguments": ""}}),
+                ));
                 for f in split_text(&args.to_string(), cuts) {
                     e.push(ev(json!({"type": "response.function_call_arguments.delta",
                         "output_index": i, "delta": f})));
                 }
-                e.push(ev(json!({"type": "response.output_item.done", "output_index": i,
+                e.push(ev(
+                    json!({"type": "response.output_item.done", "output_index": i,
                     "item": {"type": "function_call", "id": format!("fc_{i}"),
                              "call_id": format!("call_{calls}"), "name": name,
-                             "arguments": args.to_string()}})));
+                             "arguments": args.to_string()}}),
+                ));
                 calls += 1;
             }
         }
     }
-    e.push(ev(json!({"type": "response.completed", "response": {"id": s.id, "model": s.model,
+    e.push(ev(
+        json!({"type": "response.completed", "response": {"id": s.id, "model": s.model,
         "status": "completed", "usage": {"input_tokens": s.input, "output_tokens": s.output,
-        "total_tokens": s.input + s.output}}})));
+        "total_tokens": s.input + s.output}}}),
+    ));
     if s.done {
         e.push(Ev::Text(None, "[DONE]".into()));
     }
