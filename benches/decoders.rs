@@ -76,6 +76,47 @@ fn ollama_body() -> String {
     )
 }
 
+/// The Responses API: typed events with sequence numbers, item and content indices.
+fn openai_responses_body() -> String {
+    let ev = |v: serde_json::Value| {
+        format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap_or(""))
+    };
+    let mut b = ev(
+        json!({"type":"response.created","response":{"id":"resp_1","object":"response","status":"in_progress","model":"o4-mini"},"sequence_number":0}),
+    );
+    b += &ev(
+        json!({"type":"response.output_item.added","output_index":0,"item":{"id":"msg_1","type":"message","status":"in_progress","role":"assistant","content":[]},"sequence_number":1}),
+    );
+    for i in 0..TOKENS {
+        b += &ev(
+            json!({"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":format!(" tok{i}"),"logprobs":[],"sequence_number":i + 2}),
+        );
+    }
+    b + &ev(
+        json!({"type":"response.completed","response":{"id":"resp_1","object":"response","status":"completed","model":"o4-mini",
+            "usage":{"input_tokens":5,"input_tokens_details":{"cached_tokens":0},"output_tokens":TOKENS,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":TOKENS + 5}},"sequence_number":TOKENS + 2}),
+    )
+}
+
+/// Azure OpenAI: Chat Completions chunks, each with its content_filter_results
+/// (decoded by the openai decoder).
+fn azure_body() -> String {
+    let filters = json!({"hate":{"filtered":false,"severity":"safe"},"self_harm":{"filtered":false,"severity":"safe"},
+        "sexual":{"filtered":false,"severity":"safe"},"violence":{"filtered":false,"severity":"safe"}});
+    let mut b = format!(
+        "data: {}\n\n",
+        json!({"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0,"content_filter_results":filters}]})
+    );
+    for i in 0..TOKENS {
+        let c = json!({"choices":[{"content_filter_results":filters,"delta":{"content":format!(" tok{i}")},"finish_reason":null,"index":0,"logprobs":null}],
+            "created":1,"id":"chatcmpl-1","model":"gpt-4o-2024-11-20","object":"chat.completion.chunk","system_fingerprint":"fp_1"});
+        b += &format!("data: {c}\n\n");
+    }
+    let c = json!({"choices":[{"content_filter_results":{},"delta":{},"finish_reason":"stop","index":0,"logprobs":null}],
+        "created":1,"id":"chatcmpl-1","model":"gpt-4o-2024-11-20","object":"chat.completion.chunk"});
+    b + &format!("data: {c}\n\ndata: [DONE]\n\n")
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode 10k tokens");
     g.throughput(Throughput::Elements(TOKENS as u64));
@@ -105,6 +146,22 @@ fn bench(c: &mut Criterion) {
     g.bench_function("ollama", |b| {
         b.iter(|| {
             let (chunks, err) = ollama::decode_body(black_box(ol.as_bytes()));
+            assert!(err.is_none() && chunks.len() == TOKENS + 1);
+        })
+    });
+    let r = openai_responses_body();
+    let r_splits = splits(r.len());
+    g.bench_function("openai-responses", |b| {
+        b.iter(|| {
+            let (chunks, err) = openai::responses::decode_body(black_box(r.as_bytes()), &r_splits);
+            assert!(err.is_none() && chunks.len() == TOKENS + 1);
+        })
+    });
+    let az = azure_body();
+    let az_splits = splits(az.len());
+    g.bench_function("azure", |b| {
+        b.iter(|| {
+            let (chunks, err) = openai::decode_body(black_box(az.as_bytes()), &az_splits);
             assert!(err.is_none() && chunks.len() == TOKENS + 1);
         })
     });

@@ -21,7 +21,7 @@ use chatwire::{
         frame::{Frame, Framer, Framing},
         gemini::{self, GeminiDecoder},
         ollama::{self, OllamaDecoder},
-        openai::{self, OpenAiDecoder},
+        openai::{self, responses::ResponsesDecoder, OpenAiDecoder},
         pump::decode_body,
     },
 };
@@ -294,13 +294,15 @@ enum Provider {
     OpenAi,
     Gemini,
     Ollama,
+    Responses,
 }
 
-const PROVIDERS: [Provider; 4] = [
+const PROVIDERS: [Provider; 5] = [
     Provider::Anthropic,
     Provider::OpenAi,
     Provider::Gemini,
     Provider::Ollama,
+    Provider::Responses,
 ];
 
 impl Provider {
@@ -333,6 +335,9 @@ fn run(p: Provider, body: &[u8], cuts: &[usize]) -> Decoded {
         Provider::Ollama => {
             decode_body(framing, &mut OllamaDecoder::default(), body, cuts, FALLBACK)
         }
+        Provider::Responses => {
+            decode_body(framing, &mut ResponsesDecoder::new(), body, cuts, FALLBACK)
+        }
     }
 }
 
@@ -343,6 +348,7 @@ fn provider_decode_body(p: Provider, body: &[u8]) -> Decoded {
         Provider::OpenAi => openai::decode_body(body, &[]),
         Provider::Gemini => gemini::decode_body(body),
         Provider::Ollama => ollama::decode_body(body),
+        Provider::Responses => openai::responses::decode_body(body, &[]),
     }
 }
 
@@ -1001,6 +1007,101 @@ fn ollama_event(s: Shapes) -> BoxedStrategy<Value> {
     ])
 }
 
+/// OpenAI Responses API events: the typed events chatwire reads, with random
+/// shapes (items of every kind, indices, deltas, responses, errors).
+fn responses_event(s: Shapes) -> BoxedStrategy<Value> {
+    let part = || {
+        object(vec![
+            (
+                "type",
+                s.field(tag(&[
+                    "summary_text",
+                    "output_text",
+                    "refusal",
+                    "reasoning_text",
+                ])),
+            ),
+            ("text", s.field(text())),
+            ("refusal", s.rare(text())),
+        ])
+    };
+    let item = object(vec![
+        (
+            "type",
+            s.field(tag(&[
+                "message",
+                "reasoning",
+                "function_call",
+                "web_search_call",
+            ])),
+        ),
+        ("id", s.field(text())),
+        ("call_id", s.field(text())),
+        ("name", s.field(text())),
+        ("arguments", s.field(text())),
+        ("encrypted_content", s.field(text())),
+        ("summary", s.field(array(part(), 3))),
+        ("content", s.field(array(part(), 3))),
+    ]);
+    let usage = object(vec![
+        ("input_tokens", s.field(s.num())),
+        ("output_tokens", s.field(s.num())),
+        ("total_tokens", s.rare(s.num())),
+    ]);
+    let error = object(vec![
+        (
+            "code",
+            s.field(tag(&[
+                "rate_limit_exceeded",
+                "server_error",
+                "invalid_prompt",
+            ])),
+        ),
+        ("message", s.field(text())),
+    ]);
+    let response = object(vec![
+        ("id", s.field(text())),
+        ("model", s.field(text())),
+        ("usage", s.field(usage)),
+        (
+            "incomplete_details",
+            s.rare(object(vec![(
+                "reason",
+                s.field(tag(&["max_output_tokens", "content_filter"])),
+            )])),
+        ),
+        ("error", s.rare(error.clone())),
+    ]);
+    object(vec![
+        (
+            "type",
+            s.field(tag(&[
+                "response.created",
+                "response.output_item.added",
+                "response.output_item.done",
+                "response.output_text.delta",
+                "response.refusal.delta",
+                "response.reasoning_summary_text.delta",
+                "response.reasoning_text.delta",
+                "response.function_call_arguments.delta",
+                "response.output_text.annotation.added",
+                "response.completed",
+                "response.incomplete",
+                "response.failed",
+                "error",
+            ])),
+        ),
+        ("output_index", s.field(s.index())),
+        ("summary_index", s.rare(s.index())),
+        ("delta", s.field(text())),
+        ("item", s.field(item)),
+        ("response", s.field(response)),
+        ("code", s.rare(text())),
+        ("message", s.rare(text())),
+        ("error", s.rare(error)),
+    ])
+}
+
 /// An SSE event name: none, the usual ones, or any one-line text.
 fn event_name() -> BoxedStrategy<Option<String>> {
     prop::option::of(prop_oneof![
@@ -1029,6 +1130,7 @@ fn plausible_stream(p: Provider, chaos: bool) -> BoxedStrategy<Vec<Ev>> {
         Provider::OpenAi => openai_event(s),
         Provider::Gemini => gemini_event(s),
         Provider::Ollama => ollama_event(s),
+        Provider::Responses => responses_event(s),
     };
     let ev = if chaos {
         prop_oneof![
@@ -1079,6 +1181,7 @@ plausible!(anthropic_plausible_events, Provider::Anthropic);
 plausible!(openai_plausible_events, Provider::OpenAi);
 plausible!(gemini_plausible_events, Provider::Gemini);
 plausible!(ollama_plausible_events, Provider::Ollama);
+plausible!(responses_plausible_events, Provider::Responses);
 
 // --- Valid streams, generated from a script.
 
@@ -1434,12 +1537,77 @@ fn ollama_events(s: &Script) -> Vec<Ev> {
     e
 }
 
+/// A valid Responses API stream for a script: one output item per step.
+fn responses_events(s: &Script) -> Vec<Ev> {
+    let ev = |v: Value| Ev::Json(v["type"].as_str().map(str::to_string), v);
+    let mut e = vec![ev(
+        json!({"type": "response.created", "response": {"id": s.id, "model": s.model, "status": "in_progress"}}),
+    )];
+    let mut calls = 0;
+    for (i, step) in s.steps.iter().enumerate() {
+        match step {
+            Step::Text(pieces) => {
+                e.push(ev(
+                    json!({"type": "response.output_item.added", "output_index": i,
+                    "item": {"type": "message", "id": format!("msg_{i}"), "content": []}}),
+                ));
+                for p in pieces {
+                    e.push(ev(
+                        json!({"type": "response.output_text.delta", "output_index": i,
+                        "content_index": 0, "delta": p}),
+                    ));
+                }
+            }
+            Step::Think(pieces) => {
+                e.push(ev(
+                    json!({"type": "response.output_item.added", "output_index": i,
+                    "item": {"type": "reasoning", "id": format!("rs_{i}"), "summary": []}}),
+                ));
+                for p in pieces {
+                    e.push(ev(json!({"type": "response.reasoning_summary_text.delta",
+                        "output_index": i, "summary_index": 0, "delta": p})));
+                }
+            }
+            Step::Tool {
+                name, args, cuts, ..
+            } => {
+                e.push(ev(
+                    json!({"type": "response.output_item.added", "output_index": i,
+                    "item": {"type": "function_call", "id": format!("fc_{i}"),
+                             "call_id": format!("call_{calls}"), "name": name, "arguments": ""}}),
+                ));
+                for f in split_text(&args.to_string(), cuts) {
+                    e.push(ev(json!({"type": "response.function_call_arguments.delta",
+                        "output_index": i, "delta": f})));
+                }
+                e.push(ev(
+                    json!({"type": "response.output_item.done", "output_index": i,
+                    "item": {"type": "function_call", "id": format!("fc_{i}"),
+                             "call_id": format!("call_{calls}"), "name": name,
+                             "arguments": args.to_string()}}),
+                ));
+                calls += 1;
+            }
+        }
+    }
+    e.push(ev(
+        json!({"type": "response.completed", "response": {"id": s.id, "model": s.model,
+        "status": "completed", "usage": {"input_tokens": s.input, "output_tokens": s.output,
+        "total_tokens": s.input + s.output}}}),
+    ));
+    if s.done {
+        e.push(Ev::Text(None, "[DONE]".into()));
+    }
+    e
+}
+
 fn valid_events(p: Provider, s: &Script) -> Vec<Ev> {
     match p {
         Provider::Anthropic => anthropic_events(s),
         Provider::OpenAi => openai_events(s),
         Provider::Gemini => gemini_events(s),
         Provider::Ollama => ollama_events(s),
+        Provider::Responses => responses_events(s),
     }
 }
 
@@ -1565,7 +1733,9 @@ proptest! {
     ) {
         let junk = if p.framing() == Framing::Sse { junk.0 } else { junk.1 };
         let mut events = valid_events(p, &s);
-        events.insert(pos.index(events.len()), junk);
+        // Responses: the terminal event is response.completed, before any [DONE].
+        let end = events.len() - usize::from(p == Provider::Responses && s.done);
+        events.insert(pos.index(end), junk);
         let body = render(p.framing(), &events, &layout);
         let (_, err) = check_decoded(p, &body, &at)?;
         prop_assert!(err.is_some());

@@ -121,7 +121,15 @@ pub const MAX_BACKOFF_MS: u64 = 3_600_000;
 
 /// Every provider this server knows: the fake, then the remote ones (the
 /// provider registry builds exactly these; a test there keeps the two in step).
-pub const KNOWN_PROVIDERS: &[&str] = &["fake", "anthropic", "openai", "gemini", "ollama"];
+pub const KNOWN_PROVIDERS: &[&str] = &[
+    "fake",
+    "anthropic",
+    "openai",
+    "gemini",
+    "ollama",
+    "openai-responses",
+    "azure",
+];
 
 /// A number of seconds from the file: positive, finite, at most `MAX_SECS`.
 pub(crate) fn seconds(s: f64) -> Result<Duration, String> {
@@ -272,7 +280,8 @@ impl Config {
         for name in f.providers.keys() {
             if !KNOWN_PROVIDERS.contains(&name.as_str()) || name == "fake" {
                 return Err(format!(
-                    "providers.{name}: unknown provider; configurable ones are anthropic, openai, gemini, ollama"
+                    "providers.{name}: unknown provider; configurable ones are {}",
+                    KNOWN_PROVIDERS[1..].join(", ")
                 ));
             }
         }

@@ -198,11 +198,13 @@ pub fn build(config: &Config, env: &Env) -> Result<Registry, Error> {
         config.fake_token_delay,
         config.fake_scripts.clone(),
     )));
-    let remote: [Constructor; 4] = [
+    let remote: &[Constructor] = &[
         anthropic::provider,
         openai::provider,
         gemini::provider,
         ollama::provider,
+        openai::responses::provider,
+        openai::azure::provider,
     ];
     for make in remote {
         reg.add(make(config, env)?);

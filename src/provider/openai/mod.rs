@@ -6,7 +6,9 @@
 //! `wire` builds the request body, `decode` is the pure stream decoder; this
 //! file plugs them into the http shell.
 
+pub mod azure;
 pub mod decode;
+pub mod responses;
 pub mod wire;
 
 pub use decode::OpenAiDecoder;
@@ -115,19 +117,25 @@ impl Wire for OpenAi {
     /// `{"error": {"message", "type", "code"}}`: the message, with the code
     /// (e.g. `model_not_found`, `insufficient_quota`) when there is one.
     fn http_error(&self, status: u16, body: &str) -> Error {
-        let mut message = super::http::generic_error_message(body);
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
-            let code = v
-                .get("error")
-                .and_then(|e| e.get("code").or_else(|| e.get("type")))
-                .and_then(|c| c.as_str())
-                .filter(|c| !c.is_empty() && !message.contains(*c));
-            if let Some(c) = code {
-                message = format!("{message} ({c})");
-            }
-        }
-        Error::from_upstream_status(status, &message)
+        http_error(status, body)
     }
+}
+
+/// An OpenAI-shaped error body (Chat Completions, Responses, Azure) → the
+/// contract's error, with the provider's code (e.g. `model_not_found`) named.
+pub fn http_error(status: u16, body: &str) -> Error {
+    let mut message = super::http::generic_error_message(body);
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+        let code = v
+            .get("error")
+            .and_then(|e| e.get("code").or_else(|| e.get("type")))
+            .and_then(|c| c.as_str())
+            .filter(|c| !c.is_empty() && !message.contains(*c));
+        if let Some(c) = code {
+            message = format!("{message} ({c})");
+        }
+    }
+    Error::from_upstream_status(status, &message)
 }
 
 /// An `error` object (or string) sent inside the stream. The HTTP status of
