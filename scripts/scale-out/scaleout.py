@@ -178,6 +178,18 @@ def count_calls(replicas, offsets, rpc=None):
     return per
 
 
+async def settled_counts(replicas, offsets, expected, rpc="Stream", timeout=3.0):
+    """count_calls, polled until the replicas have logged `expected` calls: a
+    replica logs `call ended` as the call's guard drops, which can be a moment
+    after the client has read the status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        per = count_calls(replicas, offsets, rpc)
+        if sum(sum(c.values()) for c in per.values()) >= expected or time.monotonic() > deadline:
+            return per
+        await asyncio.sleep(0.05)
+
+
 def offsets_of(replicas):
     return {r.name: r.offset() for r in replicas}
 
@@ -348,7 +360,7 @@ async def phase_spread(load, stub, replicas, n_calls):
     t = time.monotonic()
     results = await asyncio.gather(*[load.stream(stub, 20, 60, f"spread-{i}") for i in range(n_calls)])
     took = time.monotonic() - t
-    per = count_calls(replicas, offs, "Stream")
+    per = await settled_counts(replicas, offs, n_calls)
     check(all(r.ok() for r in results), f"A: all {n_calls} calls OK (codes {codes(results)}, {took:.1f}s)")
     integrity(results, "A")
     counts = {name: c.get("OK", 0) for name, c in per.items()}
@@ -487,7 +499,7 @@ async def phase_round_robin(load, args, pb_grpc, replicas, retry_config):
     # 1. spread
     offs = offsets_of(replicas)
     res = await asyncio.gather(*[load.stream(stub, 10, 30, f"rr-{i}") for i in range(90)])
-    per = {k: v.get("OK", 0) for k, v in count_calls(replicas, offs, "Stream").items()}
+    per = {k: v.get("OK", 0) for k, v in (await settled_counts(replicas, offs, len(res))).items()}
     figure("D. round_robin spread of 90 concurrent calls: " + ", ".join(f"{k} {v}" for k, v in per.items()))
     check(all(r.ok() for r in res), f"D: all 90 calls OK ({codes(res)})")
     check(all(v >= 15 for v in per.values()), f"D: every replica carried at least 15 of 90 ({per})")
