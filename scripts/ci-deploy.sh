@@ -16,7 +16,8 @@
 #      The image build itself is not exercised here (no Docker daemon in CI).
 #
 # Usage: scripts/ci-deploy.sh
-# Environment: PYTHON (default python3), CHATWIRE_BIN (default: cargo build --locked --bin chatwire)
+# Environment: PYTHON (default python3), CHATWIRE_BIN (default: cargo build --locked --bin chatwire),
+#   CI_DEPLOY_CACHE_DIR (where the pinned wheels are kept; default ~/.cache/chatwire-ci-deploy)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,8 +32,21 @@ fail() { printf '\n[ci-deploy] FAIL: %s\n' "$*" >&2; exit 1; }
 
 "$BASE_PYTHON" -m venv "$WORK/venv" || fail "python -m venv failed"
 PY="$WORK/venv/bin/python"
-timeout 120 "$PY" -m pip install --disable-pip-version-check --quiet --no-compile \
-    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >"$WORK/pip.log" 2>&1 \
+# Kept as wheels in a cache directory of this script's own: the first run
+# downloads them from PyPI, later runs install offline.
+PY_TAG="$("$PY" -c 'import sys, platform; print(f"cp{sys.version_info[0]}{sys.version_info[1]}-{platform.machine()}")')"
+WHEELHOUSE="${CI_DEPLOY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/chatwire-ci-deploy}/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION-$PY_TAG"
+if ! ls "$WHEELHOUSE"/kubernetes_validate-*.whl >/dev/null 2>&1; then
+    log "downloading kubernetes-validate $KUBERNETES_VALIDATE_VERSION and its dependencies into $WHEELHOUSE (once)"
+    mkdir -p "$(dirname "$WHEELHOUSE")"
+    tmp_wh="$(mktemp -d "$(dirname "$WHEELHOUSE")/dl.XXXXXX")"
+    timeout 180 "$PY" -m pip download --disable-pip-version-check --quiet -d "$tmp_wh" \
+        "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >"$WORK/pip.log" 2>&1 \
+        || { rm -rf "$tmp_wh"; cat "$WORK/pip.log" >&2; fail "pip download kubernetes-validate failed"; }
+    rm -rf "$WHEELHOUSE" && mv "$tmp_wh" "$WHEELHOUSE"
+fi
+timeout 120 "$PY" -m pip install --disable-pip-version-check --quiet --no-compile --no-index \
+    --find-links "$WHEELHOUSE" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >>"$WORK/pip.log" 2>&1 \
     || { cat "$WORK/pip.log" >&2; fail "pip install kubernetes-validate failed"; }
 
 # ---------------------------------------------------------------- 1. schemas

@@ -15,6 +15,7 @@
 #   SCALE_OUT_LABEL    a name for the binary in the figures (default: its git describe)
 #   SCALE_OUT_TIMEOUT  seconds for the phases (default 150)
 #   SCALE_OUT_VENV     a venv to (re)use for grpcio (default: a new one in the temp directory)
+#   SCALE_OUT_CACHE_DIR  where the grpcio wheels are kept (default ~/.cache/chatwire-scale-out)
 #   SCALE_OUT_KEEP     1: keep the temporary directory (logs, nginx config, summary)
 set -euo pipefail
 
@@ -80,8 +81,23 @@ log "nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
 # ---------------------------------------------------------------- the load client's venv and stubs
 VENV="${SCALE_OUT_VENV:-$WORK/venv}"
 [ -x "$VENV/bin/python" ] || "$BASE_PYTHON" -m venv "$VENV" || fail "python -m venv failed"
-timeout 180 "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet \
-    'grpcio>=1.60,<2' 'grpcio-tools>=1.60,<2' >"$WORK/pip.log" 2>&1 || fail "pip install grpcio failed (see pip.log)"
+# Pinned, and kept as wheels in a cache directory of this script's own (the
+# first run downloads them from PyPI; later runs install offline in seconds).
+GRPC_VERSION=1.85.4
+PY_TAG="$("$VENV/bin/python" -c 'import sys, platform; print(f"cp{sys.version_info[0]}{sys.version_info[1]}-{platform.machine()}")')"
+WHEELHOUSE="${SCALE_OUT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/chatwire-scale-out}/grpcio-$GRPC_VERSION-$PY_TAG"
+if ! ls "$WHEELHOUSE"/grpcio_tools-*.whl >/dev/null 2>&1; then
+    log "downloading grpcio $GRPC_VERSION and grpcio-tools into $WHEELHOUSE (once)"
+    mkdir -p "$(dirname "$WHEELHOUSE")"
+    tmp_wh="$(mktemp -d "$(dirname "$WHEELHOUSE")/dl.XXXXXX")"
+    timeout 180 "$VENV/bin/python" -m pip download --disable-pip-version-check --quiet --only-binary=:all: \
+        -d "$tmp_wh" "grpcio==$GRPC_VERSION" "grpcio-tools==$GRPC_VERSION" >"$WORK/pip.log" 2>&1 \
+        || { rm -rf "$tmp_wh"; fail "pip download grpcio failed (see pip.log)"; }
+    rm -rf "$WHEELHOUSE" && mv "$tmp_wh" "$WHEELHOUSE"
+fi
+timeout 120 "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet --no-compile --no-index \
+    --find-links "$WHEELHOUSE" "grpcio==$GRPC_VERSION" "grpcio-tools==$GRPC_VERSION" >>"$WORK/pip.log" 2>&1 \
+    || fail "pip install grpcio failed (see pip.log)"
 mkdir -p "$WORK/gen"
 "$VENV/bin/python" -m grpc_tools.protoc -I "$ROOT/proto" --python_out="$WORK/gen" --grpc_python_out="$WORK/gen" \
     "$ROOT/proto/chatwire/v1/chatwire.proto" >"$WORK/protoc.log" 2>&1 || fail "protoc failed (see protoc.log)"

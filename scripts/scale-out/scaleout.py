@@ -627,7 +627,7 @@ async def run(args):
     await phase_sigkill(load, stub, replicas, victim, args.calls)
     victim.start()
     await victim.wait_healthy()
-    log(f"{victim.name} started again; waiting out nginx's fail_timeout (10 s) is not needed: it is retried then")
+    log(f"{victim.name} started again on {victim.addr}")
 
     await plain.close()   # from here on, the only channel to the proxy is the retrying one (channelz counts it)
     retry_ch = grpc.aio.insecure_channel(proxy, options=[
