@@ -523,10 +523,16 @@ async def phase_round_robin(load, args, pb_grpc, replicas, retry_config):
     await asyncio.sleep(3)
     stop.set()
     await asyncio.gather(*tasks)
-    carried, ended = started_run_ids(victim, offs[victim.name])
+    # Cut by the kill: calls started before it that no replica logged as ended
+    # (the victim logs `call started` only once the upstream answered, so a
+    # call can be on it without that line; the survivors log every call they ran).
+    await settled_counts(replicas, offs, sum(1 for r in results if r.ok()), timeout=2.0)
+    ended_anywhere = set()
+    for rep in replicas:
+        ended_anywhere |= started_run_ids(rep, offs[rep.name])[1]
     before = [r for r in results if r.t_start < t_kill]
     after = [r for r in results if r.t_start >= t_kill]
-    cut = [r for r in before if r.run_id in carried - ended]
+    cut = [r for r in before if r.run_id not in ended_anywhere]
     per_after = {k: v.get("OK", 0) for k, v in count_calls(replicas, offs, "Stream").items()}
     figure(f"D. SIGKILL {victim.name} under round_robin load: {len(before)} calls started before "
            f"({codes(before)}; {len(cut)} were on {victim.name}: {codes(cut)}), {len(after)} started after: "
