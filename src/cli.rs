@@ -74,6 +74,9 @@ pub struct ServeArgs {
     /// Allow listening on a non-loopback address without callers' auth.
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// Serve Prometheus metrics on this address at /metrics (off by default).
+    #[arg(long, env = "CHATWIRE_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Debug, Args)]

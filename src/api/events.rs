@@ -118,6 +118,7 @@ impl Events {
                             return Some(self.failed(e));
                         }
                         self.phase = Phase::Streaming(chunks);
+                        self.p.obs.chunk_out();
                         let ev = self.event(
                             self.route.as_ref(),
                             E::Stream(pb::StreamEvent {

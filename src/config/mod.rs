@@ -54,6 +54,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Allow a non-loopback address without auth.
     pub insecure_no_auth: bool,
+    /// Where `/metrics` is served (Prometheus text); None: no metrics.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -96,6 +98,7 @@ impl Default for Config {
             auth_tokens_file: None,
             tls: None,
             insecure_no_auth: false,
+            metrics_addr: None,
         }
     }
 }
@@ -143,6 +146,12 @@ impl Config {
             c.addr = a
                 .parse()
                 .map_err(|e| format!("addr: {a:?} is not host:port ({e})"))?;
+        }
+        if let Some(a) = f.metrics_addr {
+            c.metrics_addr = Some(
+                a.parse()
+                    .map_err(|e| format!("metrics_addr: {a:?} is not host:port ({e})"))?,
+            );
         }
         match f.log_format.as_deref() {
             None | Some("text") => {}

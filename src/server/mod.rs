@@ -24,6 +24,7 @@ use crate::{
 };
 
 pub mod listen;
+mod telemetry;
 
 /// HTTP/2 connection-level flow-control window (and so h2's budget for small
 /// DATA frames not yet read: half of it).
@@ -52,12 +53,11 @@ pub async fn run(
     for info in registry.infos() {
         tracing::info!(provider = info.name, configured = info.configured, base_url = %provider::display_url(&info.base_url), "provider");
     }
-    let pipeline = Arc::new(Pipeline::new(
-        registry,
-        config.timers,
-        config.retry,
-        config.limits,
-    ));
+    let (observer, telemetry) = telemetry::Telemetry::start(&config, &env, &registry).await?;
+    let pipeline = Arc::new(
+        Pipeline::new(registry, config.timers, config.retry, config.limits)
+            .with_observer(observer),
+    );
     let drain = Drain::new();
     let service = ChatService::new(pipeline, drain.clone());
 
@@ -172,10 +172,12 @@ pub async fn run(
     let _ = stop_tx.send(());
     // Connections close gracefully if they can; within half a second, or they
     // are dropped with the server (exit within the grace period plus a second).
-    match tokio::time::timeout(Duration::from_millis(500), &mut server).await {
+    let result = match tokio::time::timeout(Duration::from_millis(500), &mut server).await {
         Ok(r) => r.map_err(|e| Error::internal(format!("server: {e}"))),
         Err(_) => Ok(()),
-    }
+    };
+    telemetry.shutdown().await;
+    result
 }
 
 fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, Error> {
