@@ -150,6 +150,11 @@ usage = {inputTokens = 7, outputTokens = 3, cacheReadTokens = 2}
 [fake.scripts.broken]
 chunks = [{text = "par"}, {text = "tial"}]
 fail = {afterChunks = 1, code = "UNAVAILABLE"}
+[fake.scripts.slow]
+chunks = [{text = "late"}]
+delayMs = 2000
+[models."fake:slow"]
+first_chunk_secs = 0.2
 [models.flaky]
 target = "anthropic:claude-down"
 fallbacks = ["anthropic:claude-ok"]
@@ -188,7 +193,8 @@ cw events fake:hello >>"$WORK/calls.log" 2>&1 || fail "events fake:hello"
 cw stream anthropic:claude-ok >>"$WORK/calls.log" 2>&1 || fail "stream anthropic:claude-ok"
 cw stream flaky >>"$WORK/calls.log" 2>&1 || fail "stream flaky (retry, then fallback)"
 if cw stream fake:broken >>"$WORK/calls.log" 2>&1; then fail "fake:broken should fail"; fi
-log "8 calls made"
+if cw stream fake:slow >>"$WORK/calls.log" 2>&1; then fail "fake:slow should meet its first-chunk timer"; fi
+log "9 calls made"
 
 # ---------------------------------------------------------------- 6. Prometheus's HTTP API
 query() {  # prints the value of the query's first sample, or "none"
@@ -226,6 +232,8 @@ expect "upstream 503s" 'sum(chatwire_upstream_responses_total{http_response_stat
 expect "upstream 200s" 'sum(chatwire_upstream_responses_total{http_response_status_code="200"})' 'v == 2'
 expect "upstream TTFB observations" 'sum(chatwire_upstream_time_to_first_byte_seconds_count)' 'v == 4'
 expect "errors by reason" 'sum(chatwire_errors_total{reason="SCRIPTED_FAILURE"})' 'v == 1'
+expect "first-chunk timer firings" 'sum(chatwire_timer_firings_total{timer="first_chunk"})' 'v == 1'
+expect "deadline errors" 'sum(gen_ai_client_operation_duration_seconds_count{code="DEADLINE_EXCEEDED",gen_ai_request_model="fake:slow"})' 'v == 1'
 expect "calls in flight" 'sum(chatwire_calls_in_flight)' 'v == 0'
 
 # ---------------------------------------------------------------- 7. the Grafana dashboard
@@ -240,6 +248,11 @@ for line in open(scrape_path):
     if line.startswith("#") or not line.strip():
         continue
     scraped.add(re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", line).group(0))
+# Names the queries use, with their label matchers and by/without groups taken out.
+def metric_names(e):
+    e = re.sub(r"\{[^}]*\}", "", e)
+    e = re.sub(r"\b(by|without)\s*\([^)]*\)", "", e)
+    return set(re.findall(r"\b((?:gen_ai|chatwire)_[a-z0-9_]+)\b", e))
 exprs = []
 def walk(o):
     if isinstance(o, dict):
@@ -257,7 +270,7 @@ for want in ["TTFT", "tokens/s", "error rate", "in flight", "added latency"]:
     assert want.lower() in titles.lower(), f"no panel about {want!r}: {titles}"
 bad = []
 for e in exprs:
-    names = {n for n in re.findall(r"\b((?:gen_ai|chatwire)_[a-z0-9_]+)\b", e)}
+    names = metric_names(e)
     assert names, f"a query names no chatwire metric: {e}"
     for n in names - scraped:
         bad.append(f"{n} (in {e}) is not in the scrape")
