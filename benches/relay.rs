@@ -60,9 +60,8 @@ async fn setup(body: &str, metrics: bool) -> (MockUpstream, TestServer, Client) 
     (up, srv, client)
 }
 
-type Client = chatwire::pb::chat_model_service_client::ChatModelServiceClient<
-    tonic::transport::Channel,
->;
+type Client =
+    chatwire::pb::chat_model_service_client::ChatModelServiceClient<tonic::transport::Channel>;
 
 async fn one_call(client: &mut Client) {
     let mut s = client
@@ -89,7 +88,10 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20);
     for (metrics, name) in [
         (false, "Stream, 2k tokens from a mock Anthropic upstream"),
-        (true, "Stream, 2k tokens from a mock Anthropic upstream, metrics on"),
+        (
+            true,
+            "Stream, 2k tokens from a mock Anthropic upstream, metrics on",
+        ),
     ] {
         let (_up, srv, mut client) = rt.block_on(setup(&body, metrics));
         g.bench_function(name, |b| b.iter(|| rt.block_on(one_call(&mut client))));

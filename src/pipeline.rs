@@ -414,9 +414,15 @@ impl Stream for Timed {
         }
         let at_end = this.sleep.deadline() == this.end_at || Instant::now() >= this.end_at;
         let (timer, msg) = if at_end && this.end_is_caller {
-            ("deadline", "the caller's deadline (grpc-timeout) passed mid-stream; the answer is cut")
+            (
+                "deadline",
+                "the caller's deadline (grpc-timeout) passed mid-stream; the answer is cut",
+            )
         } else if at_end {
-            ("total", "the total-duration timer fired mid-stream; the answer is cut")
+            (
+                "total",
+                "the total-duration timer fired mid-stream; the answer is cut",
+            )
         } else {
             ("idle", "the idle timer fired: the upstream sent no content for too long (keepalive pings and comments do not count); the answer is cut")
         };

@@ -34,16 +34,23 @@ fn ev(data: serde_json::Value) -> String {
 
 /// An Anthropic answer, split oddly (CRLF is the mock's job elsewhere; here a ping between deltas).
 fn answer(text: &[&str]) -> String {
-    let mut b = ev(json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant",
+    let mut b = ev(
+        json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant",
         "model":"claude-upstream-name","content":[],"stop_reason":null,"stop_sequence":null,
-        "usage":{"input_tokens":11,"output_tokens":1}}}))
-        + &ev(json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}));
+        "usage":{"input_tokens":11,"output_tokens":1}}}),
+    ) + &ev(
+        json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+    );
     for t in text {
-        b += &ev(json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":t}}));
+        b += &ev(
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":t}}),
+        );
         b += "event: ping\ndata: {\"type\": \"ping\"}\n\n";
     }
     b + &ev(json!({"type":"content_block_stop","index":0}))
-        + &ev(json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":4}}))
+        + &ev(
+            json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":4}}),
+        )
         + &ev(json!({"type":"message_stop"}))
 }
 
@@ -224,8 +231,14 @@ streaming = true
         ("gen_ai_request_model", "fake:hello"),
     ];
     let ok = [&hello[..], &[("code", "OK")]].concat();
-    assert_eq!(s("gen_ai_client_operation_duration_seconds_count", &ok), 1.0);
-    assert_eq!(s("gen_ai_server_time_to_first_token_seconds_count", &hello), 1.0);
+    assert_eq!(
+        s("gen_ai_client_operation_duration_seconds_count", &ok),
+        1.0
+    );
+    assert_eq!(
+        s("gen_ai_server_time_to_first_token_seconds_count", &hello),
+        1.0
+    );
     assert_eq!(s("chatwire_added_latency_seconds_count", &hello), 1.0);
     let added = s("chatwire_added_latency_seconds_sum", &hello);
     assert!(added > 0.0 && added < 1.0, "added latency {added}");
@@ -244,14 +257,20 @@ streaming = true
     assert_eq!(
         s(
             "gen_ai_client_operation_duration_seconds_count",
-            &[("gen_ai_request_model", "fake:broken"), ("code", "UNAVAILABLE")]
+            &[
+                ("gen_ai_request_model", "fake:broken"),
+                ("code", "UNAVAILABLE")
+            ]
         ),
         1.0
     );
     assert_eq!(
         s(
             "gen_ai_client_operation_duration_seconds_count",
-            &[("gen_ai_request_model", "fake:slow"), ("code", "DEADLINE_EXCEEDED")]
+            &[
+                ("gen_ai_request_model", "fake:slow"),
+                ("code", "DEADLINE_EXCEEDED")
+            ]
         ),
         1.0
     );
@@ -308,7 +327,10 @@ streaming = true
     assert_eq!(
         s(
             "chatwire_upstream_inter_chunk_gap_seconds_count",
-            &[("gen_ai_provider_name", "fake"), ("gen_ai_request_model", "fake:hello")]
+            &[
+                ("gen_ai_provider_name", "fake"),
+                ("gen_ai_request_model", "fake:hello")
+            ]
         ),
         2.0
     );
@@ -321,7 +343,10 @@ streaming = true
     assert_eq!(s("chatwire_retries_total", &retry), 1.0);
     assert_eq!(s("chatwire_upstream_attempts_total", &retry), 2.0);
     assert_eq!(
-        s("chatwire_upstream_time_to_first_token_seconds_count", &retry),
+        s(
+            "chatwire_upstream_time_to_first_token_seconds_count",
+            &retry
+        ),
         1.0
     );
     let flaky = [
@@ -333,7 +358,10 @@ streaming = true
     assert_eq!(
         s(
             "chatwire_fallbacks_total",
-            &[("gen_ai_provider_name", "fake"), ("gen_ai_request_model", "flaky")]
+            &[
+                ("gen_ai_provider_name", "fake"),
+                ("gen_ai_request_model", "flaky")
+            ]
         ),
         1.0
     );
@@ -357,11 +385,17 @@ streaming = true
     );
 
     // Timers and ErrorInfo reasons.
-    assert_eq!(s("chatwire_timer_firings_total", &[("timer", "deadline")]), 1.0);
+    assert_eq!(
+        s("chatwire_timer_firings_total", &[("timer", "deadline")]),
+        1.0
+    );
     assert_eq!(
         s(
             "chatwire_errors_total",
-            &[("gen_ai_provider_name", "fake"), ("reason", "SCRIPTED_FAILURE")]
+            &[
+                ("gen_ai_provider_name", "fake"),
+                ("reason", "SCRIPTED_FAILURE")
+            ]
         ),
         1.0
     );

@@ -71,14 +71,20 @@ fn ev(data: serde_json::Value) -> String {
 }
 
 fn answer() -> String {
-    ev(json!({"type":"message_start","message":{"id":"msg_7","type":"message","role":"assistant",
+    ev(
+        json!({"type":"message_start","message":{"id":"msg_7","type":"message","role":"assistant",
         "model":"claude-upstream-name","content":[],"stop_reason":null,"stop_sequence":null,
-        "usage":{"input_tokens":11,"output_tokens":1}}}))
-        + &ev(json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}))
-        + &ev(json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"the answer "}}))
-        + &ev(json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"is 42"}}))
-        + &ev(json!({"type":"content_block_stop","index":0}))
-        + &ev(json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":4}}))
+        "usage":{"input_tokens":11,"output_tokens":1}}}),
+    ) + &ev(
+        json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+    ) + &ev(
+        json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"the answer "}}),
+    ) + &ev(
+        json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"is 42"}}),
+    ) + &ev(json!({"type":"content_block_stop","index":0}))
+        + &ev(
+            json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":4}}),
+        )
         + &ev(json!({"type":"message_stop"}))
 }
 
@@ -151,7 +157,8 @@ fallbacks = ["anthropic:claude-ok"]
     let mut c = srv.client().await;
     let mut req = tonic::Request::new(text_request("flaky", PROMPT));
     if let Some(tp) = traceparent {
-        req.metadata_mut().insert("traceparent", tp.parse().unwrap());
+        req.metadata_mut()
+            .insert("traceparent", tp.parse().unwrap());
     }
     let mut s = c.stream(req).await.unwrap().into_inner();
     let mut text = String::new();
@@ -183,7 +190,12 @@ async fn one_server_span_per_call_a_client_span_per_attempt_in_the_callers_trace
     let (spans, requests) = traced_call(false, Some(&tp)).await;
     assert_eq!(spans.len(), 4, "{spans:#?}");
     for s in &spans {
-        assert_eq!(hex(&s.trace_id), TRACE_ID, "span {:?} left the caller's trace", s.name);
+        assert_eq!(
+            hex(&s.trace_id),
+            TRACE_ID,
+            "span {:?} left the caller's trace",
+            s.name
+        );
     }
 
     // The call: a server span under the caller's span, with the GenAI attributes.
@@ -198,7 +210,10 @@ async fn one_server_span_per_call_a_client_span_per_attempt_in_the_callers_trace
     assert_eq!(str_attr(call, "gen_ai.operation.name"), "chat");
     assert_eq!(str_attr(call, "gen_ai.provider.name"), "anthropic");
     assert_eq!(str_attr(call, "gen_ai.request.model"), "flaky");
-    assert_eq!(str_attr(call, "gen_ai.response.model"), "claude-upstream-name");
+    assert_eq!(
+        str_attr(call, "gen_ai.response.model"),
+        "claude-upstream-name"
+    );
     assert_eq!(str_attr(call, "gen_ai.response.id"), "msg_7");
     assert_eq!(int_attr(call, "gen_ai.usage.input_tokens"), 11);
     assert_eq!(int_attr(call, "gen_ai.usage.output_tokens"), 4);
@@ -239,7 +254,11 @@ async fn one_server_span_per_call_a_client_span_per_attempt_in_the_callers_trace
     let shape: Vec<(String, i64, i64, i64)> = attempts
         .iter()
         .map(|s| {
-            assert_eq!(s.parent_span_id, call.span_id, "attempt {:?} not under the call", s.name);
+            assert_eq!(
+                s.parent_span_id, call.span_id,
+                "attempt {:?} not under the call",
+                s.name
+            );
             (
                 str_attr(s, "gen_ai.request.model"),
                 int_attr(s, "chatwire.retry"),
@@ -294,6 +313,9 @@ async fn content_is_captured_only_when_switched_on_and_a_call_without_context_st
     assert!(output.contains("the answer is 42"), "{output}");
     for r in &requests {
         let tp = r.header("traceparent").expect("traceparent sent upstream");
-        assert!(tp.starts_with(&format!("00-{}-", hex(&call.trace_id))), "{tp}");
+        assert!(
+            tp.starts_with(&format!("00-{}-", hex(&call.trace_id))),
+            "{tp}"
+        );
     }
 }

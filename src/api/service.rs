@@ -17,8 +17,8 @@ use super::{
 use crate::{
     chat::types as d,
     error::{log_safe, Error},
-    pb::{self, chat_model_service_server::ChatModelService},
     observe::CallObs,
+    pb::{self, chat_model_service_server::ChatModelService},
     pipeline::Pipeline,
     provider::{ChunkStream, Route},
 };
@@ -57,7 +57,10 @@ pub(super) struct Prepared {
 impl Prepared {
     /// Labels the call's metrics and span with its route (once, before it starts).
     fn observed(&mut self, obs: CallObs) {
-        let provider = self.routes.first().map_or("none", |r| r.provider.info().name);
+        let provider = self
+            .routes
+            .first()
+            .map_or("none", |r| r.provider.info().name);
         obs.routed(provider, &self.model_name);
         if let Some(r) = &self.request {
             obs.input(r);

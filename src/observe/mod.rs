@@ -396,9 +396,11 @@ impl CallObs {
     pub fn chunks(&self, attempt: Attempt) -> ChunkObs {
         // Labelled with the provider that answers (a fallback's, not the first target's).
         let gap = match (&self.0, &attempt.0) {
-            (Some(c), Some(a)) => c.observer.metrics.as_ref().map(|m| {
-                m.inter_chunk_gap.get_or_create_owned(&a.labels)
-            }),
+            (Some(c), Some(a)) => c
+                .observer
+                .metrics
+                .as_ref()
+                .map(|m| m.inter_chunk_gap.get_or_create_owned(&a.labels)),
             _ => None,
         };
         let capture = self.0.as_ref().is_some_and(|c| c.capture());
@@ -435,13 +437,16 @@ impl CallObs {
                         m.tokens.get_or_create(&labels(t)).inc_by(u64::from(n));
                     }
                     if t == "input" || t == "output" {
-                        m.token_usage.get_or_create(&labels(t)).observe(f64::from(n));
+                        m.token_usage
+                            .get_or_create(&labels(t))
+                            .observe(f64::from(n));
                     }
                 }
             }
             if let (Some(first), Some(end)) = (c.first_token.get(), last_content) {
                 if usage.output > 1 {
-                    let per = end.duration_since(*first).as_secs_f64() / f64::from(usage.output - 1);
+                    let per =
+                        end.duration_since(*first).as_secs_f64() / f64::from(usage.output - 1);
                     m.time_per_output_token
                         .get_or_create(&ModelLabels {
                             gen_ai_provider_name: provider,
@@ -470,7 +475,10 @@ impl CallObs {
                     ("gen_ai.usage.input_tokens", usage.input),
                     ("gen_ai.usage.output_tokens", usage.output),
                     ("gen_ai.usage.cache_read.input_tokens", usage.cache_read),
-                    ("gen_ai.usage.cache_creation.input_tokens", usage.cache_creation),
+                    (
+                        "gen_ai.usage.cache_creation.input_tokens",
+                        usage.cache_creation,
+                    ),
                     ("gen_ai.usage.reasoning.output_tokens", usage.reasoning),
                 ] {
                     span.set_attribute(KeyValue::new(k, i64::from(n)));

@@ -92,10 +92,7 @@ impl Tracing {
             .with_batch_exporter(exporter)
             .with_resource(
                 resource
-                    .with_attribute(KeyValue::new(
-                        "service.version",
-                        env!("CARGO_PKG_VERSION"),
-                    ))
+                    .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
                     .build(),
             )
             .build();

@@ -55,8 +55,7 @@ pub async fn run(
     }
     let (observer, telemetry) = telemetry::Telemetry::start(&config, &env, &registry).await?;
     let pipeline = Arc::new(
-        Pipeline::new(registry, config.timers, config.retry, config.limits)
-            .with_observer(observer),
+        Pipeline::new(registry, config.timers, config.retry, config.limits).with_observer(observer),
     );
     let drain = Drain::new();
     let service = ChatService::new(pipeline, drain.clone());
