@@ -137,6 +137,20 @@ impl Pipeline {
         request: ChatRequest,
         fallback_id: String,
         deadline: Option<Instant>,
+    ) -> Result<Started, Error> {
+        let obs = CallObs::none();
+        self.start_observed(name, routes, request, fallback_id, deadline, &obs)
+            .await
+    }
+
+    /// `start`, recording into the call's metrics and span.
+    pub async fn start_observed(
+        &self,
+        name: &str,
+        routes: Vec<Route>,
+        request: ChatRequest,
+        fallback_id: String,
+        deadline: Option<Instant>,
         obs: &CallObs,
     ) -> Result<Started, Error> {
         let permit = match &self.permits {

@@ -164,10 +164,8 @@ fallbacks = ["anthropic:claude-ok"]
     let mut text = String::new();
     use futures_util::StreamExt;
     while let Some(chunk) = s.next().await {
-        if let Some(pb_delta) = chunk.unwrap().delta {
-            if let chatwire::pb::message_chunk::Delta::Text(t) = pb_delta {
-                text.push_str(&t);
-            }
+        if let Some(chatwire::pb::message_chunk::Delta::Text(t)) = chunk.unwrap().delta {
+            text.push_str(&t);
         }
     }
     assert_eq!(text, "the answer is 42");

@@ -141,7 +141,7 @@ impl ChatService {
             .ok_or_else(|| Error::internal("a call was started twice"))?;
         let started = self
             .pipeline
-            .start(
+            .start_observed(
                 &p.model_name,
                 p.routes.clone(),
                 request,
