@@ -7,8 +7,8 @@
 //! error      Error, Kind, redaction, THE table: upstream HTTP status / gRPC name → Kind
 //! chat/      domain types and the aggregator: pure, no I/O, no protobuf, no provider
 //! config/    Config, Env, timers, retry policy, limits, model switches, aliases, fake scripts
-//! observe/   metrics (Prometheus) and traces (OpenTelemetry), beside config: the layers
-//!            above record into it; it knows nothing of them (no pb, no Status)
+//! observe/   metrics (Prometheus) and traces (OpenTelemetry), just above config: the
+//!            layers above record into it; it knows nothing of them (no pb, no Status)
 //! provider/  the Provider and Decoder traits, registry, relay, pump, http shell, framer;
 //!            one module per provider, none importing another
 //! pipeline   retries, fallbacks, timers, collapse: drives providers through the trait

@@ -3,7 +3,7 @@
 //! conventions where they define a name. Both are off unless configured; off,
 //! every hook below is one branch on a `None`.
 //!
-//! Layer: beside `config` (imports `error` and `chat` only). `provider`,
+//! Layer: just above `config` (imports `error`, `chat` and `config`'s `Env`). `provider`,
 //! `pipeline` and `api` record into it at their natural points: the api layer
 //! opens a call (`Observer::call`) and ends it, the pipeline opens an attempt
 //! per upstream try and watches chunks come out of the provider, the http
