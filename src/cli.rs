@@ -89,6 +89,9 @@ pub struct ServeArgs {
     /// Serve the browser playground at / and /playground.
     #[arg(long, env = "CHATWIRE_PLAYGROUND")]
     pub playground: bool,
+    /// Serve Prometheus metrics on this address at /metrics (off by default).
+    #[arg(long, env = "CHATWIRE_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,8 @@
 //! error      Error, Kind, redaction, THE table: upstream HTTP status / gRPC name → Kind
 //! chat/      domain types and the aggregator: pure, no I/O, no protobuf, no provider
 //! config/    Config, Env, timers, retry policy, limits, model switches, aliases, fake scripts
+//! observe/   metrics (Prometheus) and traces (OpenTelemetry), just above config: the
+//!            layers above record into it; it knows nothing of them (no pb, no Status)
 //! provider/  the Provider and Decoder traits, registry, relay, pump, http shell, framer;
 //!            one module per provider, none importing another
 //! pipeline   retries, fallbacks, timers, collapse: drives providers through the trait
@@ -15,7 +17,8 @@
 //! ```
 //!
 //! - `error` and `chat` import nothing of the crate but each other downward.
-//! - `config` imports only `error`.
+//! - `config` imports only `error`; `observe` imports `error`, `chat` and
+//!   `config` (its Env type).
 //! - `provider` imports `error`, `chat` and `config`.
 //! - `pipeline` imports `provider` and everything below it.
 //! - `api` imports `pipeline` and everything below it; with `server` and `cli`,
@@ -30,6 +33,7 @@ pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod observe;
 pub mod pipeline;
 pub mod provider;
 pub mod server;

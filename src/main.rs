@@ -61,6 +61,15 @@ async fn serve(args: ServeArgs) -> ExitCode {
             }
         }
     }
+    if let Some(addr) = &args.metrics_addr {
+        match addr.parse::<SocketAddr>() {
+            Ok(a) => config.metrics_addr = Some(a),
+            Err(e) => {
+                eprintln!("--metrics-addr: {addr:?} is not host:port ({e})");
+                return ExitCode::from(2);
+            }
+        }
+    }
     if let Some(f) = args.log_format {
         config.json_logs = matches!(f, LogFormat::Json);
     }

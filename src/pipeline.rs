@@ -29,6 +29,7 @@ use crate::{
     },
     config::{Limits, RetryPolicy, Timers},
     error::{log_safe, Error, Kind},
+    observe::{CallObs, ChunkObs, Observer},
     provider::{Call, ChunkStream, Registry, Route},
 };
 
@@ -49,6 +50,8 @@ pub struct Pipeline {
     /// The replica's budget of buffered bytes, and the cap on one folded answer.
     budget: Budget,
     max_answer_bytes: usize,
+    /// Metrics and traces (off unless the server turns them on).
+    pub observer: Observer,
 }
 
 /// An answer being folded (Invoke, StreamEvents, non-streaming models): the
@@ -101,7 +104,14 @@ impl Pipeline {
             model_permits: Default::default(),
             budget: Budget::new(limits.max_buffered_bytes),
             max_answer_bytes: limits.max_answer_bytes,
+            observer: Observer::default(),
         }
+    }
+
+    /// The pipeline with metrics and traces recorded through `observer`.
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// A fold for one call's answer.
@@ -127,6 +137,21 @@ impl Pipeline {
         request: ChatRequest,
         fallback_id: String,
         deadline: Option<Instant>,
+    ) -> Result<Started, Error> {
+        let obs = CallObs::none();
+        self.start_observed(name, routes, request, fallback_id, deadline, &obs)
+            .await
+    }
+
+    /// `start`, recording into the call's metrics and span.
+    pub async fn start_observed(
+        &self,
+        name: &str,
+        routes: Vec<Route>,
+        request: ChatRequest,
+        fallback_id: String,
+        deadline: Option<Instant>,
+        obs: &CallObs,
     ) -> Result<Started, Error> {
         let permit = match &self.permits {
             None => None,
@@ -180,6 +205,9 @@ impl Pipeline {
         let mut last_err = None;
         let total_routes = routes.len();
         for (i, route) in routes.into_iter().enumerate() {
+            if i > 0 {
+                obs.fallback(route.provider.info().name);
+            }
             // Each target gets its own first-chunk window (retries included),
             // within the call's total / the caller's deadline.
             let first_at = (Instant::now() + timers.first_chunk).min(end_at);
@@ -192,16 +220,34 @@ impl Pipeline {
                     fallback_id: fallback_id.clone(),
                     budget: self.budget.clone(),
                 };
-                let outcome =
-                    tokio::time::timeout_at(first_at, first_chunk(route.provider.stream(call)))
-                        .await;
+                let name = route.provider.info().name;
+                let att = obs.attempt(name, &route.qualified, &route.model, attempt, i);
+                let outcome = att
+                    .scope(tokio::time::timeout_at(
+                        first_at,
+                        first_chunk(route.provider.stream(call)),
+                    ))
+                    .await;
+                if outcome.is_err() {
+                    obs.timer(match (first_at == end_at, end_is_caller) {
+                        (false, _) => "first_chunk",
+                        (true, false) => "total",
+                        (true, true) => "deadline",
+                    });
+                }
                 let err = match outcome {
-                    Err(_) if first_at == end_at => return Err(end_error()),
+                    Err(_) if first_at == end_at => {
+                        let e = end_error();
+                        att.failed(&e);
+                        return Err(e);
+                    }
                     // The first-chunk timer: a slow target, so the next one is tried.
                     Err(_) => deadline_error(
                         "the first-chunk timer fired: the upstream sent no chunk in time",
                     ),
                     Ok(Ok((first, rest))) => {
+                        obs.first_token();
+                        att.first_token();
                         // The permits live as long as the stream.
                         let chunks = timed(
                             first,
@@ -210,6 +256,7 @@ impl Pipeline {
                             timers.idle,
                             end_at,
                             end_is_caller,
+                            obs.chunks(att),
                             permit,
                         );
                         let chunks = if route.options.streaming {
@@ -221,6 +268,7 @@ impl Pipeline {
                     }
                     Ok(Err(e)) => e,
                 };
+                att.failed(&err);
                 tracing::debug!(
                     model = %log_safe(&route.qualified, 200),
                     attempt,
@@ -247,6 +295,7 @@ impl Pipeline {
                     last_err = Some(err);
                     break;
                 }
+                obs.retry(name);
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }
@@ -300,6 +349,7 @@ fn timed(
     idle: Duration,
     end_at: Instant,
     end_is_caller: bool,
+    obs: ChunkObs,
     permits: Permits,
 ) -> ChunkStream {
     let now = Instant::now();
@@ -310,6 +360,7 @@ fn timed(
         idle,
         end_at,
         end_is_caller,
+        obs,
         sleep: Box::pin(tokio::time::sleep_until((now + idle).min(end_at))),
         last: now,
         done: false,
@@ -325,6 +376,8 @@ struct Timed {
     idle: Duration,
     end_at: Instant,
     end_is_caller: bool,
+    /// Metrics and traces: the gap between chunks, the last chunk's usage.
+    obs: ChunkObs,
     /// Set no later than the idle deadline (`last + idle`) or the end.
     sleep: Pin<Box<Sleep>>,
     /// When the last chunk was handed on: the idle gap counts from here.
@@ -336,12 +389,14 @@ struct Timed {
 impl Timed {
     fn chunk(&mut self, mut c: Chunk, now: Instant) -> Poll<Option<Result<Chunk, Error>>> {
         c.provider = self.provider;
+        self.obs.chunk(&c);
         self.done = c.last;
         self.last = now;
         Poll::Ready(Some(Ok(c)))
     }
 
     fn end(&mut self, e: Error) -> Poll<Option<Result<Chunk, Error>>> {
+        self.obs.error(&e);
         self.done = true;
         Poll::Ready(Some(Err(e)))
     }
@@ -390,13 +445,20 @@ impl Stream for Timed {
             }
         };
         let at_end = now >= this.end_at || this.last + this.idle >= this.end_at;
-        let msg = if at_end && this.end_is_caller {
-            "the caller's deadline (grpc-timeout) passed mid-stream; the answer is cut"
+        let (timer, msg) = if at_end && this.end_is_caller {
+            (
+                "deadline",
+                "the caller's deadline (grpc-timeout) passed mid-stream; the answer is cut",
+            )
         } else if at_end {
-            "the total-duration timer fired mid-stream; the answer is cut"
+            (
+                "total",
+                "the total-duration timer fired mid-stream; the answer is cut",
+            )
         } else {
-            "the idle timer fired: the upstream sent no content for too long (keepalive pings and comments do not count); the answer is cut"
+            ("idle", "the idle timer fired: the upstream sent no content for too long (keepalive pings and comments do not count); the answer is cut")
         };
+        this.obs.timer(timer);
         this.end(deadline_error(msg))
     }
 }

@@ -16,12 +16,14 @@ const LAYERS: &[(&str, u8)] = &[
     ("error", 0),
     ("chat", 1),
     ("config", 2),
-    ("provider", 3),
-    ("pipeline", 4),
-    ("api", 5),
-    ("server", 6),
-    ("cli", 6),
-    ("lib", 7),
+    // Metrics and traces: beside config; provider, pipeline and api record into it.
+    ("observe", 3),
+    ("provider", 4),
+    ("pipeline", 5),
+    ("api", 6),
+    ("server", 7),
+    ("cli", 7),
+    ("lib", 8),
 ];
 
 /// Modules that may name the generated protobuf code or build a `tonic::Status`.

@@ -19,7 +19,10 @@ use tokio::sync::{watch, Notify};
 use tonic::Status;
 
 use super::status::to_status;
-use crate::error::{log_safe, Error, Kind};
+use crate::{
+    error::{log_safe, Error, Kind},
+    observe::{CallObs, Observer},
+};
 
 /// The longest caller-supplied value a log line carries (characters).
 pub(crate) const LOG_VALUE_MAX: usize = 200;
@@ -65,6 +68,7 @@ impl Drain {
             started: tokio::time::Instant::now(),
             items: 0,
             outcome: None,
+            obs: CallObs::none(),
         }
     }
 
@@ -124,6 +128,8 @@ pub(crate) struct CallGuard {
     started: tokio::time::Instant,
     items: usize,
     outcome: Option<tonic::Code>,
+    /// Metrics and traces: the call ends (duration, span) when the guard drops.
+    obs: CallObs,
 }
 
 impl CallGuard {
@@ -132,6 +138,17 @@ impl CallGuard {
     pub(crate) fn describe(&mut self, model: &str, run_id: &str) {
         self.model = log_safe(model, LOG_VALUE_MAX);
         self.run_id = log_safe(run_id, LOG_VALUE_MAX);
+    }
+
+    /// Opens the call's metrics and span (the caller's W3C trace context is in `md`).
+    pub(crate) fn observe(
+        &mut self,
+        observer: &Observer,
+        md: &tonic::metadata::MetadataMap,
+    ) -> CallObs {
+        let get = |k: &str| md.get(k).and_then(|v| v.to_str().ok());
+        self.obs = observer.call(self.rpc, get("traceparent"), get("tracestate"));
+        self.obs.clone()
     }
 
     /// Records how the call ended.
@@ -159,6 +176,9 @@ impl Drop for CallGuard {
             elapsed_ms,
             "call ended"
         );
+        // A call dropped before its end: the client went away (CANCELLED).
+        let code = self.outcome.unwrap_or(tonic::Code::Cancelled);
+        self.obs.end(crate::observe::grpc_code_name(code as i32));
         if self.drain.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.drain.idle.notify_waiters();
         }

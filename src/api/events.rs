@@ -125,6 +125,7 @@ impl Events {
                             return Some(self.failed(e));
                         }
                         self.phase = Phase::Streaming(chunks);
+                        self.p.obs.chunk_out();
                         let ev = self.event(E::Stream(pb::StreamEvent {
                             chunk: Some(convert::chunk(c)),
                         }));

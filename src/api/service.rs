@@ -17,6 +17,7 @@ use super::{
 use crate::{
     chat::types as d,
     error::{log_safe, Error},
+    observe::CallObs,
     pb::{self, chat_model_service_server::ChatModelService},
     pipeline::Pipeline,
     provider::{ChunkStream, Route},
@@ -49,9 +50,24 @@ pub(super) struct Prepared {
     pub(super) tags: Vec<String>,
     pub(super) metadata: BTreeMap<String, String>,
     deadline: Option<Instant>,
+    /// Metrics and traces of this call.
+    pub(super) obs: CallObs,
 }
 
 impl Prepared {
+    /// Labels the call's metrics and span with its route (once, before it starts).
+    fn observed(&mut self, obs: CallObs) {
+        let provider = self
+            .routes
+            .first()
+            .map_or("none", |r| r.provider.info().name);
+        obs.routed(provider, &self.model_name);
+        if let Some(r) = &self.request {
+            obs.input(r);
+        }
+        self.obs = obs;
+    }
+
     fn fallback_id(&self) -> String {
         format!("run-{}", self.run_id)
     }
@@ -114,6 +130,7 @@ impl ChatService {
             tags: config.tags,
             metadata: config.metadata.into_iter().collect(),
             deadline,
+            obs: CallObs::none(),
         })
     }
 
@@ -124,14 +141,16 @@ impl ChatService {
             .ok_or_else(|| Error::internal("a call was started twice"))?;
         let started = self
             .pipeline
-            .start(
+            .start_observed(
                 &p.model_name,
                 p.routes.clone(),
                 request,
                 p.fallback_id(),
                 p.deadline,
+                &p.obs,
             )
-            .await?;
+            .await
+            .inspect_err(|e| p.obs.error(e))?;
         tracing::info!(
             model = %log_safe(&started.route.qualified, LOG_VALUE_MAX),
             run_id = %log_safe(&p.run_id, LOG_VALUE_MAX),
@@ -148,16 +167,19 @@ impl ChatModelService for ChatService {
         req: Request<pb::ChatRequest>,
     ) -> Result<Response<pb::ChatMessage>, Status> {
         let mut call = self.drain.enter("Invoke");
+        let obs = call.observe(&self.pipeline.observer, req.metadata());
         let mut p = self
             .prepare(req, false)
             .inspect_err(|s| call.finish(s.code()))?;
         call.describe(&p.model_name, &p.run_id);
+        p.observed(obs);
         let run = async {
             let (route, mut chunks) = self.start(&mut p).await.map_err(|e| to_status(&e))?;
             let mut fold = self.pipeline.fold(route.model.clone());
             while let Some(c) = chunks.next().await {
                 let c = c.map_err(|e| to_status(&e))?;
                 fold.push(&c).map_err(|e| to_status(&e))?;
+                p.obs.chunk_out();
             }
             Ok(Response::new(convert::message_out(fold.finish())))
         };
@@ -180,16 +202,22 @@ impl ChatModelService for ChatService {
         req: Request<pb::ChatRequest>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let mut call = self.drain.enter("Stream");
+        let obs = call.observe(&self.pipeline.observer, req.metadata());
         let mut p = self
             .prepare(req, false)
             .inspect_err(|s| call.finish(s.code()))?;
         call.describe(&p.model_name, &p.run_id);
+        p.observed(obs);
         let started = tokio::select! {
             r = self.start(&mut p) => r.map_err(|e| to_status(&e)),
             () = self.drain.stopped() => Err(Drain::status(true)),
         };
         let (_, chunks) = started.inspect_err(|s| call.finish(s.code()))?;
-        let out = chunks.map(|c| c.map(convert::chunk).map_err(|e| to_status(&e)));
+        let obs = p.obs.clone();
+        let out = chunks.map(move |c| {
+            obs.chunk_out();
+            c.map(convert::chunk).map_err(|e| to_status(&e))
+        });
         Ok(Response::new(guard(out, call)))
     }
 
@@ -200,10 +228,12 @@ impl ChatModelService for ChatService {
         req: Request<pb::ChatRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
         let mut call = self.drain.enter("StreamEvents");
-        let p = self
+        let obs = call.observe(&self.pipeline.observer, req.metadata());
+        let mut p = self
             .prepare(req, true)
             .inspect_err(|s| call.finish(s.code()))?;
         call.describe(&p.model_name, &p.run_id);
+        p.observed(obs);
         Ok(Response::new(guard(Events::stream(self.clone(), p), call)))
     }
 

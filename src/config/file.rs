@@ -9,6 +9,8 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub addr: Option<String>,
+    /// Where `/metrics` is served (off when unset).
+    pub metrics_addr: Option<String>,
     pub log_format: Option<String>,
     pub max_frame_bytes: Option<usize>,
     pub max_request_bytes: Option<usize>,

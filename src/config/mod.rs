@@ -64,6 +64,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Allow a non-loopback address without auth.
     pub insecure_no_auth: bool,
+    /// Where `/metrics` is served (Prometheus text); None: no metrics.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -110,6 +112,7 @@ impl Default for Config {
             auth_tokens_file: None,
             tls: None,
             insecure_no_auth: false,
+            metrics_addr: None,
         }
     }
 }
@@ -196,6 +199,12 @@ impl Config {
                 .push(check_origin(&o).map_err(|e| format!("cors_origins: {e}"))?);
         }
         c.playground = f.playground.unwrap_or(false);
+        if let Some(a) = f.metrics_addr {
+            c.metrics_addr = Some(
+                a.parse()
+                    .map_err(|e| format!("metrics_addr: {a:?} is not host:port ({e})"))?,
+            );
+        }
         match f.log_format.as_deref() {
             None | Some("text") => {}
             Some("json") => c.json_logs = true,

@@ -95,12 +95,21 @@ impl<W: Wire> Provider for HttpProvider<W> {
         let max_frame = self.max_frame;
         Box::pin(async move {
             let name = wire.info().name;
-            let request = wire.request(&client, &call)?;
+            let attempt = crate::observe::Attempt::current();
+            let mut request = wire.request(&client, &call)?;
+            // W3C trace context: the upstream's spans join the caller's trace.
+            if let Some((parent, state)) = attempt.traceparent() {
+                request = request.header("traceparent", parent);
+                if !state.is_empty() {
+                    request = request.header("tracestate", state);
+                }
+            }
             let response = request
                 .send()
                 .await
                 .map_err(|e| transport_error(&e, false).with_provider(name))?;
             let status = response.status().as_u16();
+            attempt.response(status);
             if !(200..300).contains(&status) {
                 return Err(status_error(&*wire, response)
                     .await

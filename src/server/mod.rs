@@ -26,6 +26,7 @@ use crate::{
 
 mod health;
 pub mod listen;
+mod telemetry;
 mod web;
 
 /// HTTP/2 connection-level flow-control window (and so h2's budget for small
@@ -72,12 +73,10 @@ pub async fn run_with_health(
     for info in registry.infos() {
         tracing::info!(provider = info.name, configured = info.configured, base_url = %provider::display_url(&info.base_url), "provider");
     }
-    let pipeline = Arc::new(Pipeline::new(
-        registry,
-        config.timers,
-        config.retry,
-        config.limits,
-    ));
+    let (observer, telemetry) = telemetry::Telemetry::start(&config, &env, &registry).await?;
+    let pipeline = Arc::new(
+        Pipeline::new(registry, config.timers, config.retry, config.limits).with_observer(observer),
+    );
     let drain = Drain::new();
     let service = ChatService::new(pipeline, drain.clone());
 
@@ -256,10 +255,12 @@ pub async fn run_with_health(
     // Connections still open (a health Watch, a reflection stream, a client
     // that stopped reading) close gracefully if they can within half a second,
     // or are dropped with the server (exit within the grace period plus a second).
-    match tokio::time::timeout(Duration::from_millis(500), &mut server).await {
+    let result = match tokio::time::timeout(Duration::from_millis(500), &mut server).await {
         Ok(r) => r.map_err(|e| Error::internal(format!("server: {e}"))),
         Err(_) => Ok(()),
-    }
+    };
+    telemetry.shutdown().await;
+    result
 }
 
 /// Aborts a spawned task when dropped (the health listener ends with `run`).
