@@ -35,6 +35,16 @@ pub trait Wire: Send + Sync + 'static {
     fn http_error(&self, status: u16, body: &str) -> Error {
         Error::from_upstream_status(status, &generic_error_message(body))
     }
+    /// The error for a non-2xx answer whose headers say more than its body
+    /// (AWS names the error type in `x-amzn-errortype`); by default the body decides.
+    fn http_error_with_headers(
+        &self,
+        status: u16,
+        _headers: &reqwest::header::HeaderMap,
+        body: &str,
+    ) -> Error {
+        self.http_error(status, body)
+    }
 }
 
 /// Builds the pooled HTTP client one provider uses for all its calls.
@@ -207,6 +217,7 @@ fn check_content_type(framing: Framing, headers: &reqwest::header::HeaderMap) ->
                 || ct.starts_with("application/json")
                 || ct.starts_with("application/jsonl")
         }
+        Framing::EventStream => ct.starts_with("application/vnd.amazon.eventstream"),
     };
     if ok {
         Ok(())
@@ -214,6 +225,7 @@ fn check_content_type(framing: Framing, headers: &reqwest::header::HeaderMap) ->
         let want = match framing {
             Framing::Sse => "text/event-stream",
             Framing::Ndjson => "application/x-ndjson",
+            Framing::EventStream => "application/vnd.amazon.eventstream",
         };
         Err(Error::protocol(format!(
             "the upstream answered with content type {:?}, not {want}",
@@ -242,12 +254,14 @@ async fn status_error<W: Wire + ?Sized>(wire: &W, response: reqwest::Response) -
         return Error::from_upstream_status(status, &target);
     }
     let encoding = content_encoding(response.headers());
+    let headers = response.headers().clone();
     let body = read_capped(response).await;
     let body = match encoding {
         Some(enc) => format!("(a body compressed with {enc}, which chatwire does not ask for)"),
         None => redact(&body),
     };
-    wire.http_error(status, &body).with_retry_after(retry_after)
+    wire.http_error_with_headers(status, &headers, &body)
+        .with_retry_after(retry_after)
 }
 
 /// The scheme, host and port of a URL (a redirect target's path and query may
@@ -273,12 +287,17 @@ fn content_encoding(headers: &reqwest::header::HeaderMap) -> Option<String> {
 }
 
 /// The upstream's request id (Anthropic `request-id`, OpenAI `x-request-id`,
-/// Google `x-goog-request-id`), for the response metadata.
+/// Google `x-goog-request-id`, AWS `x-amzn-requestid`), for the response metadata.
 fn request_id(headers: &reqwest::header::HeaderMap) -> Option<String> {
-    ["request-id", "x-request-id", "x-goog-request-id"]
-        .iter()
-        .find_map(|h| headers.get(*h)?.to_str().ok())
-        .map(|v| log_safe(v, 200))
+    [
+        "request-id",
+        "x-request-id",
+        "x-goog-request-id",
+        "x-amzn-requestid",
+    ]
+    .iter()
+    .find_map(|h| headers.get(*h)?.to_str().ok())
+    .map(|v| log_safe(v, 200))
 }
 
 /// `retry-after` in seconds (the HTTP-date form is rare from APIs and ignored).

@@ -8,7 +8,9 @@
 //! `server`. No provider module imports another.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod codec;
+pub mod eventstream;
 pub mod fake;
 pub mod frame;
 pub mod gemini;

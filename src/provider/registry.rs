@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use super::{anthropic, fake::Fake, gemini, ollama, openai, Provider, ProviderInfo};
+use super::{anthropic, bedrock, fake::Fake, gemini, ollama, openai, Provider, ProviderInfo};
 use crate::{
     config::{Alias, Config, Env, ModelOptions},
     error::{Error, Kind},
@@ -198,11 +198,12 @@ pub fn build(config: &Config, env: &Env) -> Result<Registry, Error> {
         config.fake_token_delay,
         config.fake_scripts.clone(),
     )));
-    let remote: [Constructor; 4] = [
+    let remote: &[Constructor] = &[
         anthropic::provider,
         openai::provider,
         gemini::provider,
         ollama::provider,
+        bedrock::provider,
     ];
     for make in remote {
         reg.add(make(config, env)?);
