@@ -29,6 +29,12 @@ pub trait Wire: Send + Sync + 'static {
         client: &reqwest::Client,
         call: &Call,
     ) -> Result<reqwest::RequestBuilder, Error>;
+    /// A bearer token to fetch (async, cached by the wire) before each
+    /// request: sent as `Authorization: Bearer`, marked sensitive (Vertex AI's
+    /// OAuth2 access token). None: the request carries its own credentials.
+    fn bearer(&self) -> Option<BoxFuture<Result<String, Error>>> {
+        None
+    }
     /// A fresh decoder for one response.
     fn decoder(&self, call: &Call) -> Box<dyn Decoder>;
     /// The error for a non-2xx answer, from its status and body.
@@ -98,7 +104,17 @@ impl<W: Wire> Provider for HttpProvider<W> {
         let max_frame = self.max_frame;
         Box::pin(async move {
             let name = wire.info().name;
-            let request = wire.request(&client, &call)?;
+            let token = match wire.bearer() {
+                Some(fetch) => Some(fetch.await.map_err(|e| e.with_provider(name))?),
+                None => None,
+            };
+            let mut request = wire.request(&client, &call)?;
+            if let Some(t) = token {
+                request = request.header(
+                    reqwest::header::AUTHORIZATION,
+                    super::secret_header(&format!("Bearer {t}"))?,
+                );
+            }
             let response = request
                 .send()
                 .await
