@@ -288,9 +288,10 @@ impl TokenSource {
         })?;
         let status = response.status().as_u16();
         let body = response.text().await.unwrap_or_default();
-        let body = crate::error::redact(&body);
         if !(200..300).contains(&status) {
-            let detail = token_error_detail(&body);
+            // Only an error body is quoted, redacted whole first; a token is
+            // read from the body as sent.
+            let detail = token_error_detail(&crate::error::redact(&body));
             let message = format!("getting a Google access token failed: the token endpoint answered HTTP {status}{detail}");
             return Err(if (400..500).contains(&status) && status != 429 {
                 Error::new(Kind::PermissionDenied, "PROVIDER_TOKEN_REFUSED", message)
