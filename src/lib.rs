@@ -7,8 +7,10 @@
 //! error      Error, Kind, redaction, THE table: upstream HTTP status / gRPC name → Kind
 //! chat/      domain types and the aggregator: pure, no I/O, no protobuf, no provider
 //! config/    Config, Env, timers, retry policy, limits, model switches, aliases, fake scripts
-//! provider/  the Provider and Decoder traits, registry, relay, pump, http shell, framer;
-//!            one module per provider, none importing another
+//! provider/  the Provider and Decoder traits, registry, relay, pump, http shell, framers
+//!            (SSE / NDJSON, AWS event-stream), shared cloud auth (google_auth);
+//!            one module per provider, none importing another (vertex.rs, like
+//!            registry.rs, only composes the Vertex modes of gemini/ and anthropic/)
 //! pipeline   retries, fallbacks, timers, collapse: drives providers through the trait
 //! api/       service, StreamEvents, proto ⇄ domain, auth, drain, status (the only Status builder)
 //! server     listener, health, reflection, TLS, drain; then `cli` and the binary on top

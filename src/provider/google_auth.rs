@@ -53,7 +53,7 @@ enum Source {
     ServiceAccount {
         email: String,
         key_id: String,
-        key: ring::signature::RsaKeyPair,
+        key: Box<ring::signature::RsaKeyPair>,
         token_uri: String,
     },
     Metadata {
@@ -217,7 +217,7 @@ impl TokenSource {
             Source::ServiceAccount {
                 email: k.client_email,
                 key_id: k.private_key_id,
-                key,
+                key: Box::new(key),
                 token_uri,
             },
             (!k.project_id.is_empty()).then_some(k.project_id),
