@@ -104,11 +104,12 @@ impl<W: Wire> Provider for HttpProvider<W> {
         let max_frame = self.max_frame;
         Box::pin(async move {
             let name = wire.info().name;
+            let mut request = wire.request(&client, &call)?;
+            // After the request is built: a request refused as invalid costs no token.
             let token = match wire.bearer() {
                 Some(fetch) => Some(fetch.await.map_err(|e| e.with_provider(name))?),
                 None => None,
             };
-            let mut request = wire.request(&client, &call)?;
             if let Some(t) = token {
                 request = request.header(
                     reqwest::header::AUTHORIZATION,
