@@ -107,8 +107,15 @@ pub const MAX_BACKOFF_MS: u64 = 3_600_000;
 
 /// Every provider this server knows: the fake, then the remote ones (the
 /// provider registry builds exactly these; a test there keeps the two in step).
-pub const KNOWN_PROVIDERS: &[&str] =
-    &["fake", "anthropic", "openai", "gemini", "ollama", "bedrock"];
+pub const KNOWN_PROVIDERS: &[&str] = &[
+    "fake",
+    "anthropic",
+    "openai",
+    "gemini",
+    "ollama",
+    "bedrock",
+    "vertex",
+];
 
 /// A number of seconds from the file: positive, finite, at most `MAX_SECS`.
 pub(crate) fn seconds(s: f64) -> Result<Duration, String> {
