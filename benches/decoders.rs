@@ -1,8 +1,8 @@
 //! Each provider's framer + pure decoder + relay over a 10,000-token answer
-//! (OpenAI's in 16 KiB reads, the others whole: the framer's cost does not
+//! (OpenAI's and Bedrock's binary event stream in 16 KiB reads, the others whole: the framer's cost does not
 //! depend on read size, see benches/framing.rs).
 //! Run: `cargo bench --bench decoders`.
-use chatwire::provider::{anthropic, gemini, ollama, openai};
+use chatwire::provider::{anthropic, bedrock, gemini, ollama, openai};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
 use std::hint::black_box;
@@ -117,6 +117,44 @@ fn azure_body() -> String {
     b + &format!("data: {c}\n\ndata: [DONE]\n\n")
 }
 
+/// Bedrock's ConverseStream: one AWS event-stream message per event.
+fn bedrock_body() -> Vec<u8> {
+    use aws_smithy_eventstream::frame::write_message_to;
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+    let ev = |name: &str, payload: serde_json::Value| {
+        let m = Message::new(payload.to_string().into_bytes())
+            .add_header(Header::new(
+                ":event-type",
+                HeaderValue::String(name.to_string().into()),
+            ))
+            .add_header(Header::new(
+                ":content-type",
+                HeaderValue::String("application/json".into()),
+            ))
+            .add_header(Header::new(
+                ":message-type",
+                HeaderValue::String("event".into()),
+            ));
+        let mut out = Vec::new();
+        write_message_to(&m, &mut out).unwrap_or_default();
+        out
+    };
+    let mut b = ev("messageStart", json!({"role": "assistant"}));
+    for i in 0..TOKENS {
+        b.extend(ev(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": format!(" tok{i}")}}),
+        ));
+    }
+    b.extend(ev("contentBlockStop", json!({"contentBlockIndex": 0})));
+    b.extend(ev("messageStop", json!({"stopReason": "end_turn"})));
+    b.extend(ev(
+        "metadata",
+        json!({"usage": {"inputTokens": 5, "outputTokens": TOKENS}, "metrics": {"latencyMs": 1}}),
+    ));
+    b
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode 10k tokens");
     g.throughput(Throughput::Elements(TOKENS as u64));
@@ -162,6 +200,28 @@ fn bench(c: &mut Criterion) {
     g.bench_function("azure", |b| {
         b.iter(|| {
             let (chunks, err) = openai::decode_body(black_box(az.as_bytes()), &az_splits);
+            assert!(err.is_none() && chunks.len() == TOKENS + 1);
+        })
+    });
+    let br = bedrock_body();
+    let br_splits = splits(br.len());
+    g.bench_function("bedrock", |b| {
+        b.iter(|| {
+            let (chunks, err) = bedrock::decode_body(black_box(&br), &br_splits);
+            assert!(err.is_none() && chunks.len() == TOKENS + 1);
+        })
+    });
+    // Vertex AI streams the Gemini API's and Anthropic's own formats, decoded
+    // by the same decoders: these rows are those paths under vertex's name.
+    g.bench_function("vertex (gemini)", |b| {
+        b.iter(|| {
+            let (chunks, err) = gemini::decode_body(black_box(gm.as_bytes()));
+            assert!(err.is_none() && chunks.len() == TOKENS + 1);
+        })
+    });
+    g.bench_function("vertex (claude)", |b| {
+        b.iter(|| {
+            let (chunks, err) = anthropic::decode_body(black_box(a.as_bytes()), "run-x");
             assert!(err.is_none() && chunks.len() == TOKENS + 1);
         })
     });

@@ -9,8 +9,10 @@
 //! config/    Config, Env, timers, retry policy, limits, model switches, aliases, fake scripts
 //! observe/   metrics (Prometheus) and traces (OpenTelemetry), just above config: the
 //!            layers above record into it; it knows nothing of them (no pb, no Status)
-//! provider/  the Provider and Decoder traits, registry, relay, pump, http shell, framer;
-//!            one module per provider, none importing another
+//! provider/  the Provider and Decoder traits, registry, relay, pump, http shell, framers
+//!            (SSE / NDJSON, AWS event-stream), shared cloud auth (google_auth);
+//!            one module per provider, none importing another (vertex.rs, like
+//!            registry.rs, only composes the Vertex modes of gemini/ and anthropic/)
 //! pipeline   retries, fallbacks, timers, collapse: drives providers through the trait
 //! api/       service, StreamEvents, proto ⇄ domain, auth, drain, status (the only Status builder)
 //! server     listener, health, reflection, TLS, drain; then `cli` and the binary on top

@@ -253,9 +253,7 @@ impl Pipeline {
                             first,
                             rest,
                             route.provider.info().name,
-                            timers.idle,
-                            end_at,
-                            end_is_caller,
+                            (timers.idle, end_at, end_is_caller),
                             obs.chunks(att),
                             permit,
                         );
@@ -346,9 +344,7 @@ fn timed(
     first: Option<Chunk>,
     rest: ChunkStream,
     provider: &'static str,
-    idle: Duration,
-    end_at: Instant,
-    end_is_caller: bool,
+    (idle, end_at, end_is_caller): (Duration, Instant, bool),
     obs: ChunkObs,
     permits: Permits,
 ) -> ChunkStream {

@@ -30,7 +30,7 @@ const LAYERS: &[(&str, u8)] = &[
 const GRPC_EDGE: &[&str] = &["api", "server", "cli", "lib"];
 
 /// Each provider's own module; none may import another.
-const PROVIDERS: &[&str] = &["anthropic", "openai", "gemini", "ollama", "fake"];
+const PROVIDERS: &[&str] = &["anthropic", "openai", "gemini", "ollama", "fake", "bedrock"];
 
 fn rank(module: &str) -> Option<u8> {
     LAYERS.iter().find(|(m, _)| *m == module).map(|(_, r)| *r)

@@ -474,6 +474,9 @@ fn render(framing: Framing, events: &[Ev], layout: &Layout) -> Vec<u8> {
             match framing {
                 Framing::Sse => l.line(b": keep-alive"),
                 Framing::Ndjson => l.line(b""),
+                Framing::EventStream => {
+                    unreachable!("text framings only (bedrock's binary one: tests/bedrock.rs)")
+                }
             }
         }
         let (name, data) = match ev {
@@ -500,6 +503,7 @@ fn render(framing: Framing, events: &[Ev], layout: &Layout) -> Vec<u8> {
                 }
                 l.line(b"");
             }
+            Framing::EventStream => unreachable!("text framings only"),
             Framing::Ndjson => {
                 for d in data.split('\n') {
                     l.line(d.as_bytes());
@@ -1697,6 +1701,7 @@ fn noise(framing: Framing) -> BoxedStrategy<Ev> {
             b"\xf0\x9f\x98",
         ],
         Framing::Ndjson => vec![b"\xff\xfe", b"{not json", b"\xf0\x9f\x98", b"[1, 2"],
+        Framing::EventStream => unreachable!("text framings only"),
     };
     prop::sample::select(lines)
         .prop_map(|b| Ev::Bytes(b.to_vec()))

@@ -115,7 +115,7 @@ impl ChatService {
         let name = if config.run_name.is_empty() {
             routes
                 .first()
-                .map(|r| r.provider.info().chat_class.to_string())
+                .map(|r| r.provider.chat_class(&r.model).to_string())
                 .unwrap_or_default()
         } else {
             config.run_name.clone()

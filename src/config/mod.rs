@@ -132,6 +132,8 @@ pub const KNOWN_PROVIDERS: &[&str] = &[
     "ollama",
     "openai-responses",
     "azure",
+    "bedrock",
+    "vertex",
 ];
 
 /// A number of seconds from the file: positive, finite, at most `MAX_SECS`.

@@ -28,6 +28,8 @@ pub struct Frame {
 pub enum Framing {
     Sse,
     Ndjson,
+    /// AWS's binary event stream (Bedrock), cut by `super::eventstream`.
+    EventStream,
 }
 
 /// Splits bytes into lines (LF, CRLF or lone CR) and lines into frames.
@@ -43,6 +45,8 @@ pub struct Framer {
     event: String,
     data: String,
     has_data: bool,
+    /// The binary framer, for `Framing::EventStream` (the line fields then stay empty).
+    binary: Option<Box<super::eventstream::EventStreamFramer>>,
 }
 
 impl Framer {
@@ -56,11 +60,16 @@ impl Framer {
             event: String::new(),
             data: String::new(),
             has_data: false,
+            binary: (framing == Framing::EventStream)
+                .then(|| Box::new(super::eventstream::EventStreamFramer::new(max_frame))),
         }
     }
 
     /// Feeds bytes; complete frames are appended to `out`.
     pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<Frame>) -> Result<(), Error> {
+        if let Some(b) = &mut self.binary {
+            return b.push(bytes, out);
+        }
         while !bytes.is_empty() {
             if self.after_cr {
                 self.after_cr = false;
@@ -87,12 +96,18 @@ impl Framer {
 
     /// Bytes held for the event or line not yet complete (what the budget counts).
     pub fn buffered(&self) -> usize {
-        self.line.capacity() + self.data.capacity() + self.event.capacity()
+        self.binary.as_ref().map_or(0, |b| b.buffered())
+            + self.line.capacity()
+            + self.data.capacity()
+            + self.event.capacity()
     }
 
     /// End of input: a last line or event without its terminator still counts
     /// (some servers omit the final blank line).
     pub fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), Error> {
+        if let Some(b) = &mut self.binary {
+            return b.finish();
+        }
         if !self.line.is_empty() {
             self.end_line(out)?;
         }
@@ -130,6 +145,8 @@ impl Framer {
                     Ok(())
                 }
                 Framing::Sse => self.sse_line(text, out),
+                // Handled by `binary` before any line is cut.
+                Framing::EventStream => Ok(()),
             },
         };
         self.line = line;

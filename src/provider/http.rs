@@ -36,11 +36,27 @@ pub trait Wire: Send + Sync + 'static {
         client: &reqwest::Client,
         call: &Call,
     ) -> Result<reqwest::RequestBuilder, Error>;
+    /// A bearer token to fetch (async, cached by the wire) before each
+    /// request: sent as `Authorization: Bearer`, marked sensitive (Vertex AI's
+    /// OAuth2 access token). None: the request carries its own credentials.
+    fn bearer(&self) -> Option<BoxFuture<Result<String, Error>>> {
+        None
+    }
     /// A fresh decoder for one response.
     fn decoder(&self, call: &Call) -> Box<dyn Decoder>;
     /// The error for a non-2xx answer, from its status and body.
     fn http_error(&self, status: u16, body: &str) -> Error {
         Error::from_upstream_status(status, &generic_error_message(body))
+    }
+    /// The error for a non-2xx answer whose headers say more than its body
+    /// (AWS names the error type in `x-amzn-errortype`); by default the body decides.
+    fn http_error_with_headers(
+        &self,
+        status: u16,
+        _headers: &reqwest::header::HeaderMap,
+        body: &str,
+    ) -> Error {
+        self.http_error(status, body)
     }
 }
 
@@ -97,6 +113,17 @@ impl<W: Wire> Provider for HttpProvider<W> {
             let name = wire.info().name;
             let attempt = crate::observe::Attempt::current();
             let mut request = wire.request(&client, &call)?;
+            // After the request is built: a request refused as invalid costs no token.
+            let token = match wire.bearer() {
+                Some(fetch) => Some(fetch.await.map_err(|e| e.with_provider(name))?),
+                None => None,
+            };
+            if let Some(t) = token {
+                request = request.header(
+                    reqwest::header::AUTHORIZATION,
+                    super::secret_header(&format!("Bearer {t}"))?,
+                );
+            }
             // W3C trace context: the upstream's spans join the caller's trace.
             if let Some((parent, state)) = attempt.traceparent() {
                 request = request.header("traceparent", parent);
@@ -228,6 +255,7 @@ fn check_content_type(framing: Framing, headers: &reqwest::header::HeaderMap) ->
                 || ct.starts_with("application/json")
                 || ct.starts_with("application/jsonl")
         }
+        Framing::EventStream => ct.starts_with("application/vnd.amazon.eventstream"),
     };
     if ok {
         Ok(())
@@ -235,6 +263,7 @@ fn check_content_type(framing: Framing, headers: &reqwest::header::HeaderMap) ->
         let want = match framing {
             Framing::Sse => "text/event-stream",
             Framing::Ndjson => "application/x-ndjson",
+            Framing::EventStream => "application/vnd.amazon.eventstream",
         };
         Err(Error::protocol(format!(
             "the upstream answered with content type {:?}, not {want}",
@@ -263,12 +292,14 @@ async fn status_error<W: Wire + ?Sized>(wire: &W, response: reqwest::Response) -
         return Error::from_upstream_status(status, &target);
     }
     let encoding = content_encoding(response.headers());
+    let headers = response.headers().clone();
     let body = read_capped(response).await;
     let body = match encoding {
         Some(enc) => format!("(a body compressed with {enc}, which chatwire does not ask for)"),
         None => redact(&body),
     };
-    wire.http_error(status, &body).with_retry_after(retry_after)
+    wire.http_error_with_headers(status, &headers, &body)
+        .with_retry_after(retry_after)
 }
 
 /// The scheme, host and port of a URL (a redirect target's path and query may
@@ -294,12 +325,17 @@ fn content_encoding(headers: &reqwest::header::HeaderMap) -> Option<String> {
 }
 
 /// The upstream's request id (Anthropic `request-id`, OpenAI `x-request-id`,
-/// Google `x-goog-request-id`), for the response metadata.
+/// Google `x-goog-request-id`, AWS `x-amzn-requestid`), for the response metadata.
 fn request_id(headers: &reqwest::header::HeaderMap) -> Option<String> {
-    ["request-id", "x-request-id", "x-goog-request-id"]
-        .iter()
-        .find_map(|h| headers.get(*h)?.to_str().ok())
-        .map(|v| log_safe(v, 200))
+    [
+        "request-id",
+        "x-request-id",
+        "x-goog-request-id",
+        "x-amzn-requestid",
+    ]
+    .iter()
+    .find_map(|h| headers.get(*h)?.to_str().ok())
+    .map(|v| log_safe(v, 200))
 }
 
 /// `retry-after` in seconds (the HTTP-date form is rare from APIs and ignored).

@@ -8,10 +8,13 @@
 //! `server`. No provider module imports another.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod codec;
+pub mod eventstream;
 pub mod fake;
 pub mod frame;
 pub mod gemini;
+pub mod google_auth;
 pub mod http;
 pub mod ollama;
 pub mod openai;
@@ -19,6 +22,7 @@ pub mod pump;
 pub mod registry;
 pub mod relay;
 pub mod settings;
+pub mod vertex;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
@@ -78,6 +82,13 @@ pub struct ProviderInfo {
 /// A chat-model provider.
 pub trait Provider: Send + Sync + 'static {
     fn info(&self) -> &ProviderInfo;
+
+    /// LangChain's chat class for one model (the StreamEvents `name`): the
+    /// provider's, unless its models span classes (Vertex AI: Gemini models
+    /// are `ChatVertexAI`, Claude models `ChatAnthropicVertex`).
+    fn chat_class(&self, _model: &str) -> &'static str {
+        self.info().chat_class
+    }
 
     /// Starts a call. Failures before the first chunk (HTTP status, content
     /// type, connection) are the future's error, so they become the RPC status.

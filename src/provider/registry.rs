@@ -3,7 +3,9 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use super::{anthropic, fake::Fake, gemini, ollama, openai, Provider, ProviderInfo};
+use super::{
+    anthropic, bedrock, fake::Fake, gemini, ollama, openai, vertex, Provider, ProviderInfo,
+};
 use crate::{
     config::{Alias, Config, Env, ModelOptions},
     error::{Error, Kind},
@@ -205,6 +207,8 @@ pub fn build(config: &Config, env: &Env) -> Result<Registry, Error> {
         ollama::provider,
         openai::responses::provider,
         openai::azure::provider,
+        bedrock::provider,
+        vertex::provider,
     ];
     for make in remote {
         reg.add(make(config, env)?);

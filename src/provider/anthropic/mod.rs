@@ -4,6 +4,7 @@
 
 mod decode;
 mod thinking;
+pub mod vertex;
 mod wire;
 
 pub use decode::AnthropicDecoder;

@@ -34,6 +34,7 @@
 
 mod decode;
 mod thinking;
+pub mod vertex;
 mod wire;
 
 use std::borrow::Cow;
