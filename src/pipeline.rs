@@ -432,13 +432,15 @@ impl Stream for Timed {
             if now >= due {
                 break now;
             }
-            if this.sleep.deadline() != due {
-                // Chunks came since the sleep was set: move it to the real deadline.
+            if this.sleep.deadline() > due {
                 this.sleep.as_mut().reset(due);
             }
             if this.sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
+            // The sleep fired for a deadline that chunks have since moved on:
+            // set it to the real one (once per idle period, not per chunk).
+            this.sleep.as_mut().reset(due);
         };
         let at_end = now >= this.end_at || this.last + this.idle >= this.end_at;
         let (timer, msg) = if at_end && this.end_is_caller {
