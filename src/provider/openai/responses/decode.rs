@@ -15,10 +15,7 @@
 //! skipped. The stream is whole only with `response.completed` or
 //! `response.incomplete`; `response.failed` and `error` end it with an error.
 
-use std::borrow::Cow;
-
-use serde::Deserialize;
-
+use super::events::{Event, Item, Response, WireUsage};
 use crate::{
     chat::types::{Citation, Delta, Part, Reasoning, StopReason, Usage},
     error::{log_safe, redact, Error},
@@ -27,123 +24,6 @@ use crate::{
 
 /// More output items than any answer has: beyond it an upstream is broken.
 const MAX_ITEMS: u32 = 4096;
-
-#[derive(Deserialize)]
-struct Event<'a> {
-    #[serde(rename = "type", default, borrow)]
-    kind: Cow<'a, str>,
-    #[serde(default)]
-    output_index: Option<u32>,
-    #[serde(default)]
-    summary_index: Option<u32>,
-    #[serde(default, borrow)]
-    delta: Option<Cow<'a, str>>,
-    #[serde(default)]
-    item: Option<Item>,
-    #[serde(default)]
-    response: Option<Response>,
-    #[serde(default)]
-    annotation: Option<Annotation>,
-    /// The `error` event's own fields (or a nested `error` object).
-    #[serde(default)]
-    code: Option<serde_json::Value>,
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize, Default)]
-struct Item {
-    #[serde(rename = "type", default)]
-    kind: String,
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    call_id: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    arguments: String,
-    #[serde(default)]
-    encrypted_content: Option<String>,
-    #[serde(default)]
-    summary: Vec<TextPart>,
-    #[serde(default)]
-    content: Vec<TextPart>,
-}
-
-#[derive(Deserialize, Default)]
-struct TextPart {
-    #[serde(rename = "type", default)]
-    kind: String,
-    #[serde(default)]
-    text: String,
-    #[serde(default)]
-    refusal: String,
-}
-
-#[derive(Deserialize)]
-struct Response {
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    model: String,
-    #[serde(default)]
-    usage: Option<WireUsage>,
-    #[serde(default)]
-    incomplete_details: Option<Incomplete>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-    #[serde(default)]
-    service_tier: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Incomplete {
-    #[serde(default)]
-    reason: String,
-}
-
-#[derive(Deserialize)]
-struct WireUsage {
-    #[serde(default)]
-    input_tokens: u32,
-    #[serde(default)]
-    output_tokens: u32,
-    #[serde(default)]
-    total_tokens: Option<u32>,
-    #[serde(default)]
-    input_tokens_details: Option<InputDetails>,
-    #[serde(default)]
-    output_tokens_details: Option<OutputDetails>,
-}
-
-#[derive(Deserialize)]
-struct InputDetails {
-    #[serde(default)]
-    cached_tokens: u32,
-}
-
-#[derive(Deserialize)]
-struct OutputDetails {
-    #[serde(default)]
-    reasoning_tokens: u32,
-}
-
-#[derive(Deserialize)]
-struct Annotation {
-    #[serde(rename = "type", default)]
-    kind: String,
-    #[serde(default)]
-    url: String,
-    #[serde(default)]
-    title: String,
-    #[serde(default)]
-    start_index: i64,
-    #[serde(default)]
-    end_index: i64,
-}
 
 /// What one output item is, as far as the decoder cares.
 #[derive(Debug, Default)]

@@ -10,6 +10,7 @@
 //! `[providers.openai-responses]` when that exists) and OpenAI's error envelope.
 
 pub mod decode;
+mod events;
 pub mod wire;
 
 pub use decode::ResponsesDecoder;
