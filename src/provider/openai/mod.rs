@@ -95,17 +95,7 @@ impl Wire for OpenAi {
             &call.options,
             self.settings.default_max_tokens,
         )?;
-        let url = self.settings.bearer_endpoint("/chat/completions");
-        let mut rb = client
-            .post(url)
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
-        if let Some(key) = &self.settings.api_key {
-            rb = rb.bearer_auth(key);
-        }
-        rb = super::with_extra_headers(rb, &self.settings.headers)?;
-        Ok(rb)
+        sse_post(client, &self.settings, "/chat/completions", &body)
     }
 
     fn decoder(&self, call: &Call) -> Box<dyn Decoder> {
@@ -119,6 +109,25 @@ impl Wire for OpenAi {
     fn http_error(&self, status: u16, body: &str) -> Error {
         http_error(status, body)
     }
+}
+
+/// The streaming POST both OpenAI APIs take: JSON in, SSE out, the key as a
+/// bearer token, the configured extra headers.
+fn sse_post(
+    client: &reqwest::Client,
+    settings: &Settings,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<reqwest::RequestBuilder, Error> {
+    let mut rb = client
+        .post(settings.bearer_endpoint(path))
+        .header(reqwest::header::ACCEPT, "text/event-stream")
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string());
+    if let Some(key) = &settings.api_key {
+        rb = rb.bearer_auth(key);
+    }
+    super::with_extra_headers(rb, &settings.headers)
 }
 
 /// An OpenAI-shaped error body (Chat Completions, Responses, Azure) → the

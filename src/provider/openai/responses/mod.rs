@@ -104,16 +104,7 @@ impl Wire for Responses {
             &call.options,
             self.settings.default_max_tokens,
         )?;
-        let url = self.settings.bearer_endpoint("/responses");
-        let mut rb = client
-            .post(url)
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
-        if let Some(key) = &self.settings.api_key {
-            rb = rb.bearer_auth(key);
-        }
-        crate::provider::with_extra_headers(rb, &self.settings.headers)
+        super::sse_post(client, &self.settings, "/responses", &body)
     }
 
     fn decoder(&self, _call: &Call) -> Box<dyn Decoder> {
