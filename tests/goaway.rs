@@ -11,11 +11,9 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
 use chatwire::{config::Config, pb};
-use common::*;
+use common::{raw_h2::*, *};
 use futures_util::StreamExt;
-use prost::Message;
 use tonic::Code;
 
 fn slow_script(chunks: usize, delay_ms: u64) -> pb::ChatRequest {
@@ -25,102 +23,6 @@ fn slow_script(chunks: usize, delay_ms: u64) -> pb::ChatRequest {
     text_request(
         "fake:script",
         &serde_json::json!({"chunks": chunks, "delayMs": delay_ms}).to_string(),
-    )
-}
-
-/// A gRPC request body: one length-prefixed, uncompressed message.
-fn grpc_body(req: &pb::ChatRequest) -> Bytes {
-    let m = req.encode_to_vec();
-    let mut b = BytesMut::with_capacity(5 + m.len());
-    b.extend_from_slice(&[0]);
-    b.extend_from_slice(&(m.len() as u32).to_be_bytes());
-    b.extend_from_slice(&m);
-    b.freeze()
-}
-
-fn grpc_request(method: &str) -> http::Request<()> {
-    http::Request::builder()
-        .method("POST")
-        .uri(format!(
-            "http://localhost/chatwire.v1.ChatModelService/{method}"
-        ))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap()
-}
-
-type H2Client = h2::client::SendRequest<Bytes>;
-
-async fn h2_connect(addr: std::net::SocketAddr) -> H2Client {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
-}
-
-/// Sends one request; returns the response (headers) future's result.
-fn h2_send(
-    client: &mut H2Client,
-    method: &str,
-    req: &pb::ChatRequest,
-) -> Result<h2::client::ResponseFuture, h2::Error> {
-    let (resp, mut send) = client.send_request(grpc_request(method), false)?;
-    send.send_data(grpc_body(req), true)?;
-    Ok(resp)
-}
-
-/// Reads a response body to its end: the decoded chunks, and the trailers'
-/// (or a trailers-only response's) grpc-status and grpc-message.
-async fn read_stream(resp: h2::client::ResponseFuture) -> (Vec<pb::MessageChunk>, String, String) {
-    let resp = match resp.await {
-        Ok(r) => r,
-        // Sent after the final GOAWAY named a lower last stream: not
-        // processed, and the client is told so (h2 reports it as the GOAWAY).
-        Err(e) if e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR) => {
-            return (Vec::new(), "goaway".into(), e.to_string())
-        }
-        Err(e) => panic!("response headers: {e:?}"),
-    };
-    assert_eq!(resp.status(), 200);
-    let header = |h: &http::HeaderMap, k: &str| {
-        h.get(k)
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default()
-    };
-    if let Some(code) = resp.headers().get("grpc-status") {
-        let h = resp.headers();
-        return (
-            Vec::new(),
-            code.to_str().unwrap().into(),
-            header(h, "grpc-message"),
-        );
-    }
-    let mut body = resp.into_body();
-    let mut buf = BytesMut::new();
-    while let Some(d) = body.data().await {
-        let d = d.expect("body data");
-        let _ = body.flow_control().release_capacity(d.len());
-        buf.extend_from_slice(&d);
-    }
-    let trailers = body
-        .trailers()
-        .await
-        .expect("trailers")
-        .expect("trailers present");
-    let mut chunks = Vec::new();
-    let mut b = buf.freeze();
-    while b.has_remaining() {
-        assert_eq!(b.get_u8(), 0, "uncompressed message");
-        let n = b.get_u32() as usize;
-        chunks.push(pb::MessageChunk::decode(b.split_to(n)).unwrap());
-    }
-    (
-        chunks,
-        header(&trailers, "grpc-status"),
-        header(&trailers, "grpc-message"),
     )
 }
 

@@ -304,8 +304,11 @@ async fn the_deadline_holds_whatever_the_answer_size() {
     let st = c.invoke(req).await.unwrap_err();
     let took = started.elapsed();
     assert_eq!(st.code(), Code::DeadlineExceeded, "{st:?}");
+    // A wall-clock bound, kept loose: the upstream never ends, so a deadline
+    // that does not hold shows as the idle timer's 120 s, not as a few
+    // seconds' lateness on a loaded machine (2 s here was flaky under load).
     assert!(
-        took < Duration::from_secs(2),
+        took < Duration::from_secs(10),
         "ended {took:?} after the call began"
     );
     assert!(

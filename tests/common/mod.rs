@@ -9,6 +9,8 @@
     clippy::disallowed_methods
 )]
 
+pub mod raw_h2;
+
 use std::{
     net::SocketAddr,
     sync::{
