@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Many open, slow streams through chatwire: how fast a burst of them opens,
+what each costs in memory, and what a relayed chunk costs in CPU while they
+trickle (an upstream sending one token every --token-delay-ms per stream).
+
+    python3 scripts/bench-open-streams.py --chatwire target/release/chatwire \
+        --mock MOCK_BIN --loadgen LOADGEN_BIN [--streams 1000] [--shared]
+
+It drives the mock OpenAI upstream and the gRPC load generator of the project's
+shared benchmark harness (kept outside this repository; build them with
+`cargo build --release` in its mock-upstream/ and loadgen/). Everything runs
+on 127.0.0.1: the mock (one token per stream every 500 ms by default),
+chatwire relaying it as `openai:mock`, and the load generator opening
+--streams concurrent Stream calls, each on its own HTTP/2 connection, or all on
+one (--shared). Printed as one JSON object:
+
+- seconds until 50 / 90 / 99 / 100 % of the streams are open upstream;
+- RSS per open stream: (RSS with the streams open - RSS before) / streams open;
+- CPU per relayed chunk over a 10 s window once they are open (chatwire's
+  utime + stime from /proc, divided by the chunks the mock sent meanwhile).
+
+chatwire needs two file descriptors per stream (client and upstream): the
+script raises its limit to the hard limit, which caps --streams.
+"""
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+MOCK_PORT, PORT = 9001, 50191
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+
+
+def mock_stats():
+    with urllib.request.urlopen(f"http://127.0.0.1:{MOCK_PORT}/_mock/stats", timeout=5) as r:
+        return json.load(r)
+
+
+def wait_port(port, proc, seconds=30):
+    end = time.time() + seconds
+    while time.time() < end:
+        if proc.poll() is not None:
+            sys.exit(f"process exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"nothing listening on {port} after {seconds} s")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--chatwire", required=True)
+    ap.add_argument("--mock", required=True, help="the harness's mock-upstream binary")
+    ap.add_argument("--loadgen", required=True, help="the harness's loadgen binary")
+    ap.add_argument("--streams", type=int, default=1000)
+    ap.add_argument("--shared", action="store_true", help="all streams on one HTTP/2 connection")
+    ap.add_argument("--token-delay-ms", type=int, default=500)
+    ap.add_argument("--ramp-s", type=float, default=60.0, help="give up waiting for the streams after this")
+    args = ap.parse_args()
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    for port in (MOCK_PORT, PORT):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            sys.exit(f"port {port} is already in use")
+        except OSError:
+            pass
+    work = tempfile.mkdtemp(prefix="chatwire-open-streams-")
+    config = os.path.join(work, "chatwire.toml")
+    with open(config, "w") as f:
+        f.write("max_concurrent_streams = 0\nmax_connections = 100000\n")
+    procs = []
+
+    def spawn(cmd, env, log):
+        p = subprocess.Popen(cmd, env=dict(os.environ, **env), stdout=open(os.path.join(work, log), "w"),
+                             stderr=subprocess.STDOUT)
+        procs.append(p)
+        return p
+
+    try:
+        mock = spawn([args.mock], {"MOCK_TOKENS": "100000", "MOCK_TOKEN_DELAY_MS": str(args.token_delay_ms)},
+                     "mock.log")
+        wait_port(MOCK_PORT, mock)
+        cw = spawn([args.chatwire, "--config", config],
+                   {"CHATWIRE_ADDR": f"127.0.0.1:{PORT}", "RUST_LOG": "warn",
+                    "OPENAI_BASE_URL": f"http://127.0.0.1:{MOCK_PORT}/v1", "OPENAI_API_KEY": "sk-mock"},
+                   "chatwire.log")
+        wait_port(PORT, cw)
+        # A few calls first, so the idle figure is that of a warm process.
+        subprocess.run([args.loadgen, "--mode", "grpc", "--url", f"http://127.0.0.1:{PORT}",
+                        "--model", "openai:mock", "-c", "8", "-n", "8", "--timeout-s", "2", "--duration-s", "5"],
+                       capture_output=True)
+        time.sleep(1)
+        idle = rss_kib(cw.pid)
+        n = args.streams
+        cmd = [args.loadgen, "--mode", "grpc", "--url", f"http://127.0.0.1:{PORT}", "--model", "openai:mock",
+               "-c", str(n), "-n", str(n), "--timeout-s", "600", "--duration-s", "600", "--threads", "1"]
+        if args.shared:
+            cmd += ["--grpc-channel", "shared"]
+        c0, t0 = cpu_ticks(cw.pid), time.time()
+        spawn(cmd, {}, "loadgen.log")
+        marks, open_now = {}, 0
+        while time.time() - t0 < args.ramp_s:
+            open_now = mock_stats()["active_streams"]
+            for pct in (50, 90, 99, 100):
+                if pct not in marks and open_now >= n * pct / 100:
+                    marks[pct] = round(time.time() - t0, 2)
+            if 100 in marks:
+                break
+            time.sleep(0.1)
+        ramp_cpu_s = (cpu_ticks(cw.pid) - c0) / os.sysconf("SC_CLK_TCK")
+        time.sleep(3)
+        loaded, s0 = rss_kib(cw.pid), mock_stats()
+        c1, t1 = cpu_ticks(cw.pid), time.time()
+        time.sleep(10)
+        s1, c2, t2 = mock_stats(), cpu_ticks(cw.pid), time.time()
+        key = next(k for k in s1 if "chunk" in k)
+        chunks = s1[key] - s0[key]
+        open_now = s1["active_streams"]
+        print(json.dumps(dict(
+            streams=n, connections="one shared" if args.shared else "one per stream",
+            token_delay_ms=args.token_delay_ms, open=open_now,
+            seconds_to_open_pct=marks, ramp_cpu_s=round(ramp_cpu_s, 2),
+            rss_idle_mib=round(idle / 1024, 1), rss_loaded_mib=round(loaded / 1024, 1),
+            kib_per_open_stream=round((loaded - idle) / max(open_now, 1), 1),
+            chunks_per_s=round(chunks / (t2 - t1)),
+            cpu_cores=round((c2 - c1) / os.sysconf("SC_CLK_TCK") / (t2 - t1), 3),
+            us_per_chunk=round((c2 - c1) / os.sysconf("SC_CLK_TCK") * 1e6 / max(chunks, 1), 1))))
+    finally:
+        for p in reversed(procs):
+            p.kill()
+            p.wait()
+
+
+if __name__ == "__main__":
+    main()
