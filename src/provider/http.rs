@@ -163,14 +163,31 @@ impl<W: Wire> Provider for HttpProvider<W> {
                 error: None,
                 ended: false,
                 provider: name,
+                turns: 0,
+                fresh: false,
             }) as ChunkStream)
         })
     }
 }
 
+/// Scheduler turns a decoded chunk may wait for the ones behind it.
+///
+/// hyper's HTTP/1.1 client hands a response body over one chunk per wake-up,
+/// even when one read brought many SSE events; passed on as they come, each
+/// chunk became its own HTTP/2 DATA frame and its own socket write (1.01
+/// writes per chunk at 32 streams). Before giving tonic a decoded chunk the
+/// body polls the upstream again and, if that is not ready, yields once so
+/// that the connection's task can decode the next chunk it has already read;
+/// it yields again (up to this many times) only while each turn brings more.
+/// A lone chunk therefore waits one turn of the scheduler, and a burst leaves
+/// in a few writes: 0.21 writes per chunk, 52–58 % less CPU per chunk at 32
+/// and 256 streams, the same time to first token at one stream and the same
+/// CPU for streams that trickle (README, Performance).
+const COALESCE_TURNS: u32 = 4;
+
 /// The response body as chunks: bytes in, through the pump, chunks out. A
-/// plain `Stream` (no future rebuilt per item): chunks already decoded go out
-/// first, and the socket is read only when none is left.
+/// plain `Stream` (no future rebuilt per item): what the upstream has ready is
+/// taken before the chunks already decoded go out (see [`COALESCE_TURNS`]).
 struct Body {
     bytes: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     pump: Pump<'static>,
@@ -178,6 +195,10 @@ struct Body {
     error: Option<Error>,
     ended: bool,
     provider: &'static str,
+    /// Turns yielded for the chunks now pending (see [`COALESCE_TURNS`]).
+    turns: u32,
+    /// Bytes arrived since the last turn yielded.
+    fresh: bool,
 }
 
 impl Stream for Body {
@@ -186,8 +207,49 @@ impl Stream for Body {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
+            // Chunks are waiting: first take what the upstream has ready too,
+            // so that tonic encodes them together and they leave in one write.
+            if !this.pending.is_empty()
+                && !this.ended
+                && this.error.is_none()
+                && !this.pump.is_done()
+            {
+                match this.bytes.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(Ok(bytes))) => {
+                        if let Err(e) = this.pump.feed(&bytes, &mut this.pending) {
+                            this.error = Some(e);
+                        }
+                        this.fresh = true;
+                        continue;
+                    }
+                    Poll::Ready(None) => {
+                        this.ended = true;
+                        if let Err(e) = this.pump.finish(&mut this.pending) {
+                            this.error = Some(e);
+                        }
+                        continue;
+                    }
+                    // Sent after the chunks already decoded (below).
+                    Poll::Ready(Some(Err(e))) => this.error = Some(transport_error(&e, true)),
+                    // Not ready: give the upstream connection's task one turn
+                    // (it decodes the next chunk already read, if any), at
+                    // most COALESCE_TURNS times and only while turns bring more.
+                    Poll::Pending
+                        if this.turns < COALESCE_TURNS && (this.turns == 0 || this.fresh) =>
+                    {
+                        this.turns += 1;
+                        this.fresh = false;
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    Poll::Pending => {}
+                }
+            }
             // Chunks already decoded go first, even when a later frame failed.
             if let Some(chunk) = this.pending.pop_front() {
+                if this.pending.is_empty() {
+                    this.turns = 0;
+                }
                 return Poll::Ready(Some(Ok(chunk)));
             }
             if let Some(e) = this.error.take() {

@@ -74,12 +74,20 @@ pub fn h2_send_then_end(
 pub async fn read_stream(
     resp: h2::client::ResponseFuture,
 ) -> (Vec<pb::MessageChunk>, String, String) {
+    let (chunks, code, message, _) = read_stream_frames(resp).await;
+    (chunks, code, message)
+}
+
+/// As [`read_stream`], with the number of DATA frames the body came in.
+pub async fn read_stream_frames(
+    resp: h2::client::ResponseFuture,
+) -> (Vec<pb::MessageChunk>, String, String, usize) {
     let resp = match resp.await {
         Ok(r) => r,
         // Sent after the final GOAWAY named a lower last stream: not
         // processed, and the client is told so (h2 reports it as the GOAWAY).
         Err(e) if e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR) => {
-            return (Vec::new(), "goaway".into(), e.to_string())
+            return (Vec::new(), "goaway".into(), e.to_string(), 0)
         }
         Err(e) => panic!("response headers: {e:?}"),
     };
@@ -95,12 +103,15 @@ pub async fn read_stream(
             Vec::new(),
             code.to_str().unwrap().into(),
             header(h, "grpc-message"),
+            0,
         );
     }
     let mut body = resp.into_body();
     let mut buf = BytesMut::new();
+    let mut frames = 0;
     while let Some(d) = body.data().await {
         let d = d.expect("body data");
+        frames += 1;
         let _ = body.flow_control().release_capacity(d.len());
         buf.extend_from_slice(&d);
     }
@@ -120,5 +131,6 @@ pub async fn read_stream(
         chunks,
         header(&trailers, "grpc-status"),
         header(&trailers, "grpc-message"),
+        frames,
     )
 }
