@@ -185,6 +185,12 @@ impl<W: Wire> Provider for HttpProvider<W> {
 /// CPU for streams that trickle (README, Performance).
 const COALESCE_TURNS: u32 = 4;
 
+/// Decoded chunks held at most while reading ahead: the upstream connection's
+/// task can run on the other worker thread and keep the body ready, so without
+/// a cap a fast endless upstream would be read ahead without bound before any
+/// chunk went out.
+const READ_AHEAD: usize = 64;
+
 /// The response body as chunks: bytes in, through the pump, chunks out. A
 /// plain `Stream` (no future rebuilt per item): what the upstream has ready is
 /// taken before the chunks already decoded go out (see [`COALESCE_TURNS`]).
@@ -210,6 +216,7 @@ impl Stream for Body {
             // Chunks are waiting: first take what the upstream has ready too,
             // so that tonic encodes them together and they leave in one write.
             if !this.pending.is_empty()
+                && this.pending.len() < READ_AHEAD
                 && !this.ended
                 && this.error.is_none()
                 && !this.pump.is_done()
