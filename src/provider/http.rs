@@ -29,7 +29,10 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// What a provider module supplies: its wire format, nothing async.
 pub trait Wire: Send + Sync + 'static {
     fn info(&self) -> &ProviderInfo;
-    fn framing(&self) -> Framing;
+    /// How the response body is framed (most providers stream SSE).
+    fn framing(&self) -> Framing {
+        Framing::Sse
+    }
     /// The HTTP request for a call (URL, headers, JSON body).
     fn request(
         &self,

@@ -74,10 +74,6 @@ impl Wire for Anthropic {
         &self.info
     }
 
-    fn framing(&self) -> Framing {
-        Framing::Sse
-    }
-
     fn request(
         &self,
         client: &reqwest::Client,

@@ -9,8 +9,8 @@ use super::{wire, AnthropicDecoder};
 use crate::{
     error::Error,
     provider::{
-        codec, google_auth::VertexSite, http::Wire, BoxFuture, Call, Decoder, Framing,
-        ProviderInfo, Settings,
+        codec, google_auth::VertexSite, http::Wire, BoxFuture, Call, Decoder, ProviderInfo,
+        Settings,
     },
 };
 
@@ -45,10 +45,6 @@ impl AnthropicVertex {
 impl Wire for AnthropicVertex {
     fn info(&self) -> &ProviderInfo {
         &self.info
-    }
-
-    fn framing(&self) -> Framing {
-        Framing::Sse
     }
 
     fn request(

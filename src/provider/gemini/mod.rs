@@ -134,10 +134,6 @@ impl Wire for Gemini {
         &self.info
     }
 
-    fn framing(&self) -> Framing {
-        Framing::Sse
-    }
-
     fn request(
         &self,
         client: &reqwest::Client,

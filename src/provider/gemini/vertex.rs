@@ -8,8 +8,7 @@ use super::{request_body, GeminiDecoder};
 use crate::{
     error::Error,
     provider::{
-        google_auth::VertexSite, http::Wire, BoxFuture, Call, Decoder, Framing, ProviderInfo,
-        Settings,
+        google_auth::VertexSite, http::Wire, BoxFuture, Call, Decoder, ProviderInfo, Settings,
     },
 };
 
@@ -41,10 +40,6 @@ impl GeminiVertex {
 impl Wire for GeminiVertex {
     fn info(&self) -> &ProviderInfo {
         &self.info
-    }
-
-    fn framing(&self) -> Framing {
-        Framing::Sse
     }
 
     fn request(

@@ -24,7 +24,7 @@
 use super::{wire, OpenAiDecoder};
 use crate::{
     error::{Error, Kind},
-    provider::{http::Wire, Call, Decoder, Framing, ProviderInfo, Settings},
+    provider::{http::Wire, Call, Decoder, ProviderInfo, Settings},
 };
 
 const NAME: &str = "azure";
@@ -160,10 +160,6 @@ impl Azure {
 impl Wire for Azure {
     fn info(&self) -> &ProviderInfo {
         &self.info
-    }
-
-    fn framing(&self) -> Framing {
-        Framing::Sse
     }
 
     fn request(

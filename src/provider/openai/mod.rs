@@ -80,10 +80,6 @@ impl Wire for OpenAi {
         &self.info
     }
 
-    fn framing(&self) -> Framing {
-        Framing::Sse
-    }
-
     fn request(
         &self,
         client: &reqwest::Client,

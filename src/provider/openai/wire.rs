@@ -271,7 +271,7 @@ fn file_part(f: &File) -> Result<Value, Error> {
             }
             file.insert(
                 "file_data".into(),
-                json!(format!("data:{};base64,{}", f.mime_type, codec::base64(data))),
+                json!(codec::data_url(&f.mime_type, data)),
             );
             Ok(json!({ "type": "file", "file": file }))
         }
@@ -337,13 +337,11 @@ fn assistant(m: &Message) -> Value {
     Value::Object(a)
 }
 
-fn image_url(img: &Image) -> String {
+/// An image as Chat Completions and the Responses API take it: its URL, or a data URL.
+pub(super) fn image_url(img: &Image) -> String {
     match img {
         Image::Url(u) => u.clone(),
-        Image::Data { data, mime_type } => format!(
-            "data:{mime_type};base64,{}",
-            crate::provider::codec::base64(data)
-        ),
+        Image::Data { data, mime_type } => codec::data_url(mime_type, data),
     }
 }
 

@@ -89,10 +89,6 @@ impl Wire for Responses {
         &self.info
     }
 
-    fn framing(&self) -> Framing {
-        Framing::Sse
-    }
-
     fn request(
         &self,
         client: &reqwest::Client,

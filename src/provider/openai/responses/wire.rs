@@ -11,10 +11,12 @@
 
 use serde_json::{json, Map, Value};
 
+use super::super::wire::image_url;
+
 use crate::{
     chat::types::{
-        ChatRequest, Content, Effort, File, FileSource, Image, Message, Reasoning, ResponseFormat,
-        Role, ToolChoice,
+        ChatRequest, Content, Effort, File, FileSource, Message, Reasoning, ResponseFormat, Role,
+        ToolChoice,
     },
     error::Error,
     provider::{
@@ -253,11 +255,7 @@ fn file_part(f: &File) -> Value {
             }
             p.insert(
                 "file_data".into(),
-                json!(format!(
-                    "data:{};base64,{}",
-                    f.mime_type,
-                    codec::base64(data)
-                )),
+                json!(codec::data_url(&f.mime_type, data)),
             );
         }
         FileSource::Url(u) => {
@@ -265,15 +263,6 @@ fn file_part(f: &File) -> Value {
         }
     }
     Value::Object(p)
-}
-
-fn image_url(img: &Image) -> String {
-    match img {
-        Image::Url(u) => u.clone(),
-        Image::Data { data, mime_type } => {
-            format!("data:{mime_type};base64,{}", codec::base64(data))
-        }
-    }
 }
 
 fn tool_results(m: &Message, out: &mut Vec<Value>) {

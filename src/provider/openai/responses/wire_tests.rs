@@ -1,7 +1,7 @@
 //! Unit tests of wire.rs (the request body).
 
 use super::*;
-use crate::chat::types::{ReasoningConfig, Tool, ToolCall, ToolResult};
+use crate::chat::types::{Image, ReasoningConfig, Tool, ToolCall, ToolResult};
 
 fn msg(role: Role, content: Vec<Content>) -> Message {
     Message::new(role, content)
