@@ -65,7 +65,10 @@ impl Framer {
         }
     }
 
-    /// Feeds bytes; complete frames are appended to `out`.
+    /// Feeds bytes; complete frames are appended to `out`. A line that ends
+    /// within `bytes` and has nothing buffered before it (the common case: a
+    /// read holds whole lines) is taken from `bytes` in place, not copied into
+    /// the line buffer first.
     pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<Frame>) -> Result<(), Error> {
         if let Some(b) = &mut self.binary {
             return b.push(bytes, out);
@@ -78,12 +81,17 @@ impl Framer {
                     continue;
                 }
             }
-            match bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+            match memchr::memchr2(b'\n', b'\r', bytes) {
                 Some(pos) => {
-                    self.extend_line(&bytes[..pos])?;
                     self.after_cr = bytes[pos] == b'\r';
+                    if self.line.is_empty() {
+                        self.check_size(pos)?;
+                        self.take_line(&bytes[..pos], out)?;
+                    } else {
+                        self.extend_line(&bytes[..pos])?;
+                        self.end_buffered_line(out)?;
+                    }
                     bytes = &bytes[pos + 1..];
-                    self.end_line(out)?;
                 }
                 None => {
                     self.extend_line(bytes)?;
@@ -109,7 +117,7 @@ impl Framer {
             return b.finish();
         }
         if !self.line.is_empty() {
-            self.end_line(out)?;
+            self.end_buffered_line(out)?;
         }
         if self.framing == Framing::Sse {
             self.dispatch(out);
@@ -117,44 +125,55 @@ impl Framer {
         Ok(())
     }
 
-    fn extend_line(&mut self, part: &[u8]) -> Result<(), Error> {
-        if self.line.len() + part.len() + self.data.len() > self.max_frame {
+    /// A line of `len` more bytes must keep the event within the cap.
+    fn check_size(&self, len: usize) -> Result<(), Error> {
+        if self.line.len() + len + self.data.len() > self.max_frame {
             return Err(too_large(self.max_frame));
         }
+        Ok(())
+    }
+
+    fn extend_line(&mut self, part: &[u8]) -> Result<(), Error> {
+        self.check_size(part.len())?;
         self.line.extend_from_slice(part);
         Ok(())
     }
 
-    /// One whole line: checked in place, then copied once into its frame. The
-    /// line buffer keeps its allocation for the next line (cleared, not taken),
-    /// and gives it back only when an outsized line grew it.
-    fn end_line(&mut self, out: &mut Vec<Frame>) -> Result<(), Error> {
+    /// The buffered line is whole: taken like any line. The buffer keeps its
+    /// allocation for the next line (cleared, not dropped), and gives it back
+    /// only when an outsized line grew it.
+    fn end_buffered_line(&mut self, out: &mut Vec<Frame>) -> Result<(), Error> {
         let line = std::mem::take(&mut self.line);
-        let result = match std::str::from_utf8(&line) {
-            Err(_) => Err(Error::protocol(
-                "the upstream sent a line that is not valid UTF-8",
-            )),
-            Ok(text) => match self.framing {
-                Framing::Ndjson => {
-                    if !text.trim().is_empty() {
-                        out.push(Frame {
-                            event: String::new(),
-                            data: text.to_owned(),
-                        });
-                    }
-                    Ok(())
-                }
-                Framing::Sse => self.sse_line(text, out),
-                // Handled by `binary` before any line is cut.
-                Framing::EventStream => Ok(()),
-            },
-        };
+        let result = self.take_line(&line, out);
         self.line = line;
         self.line.clear();
         if self.line.capacity() > LINE_KEEP {
             self.line.shrink_to(LINE_KEEP);
         }
         result
+    }
+
+    /// One whole line (without its line end): checked, then copied once into its frame.
+    fn take_line(&mut self, line: &[u8], out: &mut Vec<Frame>) -> Result<(), Error> {
+        let Ok(text) = std::str::from_utf8(line) else {
+            return Err(Error::protocol(
+                "the upstream sent a line that is not valid UTF-8",
+            ));
+        };
+        match self.framing {
+            Framing::Ndjson => {
+                if !text.trim().is_empty() {
+                    out.push(Frame {
+                        event: String::new(),
+                        data: text.to_owned(),
+                    });
+                }
+                Ok(())
+            }
+            Framing::Sse => self.sse_line(text, out),
+            // Handled by `binary` before any line is cut.
+            Framing::EventStream => Ok(()),
+        }
     }
 
     fn sse_line(&mut self, line: &str, out: &mut Vec<Frame>) -> Result<(), Error> {
@@ -270,6 +289,13 @@ mod tests {
         let err = f
             .push(b"data: 0123456789\ndata: 0123456789\n", &mut out)
             .err();
+        assert_eq!(err.map(|e| e.reason), Some("UPSTREAM_FRAME_TOO_LARGE"));
+        // Whole lines over the cap within one read (taken in place, not buffered).
+        let mut f = Framer::new(Framing::Ndjson, 16);
+        let err = f.push(b"{\"a\":\"0123456789abcdef\"}\n", &mut out).err();
+        assert_eq!(err.map(|e| e.reason), Some("UPSTREAM_FRAME_TOO_LARGE"));
+        let mut f = Framer::new(Framing::Sse, 16);
+        let err = f.push(b"event: 0123456789abcdef\n", &mut out).err();
         assert_eq!(err.map(|e| e.reason), Some("UPSTREAM_FRAME_TOO_LARGE"));
     }
 
