@@ -182,6 +182,9 @@ impl<W: Wire> Provider for HttpProvider<W> {
 /// body polls the upstream again and, if that is not ready, yields once so
 /// that the connection's task can decode the next chunk it has already read;
 /// it yields again (up to this many times) only while each turn brings more.
+/// The yield is tokio's deferred one: the task is woken once this worker has
+/// run its other ready tasks and polled for I/O, and the other worker is not
+/// woken for it (a plain self-wake would wake it on every turn).
 /// A lone chunk therefore waits one turn of the scheduler, and a burst leaves
 /// in a few writes: 0.21 writes per chunk, 52–58 % less CPU per chunk at 32
 /// and 256 streams, the same time to first token at one stream and the same
@@ -249,7 +252,11 @@ impl Stream for Body {
                     {
                         this.turns += 1;
                         this.fresh = false;
-                        cx.waker().wake_by_ref();
+                        // A deferred wake-up: polled once, tokio's yield registers
+                        // the waker to be woken after this worker's other ready
+                        // tasks, without waking the other worker.
+                        let _ =
+                            std::future::Future::poll(std::pin::pin!(tokio::task::yield_now()), cx);
                         return Poll::Pending;
                     }
                     Poll::Pending => {}
