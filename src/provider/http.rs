@@ -186,10 +186,10 @@ impl<W: Wire> Provider for HttpProvider<W> {
 /// run its other ready tasks and polled for I/O, and the other worker is not
 /// woken for it (a plain self-wake would wake it on every turn).
 /// A lone chunk therefore waits one turn of the scheduler, and a burst leaves
-/// in a few writes: 0.21 writes per chunk, 52–58 % less CPU per chunk at 32
-/// and 256 streams, the same time to first token at one stream and the same
-/// CPU for streams that trickle (README, Performance).
-const COALESCE_TURNS: u32 = 4;
+/// in a few writes: 0.21 writes per chunk at 4 turns, 0.07 at 16, with the
+/// same time to first token at one stream and the same CPU for streams that
+/// trickle (README, Performance).
+const COALESCE_TURNS: u32 = 16;
 
 /// Decoded chunks held at most while reading ahead: the upstream connection's
 /// task can run on the other worker thread and keep the body ready, so without
