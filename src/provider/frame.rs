@@ -153,7 +153,8 @@ impl Framer {
         result
     }
 
-    /// One whole line (without its line end): checked, then copied once into its frame.
+    /// One whole line (without its line end): checked as UTF-8, then copied
+    /// once into its frame. Its size is the caller's to check (`check_size`).
     fn take_line(&mut self, line: &[u8], out: &mut Vec<Frame>) -> Result<(), Error> {
         let Ok(text) = std::str::from_utf8(line) else {
             return Err(Error::protocol(
