@@ -10,12 +10,12 @@ use serde_json::{Map, Value};
 use super::ModelOptions;
 use crate::chat::types::{ChatRequest, Content, Message, Tool};
 
-/// Standard base64 with padding (RFC 4648).
 /// A `data:` URL carrying `bytes` base64-encoded (OpenAI's image and file inputs).
 pub fn data_url(mime_type: &str, bytes: &[u8]) -> String {
     format!("data:{mime_type};base64,{}", base64(bytes))
 }
 
+/// Standard base64 with padding (RFC 4648).
 pub fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);

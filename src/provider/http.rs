@@ -230,22 +230,12 @@ impl Stream for Body {
                 && !this.pump.is_done()
             {
                 match this.bytes.as_mut().poll_next(cx) {
-                    Poll::Ready(Some(Ok(bytes))) => {
-                        if let Err(e) = this.pump.feed(&bytes, &mut this.pending) {
-                            this.error = Some(e);
-                        }
+                    // An error or the end is sent after the chunks already decoded.
+                    Poll::Ready(read) => {
+                        this.take(read);
                         this.fresh = true;
                         continue;
                     }
-                    Poll::Ready(None) => {
-                        this.ended = true;
-                        if let Err(e) = this.pump.finish(&mut this.pending) {
-                            this.error = Some(e);
-                        }
-                        continue;
-                    }
-                    // Sent after the chunks already decoded (below).
-                    Poll::Ready(Some(Err(e))) => this.error = Some(transport_error(&e, true)),
                     // Not ready: give the upstream connection's task one turn
                     // (it decodes the next chunk already read, if any), at
                     // most COALESCE_TURNS times and only while turns bring more.
@@ -274,17 +264,26 @@ impl Stream for Body {
             if this.ended || this.pump.is_done() {
                 return Poll::Ready(None);
             }
-            let fed = match ready!(this.bytes.as_mut().poll_next(cx)) {
-                Some(Ok(bytes)) => this.pump.feed(&bytes, &mut this.pending),
-                None => {
-                    this.ended = true;
-                    this.pump.finish(&mut this.pending)
-                }
-                Some(Err(e)) => Err(transport_error(&e, true)),
-            };
-            if let Err(e) = fed {
-                this.error = Some(e);
+            let read = ready!(this.bytes.as_mut().poll_next(cx));
+            this.take(read);
+        }
+    }
+}
+
+impl Body {
+    /// One read from the upstream, through the pump: its chunks join
+    /// `pending`; a failure (or a cut) is kept to follow them.
+    fn take(&mut self, read: Option<reqwest::Result<Bytes>>) {
+        let fed = match read {
+            Some(Ok(bytes)) => self.pump.feed(&bytes, &mut self.pending),
+            None => {
+                self.ended = true;
+                self.pump.finish(&mut self.pending)
             }
+            Some(Err(e)) => Err(transport_error(&e, true)),
+        };
+        if let Err(e) = fed {
+            self.error = Some(e);
         }
     }
 }

@@ -44,15 +44,14 @@ pub async fn h2_connect_with(addr: std::net::SocketAddr, builder: h2::client::Bu
     client
 }
 
-/// Sends one request; returns the response (headers) future's result.
+/// Sends one request, END_STREAM on the message's DATA frame; returns the
+/// response (headers) future's result.
 pub fn h2_send(
     client: &mut H2Client,
     method: &str,
     req: &pb::ChatRequest,
 ) -> Result<h2::client::ResponseFuture, h2::Error> {
-    let (resp, mut send) = client.send_request(grpc_request(method), false)?;
-    send.send_data(grpc_body(req), true)?;
-    Ok(resp)
+    send(client, method, req, true)
 }
 
 /// Sends one request as tonic's client does: the message in one DATA frame,
@@ -63,9 +62,20 @@ pub fn h2_send_then_end(
     method: &str,
     req: &pb::ChatRequest,
 ) -> Result<h2::client::ResponseFuture, h2::Error> {
-    let (resp, mut send) = client.send_request(grpc_request(method), false)?;
-    send.send_data(grpc_body(req), false)?;
-    send.send_data(Bytes::new(), true)?;
+    send(client, method, req, false)
+}
+
+fn send(
+    client: &mut H2Client,
+    method: &str,
+    req: &pb::ChatRequest,
+    end_with_message: bool,
+) -> Result<h2::client::ResponseFuture, h2::Error> {
+    let (resp, mut stream) = client.send_request(grpc_request(method), false)?;
+    stream.send_data(grpc_body(req), end_with_message)?;
+    if !end_with_message {
+        stream.send_data(Bytes::new(), true)?;
+    }
     Ok(resp)
 }
 
