@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics on this address at /metrics (off by default).
     #[arg(long, env = "CHATWIRE_METRICS_ADDR")]
     pub metrics_addr: Option<String>,
+    /// Extra CA certificates (PEM) trusted for upstream TLS, beside the
+    /// built-in web roots (self-hosted upstreams behind a private CA).
+    #[arg(long, env = "CHATWIRE_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -81,6 +81,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
         });
     }
     config.insecure_no_auth |= args.insecure_no_auth;
+    if let Some(ca) = args.upstream_ca {
+        config.upstream_ca = Some(ca);
+    }
     if let Some(addr) = &args.health_addr {
         match addr.parse::<SocketAddr>() {
             Ok(a) => config.health_addr = Some(a),

@@ -36,6 +36,8 @@ pub struct FileConfig {
     pub fake: Option<FakeFile>,
     pub auth: Option<AuthFile>,
     pub tls: Option<TlsFiles>,
+    /// Extra CA certificates (PEM) trusted for upstream TLS, beside the web roots.
+    pub upstream_ca: Option<std::path::PathBuf>,
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderFile>,
     /// `[models.NAME]`: an alias (`target`, `fallbacks`) or a `provider:model`'s

@@ -66,6 +66,9 @@ pub struct Config {
     pub insecure_no_auth: bool,
     /// Where `/metrics` is served (Prometheus text); None: no metrics.
     pub metrics_addr: Option<SocketAddr>,
+    /// Extra CA certificates (PEM file) trusted for upstream TLS, beside the
+    /// built-in web roots (self-hosted upstreams behind a private CA).
+    pub upstream_ca: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Config {
@@ -81,6 +84,7 @@ impl std::fmt::Debug for Config {
                 &format_args!("<{} redacted>", self.auth_tokens.len()),
             )
             .field("tls", &self.tls)
+            .field("upstream_ca", &self.upstream_ca)
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +117,7 @@ impl Default for Config {
             tls: None,
             insecure_no_auth: false,
             metrics_addr: None,
+            upstream_ca: None,
         }
     }
 }
@@ -278,6 +283,7 @@ impl Config {
             c.auth_tokens_file = a.tokens_file;
         }
         c.tls = f.tls;
+        c.upstream_ca = f.upstream_ca;
         if let Some(fake) = f.fake {
             c.fake_token_delay = Duration::from_millis(fake.token_delay_ms.unwrap_or(0));
             for (name, script) in &fake.scripts {

@@ -17,7 +17,10 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use super::{
-    frame::Framing, pump::Pump, BoxFuture, Call, ChunkStream, Decoder, Provider, ProviderInfo,
+    clients::{Clients, Lease},
+    frame::Framing,
+    pump::Pump,
+    BoxFuture, Call, ChunkStream, Decoder, Provider, ProviderInfo,
 };
 use crate::{
     chat::types::Chunk,
@@ -63,41 +66,30 @@ pub trait Wire: Send + Sync + 'static {
     }
 }
 
-/// Builds the pooled HTTP client one provider uses for all its calls.
-pub fn client(connect_timeout: Duration) -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
-        // Never follow a redirect: the next hop would get the provider's key
-        // (and, on 307/308, the body). A 3xx ends the call, naming it.
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .user_agent(concat!("chatwire/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| Error::internal(format!("building the HTTP client failed: {e}")))
-}
-
 /// A wire, served through this shell with the shared HTTP client settings,
 /// as the registry holds it (every remote provider's `provider()` ends here).
-pub fn ready<W: Wire>(wire: W, max_frame: usize) -> Result<super::registry::Registered, Error> {
-    let client = super::http_client()?;
+pub fn ready<W: Wire>(
+    wire: W,
+    clients: Clients,
+    max_frame: usize,
+) -> Result<super::registry::Registered, Error> {
     Ok(super::registry::Registered::Ready(Arc::new(
-        HttpProvider::new(wire, client, max_frame),
+        HttpProvider::new(wire, clients, max_frame),
     )))
 }
 
 /// A provider speaking HTTP through this shell.
 pub struct HttpProvider<W> {
     wire: Arc<W>,
-    client: reqwest::Client,
+    clients: Clients,
     max_frame: usize,
 }
 
 impl<W: Wire> HttpProvider<W> {
-    pub fn new(wire: W, client: reqwest::Client, max_frame: usize) -> Self {
+    pub fn new(wire: W, clients: Clients, max_frame: usize) -> Self {
         Self {
             wire: Arc::new(wire),
-            client,
+            clients,
             max_frame,
         }
     }
@@ -110,12 +102,15 @@ impl<W: Wire> Provider for HttpProvider<W> {
 
     fn stream(&self, call: Call) -> BoxFuture<Result<ChunkStream, Error>> {
         let wire = self.wire.clone();
-        let client = self.client.clone();
+        let clients = self.clients.clone();
         let max_frame = self.max_frame;
         Box::pin(async move {
             let name = wire.info().name;
             let attempt = crate::observe::Attempt::current();
-            let mut request = wire.request(&client, &call)?;
+            // Held until the body is dropped: the call counts against its
+            // client's streams for as long as the upstream may send.
+            let lease = clients.lease().await?;
+            let mut request = wire.request(lease.client(), &call)?;
             // After the request is built: a request refused as invalid costs no token.
             let token = match wire.bearer() {
                 Some(fetch) => Some(fetch.await.map_err(|e| e.with_provider(name))?),
@@ -168,6 +163,7 @@ impl<W: Wire> Provider for HttpProvider<W> {
                 provider: name,
                 turns: 0,
                 fresh: false,
+                _lease: lease,
             }) as ChunkStream)
         })
     }
@@ -213,6 +209,8 @@ struct Body {
     turns: u32,
     /// Bytes arrived since the last turn yielded.
     fresh: bool,
+    /// The client this call's request went out on (see [`Clients`]).
+    _lease: Lease,
 }
 
 impl Stream for Body {

@@ -9,6 +9,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod clients;
 pub mod codec;
 pub mod eventstream;
 pub mod fake;
@@ -39,9 +40,7 @@ use crate::{
 pub use frame::{Frame, Framing};
 pub use registry::{pending, Registry, Route};
 pub use relay::Relay;
-pub use settings::{
-    display_url, http_client, is_secret_header, secret_header, with_extra_headers, Settings,
-};
+pub use settings::{display_url, is_secret_header, secret_header, with_extra_headers, Settings};
 
 /// The chunks of one answer, pulled by the client (backpressure) and dropped
 /// when the client goes away (cancellation reaches the upstream connection).

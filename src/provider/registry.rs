@@ -195,6 +195,10 @@ type Constructor = fn(&Config, &Env) -> Result<Registered, Error>;
 /// unconfigured when its credentials are missing, so its name gives
 /// FAILED_PRECONDITION, not NOT_FOUND); then the aliases and model switches.
 pub fn build(config: &Config, env: &Env) -> Result<Registry, Error> {
+    // A bad upstream CA file stops the server even when no provider uses it yet.
+    if let Some(ca) = &config.upstream_ca {
+        super::clients::Clients::new(Some(ca))?;
+    }
     let mut reg = Registry::new();
     reg.add_provider(Arc::new(Fake::with_scripts(
         config.fake_token_delay,

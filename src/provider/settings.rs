@@ -119,6 +119,8 @@ pub struct Settings {
     pub explicit_base_url: bool,
     /// The cap on one upstream frame.
     pub max_frame: usize,
+    /// Extra trust anchors for upstream TLS (PEM), beside the web roots.
+    pub upstream_ca: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -205,13 +207,14 @@ impl Settings {
             default_max_tokens: file.default_max_tokens,
             explicit_base_url: explicit.is_some(),
             max_frame: config.max_frame_bytes,
+            upstream_ca: config.upstream_ca.clone(),
         }
     }
-}
 
-/// The shared HTTP client settings for providers.
-pub fn http_client() -> Result<reqwest::Client, Error> {
-    super::http::client(std::time::Duration::from_secs(10))
+    /// The HTTP clients this provider's calls go through.
+    pub fn clients(&self) -> Result<super::clients::Clients, Error> {
+        super::clients::Clients::new(self.upstream_ca.as_deref())
+    }
 }
 
 #[cfg(test)]

@@ -90,8 +90,8 @@ pub fn provider(
         "VERTEX_BASE_URL",
         &default_base_url(&location),
     );
-    let client = super::http_client()?;
-    let found = match TokenSource::discover(env, client.clone()) {
+    let clients = settings.clients()?;
+    let found = match TokenSource::discover(env, clients.any()) {
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(provider = NAME, error = %e, "vertex is not configured");
@@ -125,12 +125,12 @@ pub fn provider(
     let max_frame = settings.max_frame;
     let gemini = HttpProvider::new(
         GeminiVertex::new(info.clone(), site.clone(), settings.clone()),
-        client.clone(),
+        clients.clone(),
         max_frame,
     );
     let claude = HttpProvider::new(
         AnthropicVertex::new(info.clone(), site, settings),
-        client,
+        clients,
         max_frame,
     );
     Ok(Registered::Ready(Arc::new(Vertex {

@@ -66,7 +66,8 @@ pub fn provider(
         return Ok(super::pending("anthropic", "ChatAnthropic", HOW));
     }
     let max_frame = settings.max_frame;
-    super::http::ready(Anthropic::new(settings), max_frame)
+    let clients = settings.clients()?;
+    super::http::ready(Anthropic::new(settings), clients, max_frame)
 }
 
 impl Wire for Anthropic {

@@ -119,7 +119,8 @@ pub fn provider(
         return Ok(super::pending(NAME, CLASS, HOW));
     }
     let max_frame = settings.max_frame;
-    super::http::ready(Bedrock::new(settings, region, auth), max_frame)
+    let clients = settings.clients()?;
+    super::http::ready(Bedrock::new(settings, region, auth), clients, max_frame)
 }
 
 impl Wire for Bedrock {

@@ -72,7 +72,8 @@ pub fn provider(
         return Ok(super::pending(NAME, CLASS, HOW));
     }
     let max_frame = settings.max_frame;
-    super::http::ready(Gemini::new(settings), max_frame)
+    let clients = settings.clients()?;
+    super::http::ready(Gemini::new(settings), clients, max_frame)
 }
 
 /// The Gemini wire format.

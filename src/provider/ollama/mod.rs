@@ -62,7 +62,8 @@ pub fn provider(
         );
     }
     let max_frame = settings.max_frame;
-    super::http::ready(Ollama::new(settings), max_frame)
+    let clients = settings.clients()?;
+    super::http::ready(Ollama::new(settings), clients, max_frame)
 }
 
 /// `OLLAMA_HOST` as Ollama itself reads it: the scheme defaults to http, the port

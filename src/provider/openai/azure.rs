@@ -89,7 +89,8 @@ pub fn provider(
     }
     let api = Api::from_version(env.get("OPENAI_API_VERSION").map(String::as_str))?;
     let max_frame = settings.max_frame;
-    crate::provider::http::ready(Azure::new(settings, token, api), max_frame)
+    let clients = settings.clients()?;
+    crate::provider::http::ready(Azure::new(settings, token, api), clients, max_frame)
 }
 
 /// The Azure OpenAI shell around the Chat Completions wire.

@@ -46,7 +46,8 @@ pub fn provider(
         );
     }
     let max_frame = settings.max_frame;
-    super::http::ready(OpenAi::new(settings), max_frame)
+    let clients = settings.clients()?;
+    super::http::ready(OpenAi::new(settings), clients, max_frame)
 }
 
 /// The Chat Completions wire.

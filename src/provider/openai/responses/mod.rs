@@ -46,7 +46,8 @@ pub fn provider(
         return Ok(crate::provider::pending(NAME, "ChatOpenAI", HOW));
     }
     let max_frame = settings.max_frame;
-    crate::provider::http::ready(Responses::new(settings), max_frame)
+    let clients = settings.clients()?;
+    crate::provider::http::ready(Responses::new(settings), clients, max_frame)
 }
 
 /// The Responses API wire.

@@ -1,0 +1,218 @@
+//! The HTTP clients one provider's calls go through, and how many calls each
+//! carries.
+//!
+//! reqwest offers HTTP/2 by ALPN over TLS, and its pool then keeps one
+//! connection per origin, shared by every call (as HTTP/2 asks of clients).
+//! An upstream caps the streams open at once on a connection
+//! (`SETTINGS_MAX_CONCURRENT_STREAMS`, 100 or more in practice); hyper parks
+//! the calls beyond it until a stream frees, so one client would hold a
+//! replica's concurrent calls to one HTTP/2 provider to that cap, the rest
+//! waiting into the first-chunk timer. A provider therefore has a set of
+//! clients, each with its own pool: a call leases the first one carrying fewer
+//! than [`STREAMS_PER_CLIENT`] calls, a new client joins the set when every one
+//! is full, and the lease lasts as long as the call's response body. Over
+//! HTTP/1.1 (a connection per call anyway) the set changes nothing but which
+//! pool an idle connection waits in.
+
+use std::{
+    path::Path,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use tokio::sync::Mutex;
+
+use crate::error::{Error, Kind};
+
+/// Calls one client carries at once: RFC 9113 §6.5.2 asks servers to allow at
+/// least 100 concurrent streams, and providers' front ends allow 100–256.
+pub const STREAMS_PER_CLIENT: usize = 100;
+
+/// The connect timeout of every upstream connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One provider's clients (cheap to clone: the set is shared).
+#[derive(Clone)]
+pub struct Clients {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Extra trust anchors (`upstream_ca`), beside the built-in web roots.
+    roots: Vec<reqwest::Certificate>,
+    /// The set's first client, for side requests.
+    first: reqwest::Client,
+    set: Mutex<Vec<Slot>>,
+}
+
+struct Slot {
+    client: reqwest::Client,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// One call's hold on a client: the client to send with, counted as busy
+/// until this is dropped (with the response body, or with the failed call).
+pub struct Lease {
+    client: reqwest::Client,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Lease {
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Clients {
+    /// A provider's client set, trusting the PEM certificates in `ca` (if
+    /// any) as well as the built-in web roots. The first client is built now,
+    /// so that a bad CA file stops the server at startup.
+    pub fn new(ca: Option<&Path>) -> Result<Self, Error> {
+        let roots = match ca {
+            Some(path) => read_roots(path)?,
+            None => Vec::new(),
+        };
+        let first = build(&roots)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                roots,
+                first: first.clone(),
+                set: Mutex::new(vec![Slot {
+                    client: first,
+                    in_flight: Arc::new(AtomicUsize::new(0)),
+                }]),
+            }),
+        })
+    }
+
+    /// A client for side requests that stream nothing (token fetches).
+    pub fn any(&self) -> reqwest::Client {
+        self.inner.first.clone()
+    }
+
+    /// The first client carrying fewer than [`STREAMS_PER_CLIENT`] calls,
+    /// or a new one when all are full: calls gather on as few connections as
+    /// the upstream's stream limit allows. The set never holds more clients
+    /// than the peak of concurrent calls over `STREAMS_PER_CLIENT`; a client
+    /// left idle keeps no connection past the pool's idle timeout.
+    pub async fn lease(&self) -> Result<Lease, Error> {
+        let mut set = self.inner.set.lock().await;
+        // Counts rise only under the lock, so none passes the limit.
+        let slot = match set
+            .iter()
+            .position(|s| s.in_flight.load(Ordering::Relaxed) < STREAMS_PER_CLIENT)
+        {
+            Some(i) => &set[i],
+            None => {
+                set.push(Slot {
+                    client: build(&self.inner.roots)?,
+                    in_flight: Arc::new(AtomicUsize::new(0)),
+                });
+                &set[set.len() - 1]
+            }
+        };
+        slot.in_flight.fetch_add(1, Ordering::Relaxed);
+        Ok(Lease {
+            client: slot.client.clone(),
+            in_flight: slot.in_flight.clone(),
+        })
+    }
+}
+
+/// Builds one pooled HTTP client with chatwire's upstream settings.
+fn build(roots: &[reqwest::Certificate]) -> Result<reqwest::Client, Error> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        // Never follow a redirect: the next hop would get the provider's key
+        // (and, on 307/308, the body). A 3xx ends the call, naming it.
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("chatwire/", env!("CARGO_PKG_VERSION")));
+    for root in roots {
+        builder = builder.add_root_certificate(root.clone());
+    }
+    builder
+        .build()
+        .map_err(|e| Error::internal(format!("building the HTTP client failed: {e}")))
+}
+
+/// The certificates of a PEM file, or why not: unreadable, or no certificate in it.
+fn read_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, Error> {
+    let bad = |why: String| {
+        Error::new(
+            Kind::FailedPrecondition,
+            "UPSTREAM_CA_INVALID",
+            format!("upstream_ca {}: {why}", path.display()),
+        )
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+    if roots.is_empty() {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    Ok(roots)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// Calls in flight on each client of the set.
+    async fn counts(clients: &Clients) -> Vec<usize> {
+        let set = clients.inner.set.lock().await;
+        set.iter()
+            .map(|s| s.in_flight.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn leases_fill_one_client_before_the_next_and_free_on_drop() {
+        let clients = Clients::new(None).unwrap();
+        let mut leases = Vec::new();
+        for _ in 0..STREAMS_PER_CLIENT {
+            leases.push(clients.lease().await.unwrap());
+        }
+        assert_eq!(counts(&clients).await, [STREAMS_PER_CLIENT]);
+        leases.push(clients.lease().await.unwrap());
+        assert_eq!(
+            counts(&clients).await,
+            [STREAMS_PER_CLIENT, 1],
+            "the 101st call gets a client of its own"
+        );
+        // One call on the first client ends: the next call goes back to it.
+        leases.swap_remove(0);
+        let again = clients.lease().await.unwrap();
+        assert_eq!(counts(&clients).await, [STREAMS_PER_CLIENT, 1]);
+        drop(again);
+        drop(leases);
+        assert_eq!(counts(&clients).await, [0, 0]);
+    }
+
+    #[test]
+    fn a_bad_ca_file_is_named() {
+        let dir = std::env::temp_dir().join(format!("chatwire-ca-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.pem");
+        let Err(e) = Clients::new(Some(&missing)) else {
+            panic!("a missing CA file is refused");
+        };
+        assert!(e.to_string().contains("missing.pem"), "{e}");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").expect("a temp file");
+        let Err(e) = Clients::new(Some(&empty)) else {
+            panic!("a CA file without a certificate is refused");
+        };
+        assert!(e.to_string().contains("no PEM certificate"), "{e}");
+    }
+}
