@@ -1,8 +1,9 @@
 //! An upstream that speaks HTTP/2 over TLS (as real providers do, by ALPN)
 //! and caps the streams open at once on a connection: calls beyond the cap
 //! are not parked on the one shared connection until the first-chunk timer
-//! fails them; they go out on another connection at once. And the upstream's
-//! certificate is trusted only through `upstream_ca`.
+//! fails them; they go out on another connection at once. Callers who stop
+//! reading do not stall the other calls on a shared connection (flow-control
+//! windows). And the upstream's certificate is trusted only through `upstream_ca`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -49,6 +50,8 @@ struct H2Upstream {
     ca: PathBuf,
     connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
+    /// Bytes of long answers the windows have let the upstream send.
+    stalled: Arc<AtomicUsize>,
     release: watch::Sender<bool>,
 }
 
@@ -85,17 +88,19 @@ impl H2Upstream {
         let url = format!("https://{}/v1", listener.local_addr().unwrap());
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
+        let stalled = Arc::new(AtomicUsize::new(0));
         let (release, released) = watch::channel(false);
-        let (conns, reqs) = (connections.clone(), requests.clone());
+        let (conns, reqs, sent) = (connections.clone(), requests.clone(), stalled.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
-                let (acceptor, conns, reqs, released) = (
+                let (acceptor, conns, reqs, sent, released) = (
                     acceptor.clone(),
                     conns.clone(),
                     reqs.clone(),
+                    sent.clone(),
                     released.clone(),
                 );
                 tokio::spawn(async move {
@@ -111,10 +116,12 @@ impl H2Upstream {
                     else {
                         return;
                     };
-                    while let Some(Ok((_request, mut respond))) = h2.accept().await {
+                    while let Some(Ok((request, mut respond))) = h2.accept().await {
                         reqs.fetch_add(1, Ordering::SeqCst);
                         let mut released = released.clone();
+                        let stalled = sent.clone();
                         tokio::spawn(async move {
+                            let stall = read_body(request.into_body()).await.contains(STALL);
                             let head = http::Response::builder()
                                 .status(200)
                                 .header("content-type", "text/event-stream")
@@ -123,6 +130,26 @@ impl H2Upstream {
                             let Ok(mut body) = respond.send_response(head, false) else {
                                 return;
                             };
+                            if stall {
+                                // A long answer, sent as fast as flow control lets it.
+                                let text = "x".repeat(STALL_EVENT);
+                                for _ in 0..STALL_BYTES / STALL_EVENT {
+                                    let ev = event(json!({"content": text}), json!(null));
+                                    body.reserve_capacity(ev.len());
+                                    while body.capacity() < ev.len() {
+                                        let granted =
+                                            std::future::poll_fn(|cx| body.poll_capacity(cx)).await;
+                                        if !matches!(granted, Some(Ok(_))) {
+                                            return;
+                                        }
+                                    }
+                                    stalled.fetch_add(ev.len(), Ordering::SeqCst);
+                                    let _ = body.send_data(ev, false);
+                                }
+                                let _ =
+                                    body.send_data(Bytes::from_static(b"data: [DONE]\n\n"), true);
+                                return;
+                            }
                             let _ = body
                                 .send_data(event(json!({"content": "first"}), json!(null)), false);
                             let _ = released.wait_for(|r| *r).await;
@@ -140,9 +167,25 @@ impl H2Upstream {
             ca: ca_path,
             connections,
             requests,
+            stalled,
             release,
         }
     }
+}
+
+/// A prompt holding this gets a long answer ([`STALL_BYTES`]) at once.
+const STALL: &str = "stall";
+const STALL_BYTES: usize = 4 << 20;
+const STALL_EVENT: usize = 64 << 10;
+
+/// A request body as text (its flow-control capacity given back as it comes).
+async fn read_body(mut body: h2::RecvStream) -> String {
+    let mut out = Vec::new();
+    while let Some(Ok(data)) = body.data().await {
+        let _ = body.flow_control().release_capacity(data.len());
+        out.extend_from_slice(&data);
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn config(ca: Option<PathBuf>) -> Config {
@@ -259,4 +302,69 @@ async fn a_bad_upstream_ca_file_stops_the_server_naming_it() {
         .await
         .expect_err("the server must not start");
     assert!(e.to_string().contains("not-a-ca.pem"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_that_stop_reading_do_not_stall_other_calls_on_the_shared_connection() {
+    let up = H2Upstream::start().await;
+    up.release.send(true).unwrap();
+    let srv = TestServer::start(
+        config(Some(up.ca.clone())),
+        env(&[("OPENAI_BASE_URL", &up.url), ("OPENAI_API_KEY", "sk-test")]),
+    )
+    .await;
+    // Four callers (a connection each, as separate clients would be) ask for
+    // long answers and then read nothing: what chatwire cannot pass on waits
+    // in its upstream stream's receive window, on the upstream connection the
+    // other calls share.
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        // A caller's HTTP/2 windows at the protocol's 64 KiB default.
+        let channel = tonic::transport::Channel::from_shared(srv.url())
+            .unwrap()
+            .initial_stream_window_size(65_535)
+            .initial_connection_window_size(65_535)
+            .connect()
+            .await
+            .unwrap();
+        let mut client =
+            chatwire::pb::chat_model_service_client::ChatModelServiceClient::new(channel);
+        let mut s = client
+            .stream(text_request("openai:gpt-x", STALL))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = futures_util::StreamExt::next(&mut s)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(chunk_text(&[first]).starts_with('x'));
+        stalled.push((client, s));
+    }
+    // Until the upstream has sent all the windows let it.
+    let mut sent = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = up.stalled.load(Ordering::SeqCst);
+        if now == sent {
+            break;
+        }
+        sent = now;
+    }
+    assert!(
+        sent < 4 * STALL_BYTES,
+        "the long answers were held up ({sent} bytes sent)"
+    );
+
+    // Another caller's call on the same upstream connection still streams.
+    let mut client = srv.client().await;
+    let (chunks, status) = collect_stream(&mut client, text_request("openai:gpt-x", "hi")).await;
+    assert!(status.is_none(), "{status:?}");
+    assert_eq!(chunk_text(&chunks), "first rest");
+    assert_eq!(
+        up.connections.load(Ordering::SeqCst),
+        1,
+        "the calls shared one upstream connection"
+    );
+    drop(stalled);
 }

@@ -31,6 +31,15 @@ use crate::error::{Error, Kind};
 /// least 100 concurrent streams, and providers' front ends allow 100–256.
 pub const STREAMS_PER_CLIENT: usize = 100;
 
+/// How much of one call's answer an HTTP/2 upstream may send ahead of what
+/// chatwire has passed on (its stream's receive window). The connection's
+/// window is this times [`STREAMS_PER_CLIENT`]: however many callers stop
+/// reading, the bytes waiting for them never fill the connection's window,
+/// so the other calls on it keep streaming. (hyper's defaults, 2 MiB per
+/// stream in 5 MiB per connection, let three stalled calls stop the rest.)
+/// 256 KiB is far above any token rate over any round trip.
+pub const STREAM_WINDOW: u32 = 256 << 10;
+
 /// The connect timeout of every upstream connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -137,6 +146,8 @@ fn build(roots: &[reqwest::Certificate]) -> Result<reqwest::Client, Error> {
         // (and, on 307/308, the body). A 3xx ends the call, naming it.
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(90))
+        .http2_initial_stream_window_size(STREAM_WINDOW)
+        .http2_initial_connection_window_size(STREAM_WINDOW * STREAMS_PER_CLIENT as u32)
         .user_agent(concat!("chatwire/", env!("CARGO_PKG_VERSION")));
     for root in roots {
         builder = builder.add_root_certificate(root.clone());
