@@ -32,13 +32,25 @@ use crate::error::{Error, Kind};
 pub const STREAMS_PER_CLIENT: usize = 100;
 
 /// How much of one call's answer an HTTP/2 upstream may send ahead of what
-/// chatwire has passed on (its stream's receive window). The connection's
-/// window is this times [`STREAMS_PER_CLIENT`]: however many callers stop
-/// reading, the bytes waiting for them never fill the connection's window,
-/// so the other calls on it keep streaming. (hyper's defaults, 2 MiB per
-/// stream in 5 MiB per connection, let three stalled calls stop the rest.)
-/// 256 KiB is far above any token rate over any round trip.
+/// chatwire has read (its stream's receive window): what a call whose caller
+/// stops reading can hold in memory here. 256 KiB is far above any token
+/// rate over any round trip (a multi-MB inline image takes a round trip per
+/// 256 KiB).
 pub const STREAM_WINDOW: u32 = 256 << 10;
+
+/// The connection's receive window. The bytes its calls hold are already
+/// bounded by [`STREAMS_PER_CLIENT`] × [`STREAM_WINDOW`] (25 MiB), so this
+/// only has to be larger than that, for two reasons:
+/// - callers who stop reading never fill the connection's window, so the other
+///   calls on it keep streaming (hyper's default, 5 MiB for 2 MiB per stream,
+///   lets three stalled calls stop the rest);
+/// - h2's flood protection charges every buffered DATA frame shorter than
+///   256 bytes against half the connection's window and, when that runs out,
+///   closes the connection (GOAWAY `ENHANCE_YOUR_CALM`), failing every call on
+///   it: with 25 MiB, four callers that stop reading an answer sent in
+///   16-byte frames would do that. Half of 1 GiB covers 100 such calls with
+///   frames down to about 12 bytes.
+const CONNECTION_WINDOW: u32 = 1 << 30;
 
 /// The connect timeout of every upstream connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -147,17 +159,29 @@ fn build(roots: &[reqwest::Certificate]) -> Result<reqwest::Client, Error> {
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(90))
         .http2_initial_stream_window_size(STREAM_WINDOW)
-        .http2_initial_connection_window_size(STREAM_WINDOW * STREAMS_PER_CLIENT as u32)
+        .http2_initial_connection_window_size(CONNECTION_WINDOW)
         .user_agent(concat!("chatwire/", env!("CARGO_PKG_VERSION")));
     for root in roots {
         builder = builder.add_root_certificate(root.clone());
     }
     builder
         .build()
-        .map_err(|e| Error::internal(format!("building the HTTP client failed: {e}")))
+        .map_err(|e| Error::internal(format!("building the HTTP client failed: {}", causes(&e))))
 }
 
-/// The certificates of a PEM file, or why not: unreadable, or no certificate in it.
+/// An error and its sources, as one line.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out = format!("{out}: {s}");
+        cur = s.source();
+    }
+    out
+}
+
+/// The certificates of a PEM file, or why not: unreadable, no certificate in
+/// it, or one that is not a certificate (tried in a client, which parses them).
 fn read_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, Error> {
     let bad = |why: String| {
         Error::new(
@@ -167,10 +191,11 @@ fn read_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, Error> {
         )
     };
     let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(causes(&e)))?;
     if roots.is_empty() {
         return Err(bad("no PEM certificate in it".into()));
     }
+    build(&roots).map_err(|e| bad(e.message))?;
     Ok(roots)
 }
 
@@ -225,5 +250,18 @@ mod tests {
             panic!("a CA file without a certificate is refused");
         };
         assert!(e.to_string().contains("no PEM certificate"), "{e}");
+        // A CERTIFICATE block whose base64 is sound but whose DER is no certificate.
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQoLDA0ODw==\n-----END CERTIFICATE-----\n",
+        )
+        .expect("a temp file");
+        let Err(e) = Clients::new(Some(&garbage)) else {
+            panic!("a CA file whose certificate does not parse is refused");
+        };
+        assert!(e.to_string().contains("garbage.pem"), "{e}");
+        assert_eq!(e.reason, "UPSTREAM_CA_INVALID");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

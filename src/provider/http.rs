@@ -107,10 +107,10 @@ impl<W: Wire> Provider for HttpProvider<W> {
         Box::pin(async move {
             let name = wire.info().name;
             let attempt = crate::observe::Attempt::current();
-            // Held until the body is dropped: the call counts against its
-            // client's streams for as long as the upstream may send.
-            let lease = clients.lease().await?;
-            let mut request = wire.request(lease.client(), &call)?;
+            // Built on any client of the set (they are alike); sent on a
+            // leased one once it is complete, so a slow token fetch holds
+            // no client's slot.
+            let mut request = wire.request(&clients.any(), &call)?;
             // After the request is built: a request refused as invalid costs no token.
             let token = match wire.bearer() {
                 Some(fetch) => Some(fetch.await.map_err(|e| e.with_provider(name))?),
@@ -129,8 +129,15 @@ impl<W: Wire> Provider for HttpProvider<W> {
                     request = request.header("tracestate", state);
                 }
             }
-            let response = request
-                .send()
+            let request = request
+                .build()
+                .map_err(|e| transport_error(&e, false).with_provider(name))?;
+            // Held until the upstream's answer ends (or the body is dropped):
+            // the call counts against its client's streams meanwhile.
+            let lease = clients.lease().await?;
+            let response = lease
+                .client()
+                .execute(request)
                 .await
                 .map_err(|e| transport_error(&e, false).with_provider(name))?;
             let status = response.status().as_u16();
@@ -163,7 +170,7 @@ impl<W: Wire> Provider for HttpProvider<W> {
                 provider: name,
                 turns: 0,
                 fresh: false,
-                _lease: lease,
+                lease: Some(lease),
             }) as ChunkStream)
         })
     }
@@ -209,8 +216,9 @@ struct Body {
     turns: u32,
     /// Bytes arrived since the last turn yielded.
     fresh: bool,
-    /// The client this call's request went out on (see [`Clients`]).
-    _lease: Lease,
+    /// The client this call's request went out on (see [`Clients`]), let go
+    /// when the upstream's answer ends or fails.
+    lease: Option<Lease>,
 }
 
 impl Stream for Body {
@@ -276,9 +284,13 @@ impl Body {
             Some(Ok(bytes)) => self.pump.feed(&bytes, &mut self.pending),
             None => {
                 self.ended = true;
+                self.lease = None;
                 self.pump.finish(&mut self.pending)
             }
-            Some(Err(e)) => Err(transport_error(&e, true)),
+            Some(Err(e)) => {
+                self.lease = None;
+                Err(transport_error(&e, true))
+            }
         };
         if let Err(e) = fed {
             self.error = Some(e);
