@@ -9,6 +9,8 @@
     clippy::disallowed_methods
 )]
 
+mod common;
+
 use std::{
     io,
     net::SocketAddr,
@@ -273,15 +275,8 @@ async fn a_connection_that_sent_the_preface_may_idle() {
 
 /// A certificate for "localhost" signed by a fresh CA, written to a temp dir.
 fn tls_files() -> (chatwire::config::TlsFiles, String, std::path::PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
+    let ca = common::test_ca();
+    let (cert, key) = common::issue(&ca, "localhost");
     let dir = std::env::temp_dir().join(format!("chatwire-listen-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).unwrap();
     let write = |name: &str, pem: String| {

@@ -104,20 +104,9 @@ fn non_loopback_without_auth_is_refused_unless_insecure() {
 
 #[tokio::test]
 async fn serves_tls_and_verifies_client_certificates() {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server_cert = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &ca)
-        .unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let client_cert = CertificateParams::new(vec!["client.example".to_string()])
-        .unwrap()
-        .signed_by(&client_key, &ca)
-        .unwrap();
+    let ca = test_ca();
+    let (server_cert, server_key) = issue(&ca, "localhost");
+    let (client_cert, client_key) = issue(&ca, "client.example");
 
     let dir = std::env::temp_dir().join(format!("chatwire-tls-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -1,6 +1,7 @@
 //! Shared test harness: the real server on 127.0.0.1:0 with a real tonic
 //! client, and a mock upstream speaking raw HTTP/1.1 (chunked bodies delivered
-//! in pieces at chosen split points, optional cuts, observable disconnects).
+//! in pieces at chosen split points, optional cuts, observable disconnects);
+//! a test CA and certificates for TLS.
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -623,4 +624,27 @@ async fn serve_conn(
         }
         () = watch => Outcome::ClientClosed,
     }
+}
+
+// ---------------------------------------------------------------- TLS
+
+/// A fresh CA (for tests that serve or call over TLS).
+pub fn test_ca() -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+/// A certificate for `name` (a DNS name or an IP address) signed by `ca`, and its key.
+pub fn issue(
+    ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    name: &str,
+) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+        .unwrap()
+        .signed_by(&key, ca)
+        .unwrap();
+    (cert, key)
 }
