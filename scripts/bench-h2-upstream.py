@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""chatwire relaying an upstream that speaks HTTP/2 over TLS, as real providers
+are spoken to: CPU per relayed chunk and tokens/s with fast streams, and time
+to first token with slow streams, at 256 concurrent calls.
+
+    python3 scripts/bench-h2-upstream.py --chatwire target/release/chatwire \
+        --mock MOCK_BIN --loadgen LOADGEN_BIN [--stream-limit 128]
+
+The upstream is the project's shared benchmark harness's mock OpenAI server
+(kept outside this repository; build its mock-upstream/ and loadgen/ with
+`cargo build --release`) behind nginx (Debian's `nginx` package, on PATH),
+which terminates TLS with a throw-away CA (openssl), speaks HTTP/2 to chatwire
+with `http2_max_concurrent_streams` --stream-limit (nginx's default, 128), and
+HTTP/1.1 to the mock. chatwire trusts the CA through CHATWIRE_UPSTREAM_CA.
+Everything runs on 127.0.0.1. Printed as one JSON object:
+
+- direct_c256: the load generator straight at the mock (SSE), tokens/s;
+- fast_c32, fast_c256: 200-token answers as fast as the mock sends them, CPU
+  per relayed chunk (chatwire's utime + stime from /proc over the run, divided
+  by the chunks the load generator received), tokens/s, errors;
+- slow_c256: 512 calls of 200 tokens at 20 ms each (4 s per answer), 256 at
+  once: time to first token (ms) and errors. Calls beyond what one HTTP/2
+  connection may carry show here as first tokens seconds late.
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+MOCK_PORT, NGINX_PORT, PORT = 9001, 9443, 50191
+
+
+def port_open(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_port(port):
+    for _ in range(400):
+        if port_open(port):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def mock_config(query):
+    url = f"http://127.0.0.1:{MOCK_PORT}/_mock/config?{query}"
+    urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=5).read()
+
+
+def make_tls(d):
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/ca.key",
+        "-out", f"{d}/ca.pem", "-days", "2", "-subj", "/CN=bench-ca",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/srv.key",
+        "-out", f"{d}/srv.csr", "-subj", "/CN=127.0.0.1")
+    with open(f"{d}/ext.cnf", "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                "extendedKeyUsage=serverAuth\n")
+    run("x509", "-req", "-in", f"{d}/srv.csr", "-CA", f"{d}/ca.pem", "-CAkey",
+        f"{d}/ca.key", "-CAcreateserial", "-out", f"{d}/srv.pem", "-days", "2",
+        "-extfile", f"{d}/ext.cnf")
+
+
+NGINX_CONF = """worker_processes 1;
+daemon off;
+error_log {d}/error.log warn;
+pid {d}/nginx.pid;
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  upstream mock {{ server 127.0.0.1:{mock}; keepalive 512; }}
+  server {{
+    listen 127.0.0.1:{port} ssl http2;
+    ssl_certificate {d}/srv.pem;
+    ssl_certificate_key {d}/srv.key;
+    http2_max_concurrent_streams {limit};
+    location / {{
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_read_timeout 300s;
+    }}
+  }}
+}}
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--chatwire", required=True)
+    ap.add_argument("--mock", required=True)
+    ap.add_argument("--loadgen", required=True)
+    ap.add_argument("--stream-limit", type=int, default=128)
+    a = ap.parse_args()
+    for port in (MOCK_PORT, NGINX_PORT, PORT):
+        if port_open(port):
+            raise SystemExit(f"port {port} is already in use")
+    d = tempfile.mkdtemp(prefix="chatwire-h2-bench-")
+    make_tls(d)
+    with open(f"{d}/nginx.conf", "w") as f:
+        f.write(NGINX_CONF.format(d=d, mock=MOCK_PORT, port=NGINX_PORT, limit=a.stream_limit))
+    procs = []
+    try:
+        procs.append(subprocess.Popen(
+            [a.mock], env={**os.environ, "MOCK_ADDR": f"127.0.0.1:{MOCK_PORT}", "MOCK_WORKERS": "1"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(MOCK_PORT)
+        procs.append(subprocess.Popen(["nginx", "-c", f"{d}/nginx.conf"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(NGINX_PORT)
+        env = {**os.environ, "OPENAI_BASE_URL": f"https://127.0.0.1:{NGINX_PORT}/v1",
+               "OPENAI_API_KEY": "sk-bench", "CHATWIRE_UPSTREAM_CA": f"{d}/ca.pem",
+               "CHATWIRE_ADDR": f"127.0.0.1:{PORT}", "RUST_LOG": "warn"}
+        env.pop("CHATWIRE_CONFIG", None)
+        chatwire = subprocess.Popen([a.chatwire], env=env, stdout=subprocess.DEVNULL,
+                                    stderr=open(f"{d}/chatwire.log", "w"))
+        procs.append(chatwire)
+        wait_port(PORT)
+
+        def load(c, n, mode="grpc", url=f"http://127.0.0.1:{PORT}", model="openai:mock"):
+            out = subprocess.run(
+                [a.loadgen, "--url", url, "--mode", mode, "--model", model, "-c", str(c),
+                 "-n", str(n), "--timeout-s", "90", "--threads", "1"],
+                capture_output=True, text=True, check=True)
+            return json.loads(out.stdout)
+
+        result = {}
+        mock_config("tokens=200&first_delay_ms=0&token_delay_ms=0")
+        direct = load(256, 2560, "openai-sse", f"http://127.0.0.1:{MOCK_PORT}/v1/chat/completions", "mock")
+        result["direct_c256"] = {"tokens_per_s": direct.get("tokens_per_s")}
+        load(32, 256)  # warm-up
+        for c, n in ((32, 3200), (256, 2560)):
+            before = cpu_seconds(chatwire.pid)
+            r = load(c, n)
+            used = cpu_seconds(chatwire.pid) - before
+            result[f"fast_c{c}"] = {
+                "us_per_chunk": round(used / max(r.get("deltas_total") or 0, 1) * 1e6, 2),
+                "tokens_per_s": r.get("tokens_per_s"),
+                "errors": r.get("errors"),
+            }
+        mock_config("tokens=200&first_delay_ms=0&token_delay_ms=20")
+        r = load(256, 512)
+        result["slow_c256"] = {"ttft_ms": {k: r["ttft_ms"].get(k) for k in ("p50", "p90", "p99", "max")},
+                               "errors": r.get("errors")}
+        print(json.dumps(result))
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
