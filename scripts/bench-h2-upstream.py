@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """chatwire relaying an upstream that speaks HTTP/2 over TLS, as real providers
-are spoken to: CPU per relayed chunk and tokens/s with fast streams, and time
-to first token with slow streams, at 256 concurrent calls.
+are spoken to: CPU per relayed chunk and tokens/s with fast streams (32 and
+256 concurrent calls), and time to first token with slow streams (256 at once).
 
     python3 scripts/bench-h2-upstream.py --chatwire target/release/chatwire \
         --mock MOCK_BIN --loadgen LOADGEN_BIN [--stream-limit 128]
@@ -28,6 +28,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -40,12 +41,14 @@ def port_open(port):
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def wait_port(port):
+def wait_port(port, proc):
     for _ in range(400):
         if port_open(port):
             return
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited ({proc.returncode}) before listening on {port}")
         time.sleep(0.05)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
 def cpu_seconds(pid):
@@ -60,7 +63,9 @@ def mock_config(query):
 
 def make_tls(d):
     def run(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
+        r = subprocess.run(["openssl", *args], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"openssl {args[0]} failed: {r.stderr.strip()}")
 
     run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/ca.key",
         "-out", f"{d}/ca.pem", "-days", "2", "-subj", "/CN=bench-ca",
@@ -85,6 +90,9 @@ http {{
   access_log off;
   client_body_temp_path {d}/body;
   proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
   upstream mock {{ server 127.0.0.1:{mock}; keepalive 512; }}
   server {{
     listen 127.0.0.1:{port} ssl http2;
@@ -110,22 +118,26 @@ def main():
     ap.add_argument("--loadgen", required=True)
     ap.add_argument("--stream-limit", type=int, default=128)
     a = ap.parse_args()
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if nginx is None or shutil.which("openssl") is None:
+        raise SystemExit("needs nginx and openssl (Debian: apt-get install nginx openssl)")
     for port in (MOCK_PORT, NGINX_PORT, PORT):
         if port_open(port):
             raise SystemExit(f"port {port} is already in use")
     d = tempfile.mkdtemp(prefix="chatwire-h2-bench-")
-    make_tls(d)
-    with open(f"{d}/nginx.conf", "w") as f:
-        f.write(NGINX_CONF.format(d=d, mock=MOCK_PORT, port=NGINX_PORT, limit=a.stream_limit))
     procs = []
+    ok = False
     try:
+        make_tls(d)
+        with open(f"{d}/nginx.conf", "w") as f:
+            f.write(NGINX_CONF.format(d=d, mock=MOCK_PORT, port=NGINX_PORT, limit=a.stream_limit))
         procs.append(subprocess.Popen(
             [a.mock], env={**os.environ, "MOCK_ADDR": f"127.0.0.1:{MOCK_PORT}", "MOCK_WORKERS": "1"},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_port(MOCK_PORT)
-        procs.append(subprocess.Popen(["nginx", "-c", f"{d}/nginx.conf"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_port(NGINX_PORT)
+        wait_port(MOCK_PORT, procs[-1])
+        procs.append(subprocess.Popen([nginx, "-c", f"{d}/nginx.conf"],
+                                      stdout=subprocess.DEVNULL, stderr=open(f"{d}/nginx.log", "w")))
+        wait_port(NGINX_PORT, procs[-1])
         env = {**os.environ, "OPENAI_BASE_URL": f"https://127.0.0.1:{NGINX_PORT}/v1",
                "OPENAI_API_KEY": "sk-bench", "CHATWIRE_UPSTREAM_CA": f"{d}/ca.pem",
                "CHATWIRE_ADDR": f"127.0.0.1:{PORT}", "RUST_LOG": "warn"}
@@ -133,13 +145,15 @@ def main():
         chatwire = subprocess.Popen([a.chatwire], env=env, stdout=subprocess.DEVNULL,
                                     stderr=open(f"{d}/chatwire.log", "w"))
         procs.append(chatwire)
-        wait_port(PORT)
+        wait_port(PORT, chatwire)
 
         def load(c, n, mode="grpc", url=f"http://127.0.0.1:{PORT}", model="openai:mock"):
             out = subprocess.run(
                 [a.loadgen, "--url", url, "--mode", mode, "--model", model, "-c", str(c),
                  "-n", str(n), "--timeout-s", "90", "--threads", "1"],
-                capture_output=True, text=True, check=True)
+                capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"loadgen failed ({out.returncode}): {out.stderr.strip()[-2000:]}")
             return json.loads(out.stdout)
 
         result = {}
@@ -161,6 +175,9 @@ def main():
         result["slow_c256"] = {"ttft_ms": {k: r["ttft_ms"].get(k) for k in ("p50", "p90", "p99", "max")},
                                "errors": r.get("errors")}
         print(json.dumps(result))
+        ok = True
+    except (RuntimeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -169,7 +186,16 @@ def main():
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        if not ok:
+            for log in ("chatwire.log", "nginx.log", "error.log"):
+                path = os.path.join(d, log)
+                if os.path.exists(path):
+                    tail = open(path, errors="replace").read()[-3000:]
+                    if tail.strip():
+                        print(f"--- {log} (last lines)\n{tail}", file=sys.stderr)
         shutil.rmtree(d, ignore_errors=True)
+    if not ok:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@
 //! waiting into the first-chunk timer. A provider therefore has a set of
 //! clients, each with its own pool: a call leases the first one carrying fewer
 //! than [`STREAMS_PER_CLIENT`] calls, a new client joins the set when every one
-//! is full, and the lease lasts as long as the call's response body. Over
+//! is full, and the lease lasts until the upstream's answer ends or fails (or
+//! the call's body is dropped, if that comes first). Over
 //! HTTP/1.1 (a connection per call anyway) the set changes nothing but which
 //! pool an idle connection waits in.
 
@@ -27,15 +28,17 @@ use tokio::sync::Mutex;
 
 use crate::error::{Error, Kind};
 
-/// Calls one client carries at once: RFC 9113 §6.5.2 asks servers to allow at
-/// least 100 concurrent streams, and providers' front ends allow 100–256.
+/// Calls one client carries at once: RFC 9113 §6.5.2 recommends that servers
+/// allow at least 100 concurrent streams, and providers often allow 100–256.
 pub const STREAMS_PER_CLIENT: usize = 100;
 
 /// How much of one call's answer an HTTP/2 upstream may send ahead of what
 /// chatwire has read (its stream's receive window): what a call whose caller
-/// stops reading can hold in memory here. 256 KiB is far above any token
-/// rate over any round trip (a multi-MB inline image takes a round trip per
-/// 256 KiB).
+/// stops reading can hold in memory here, plus h2's bookkeeping for each
+/// DATA frame buffered (about 240 bytes each, by a reading of h2's source,
+/// not measured; with frames that small it exceeds the data). 256 KiB is far
+/// above any token rate over any round trip (a multi-MB inline image takes a
+/// round trip per 256 KiB).
 pub const STREAM_WINDOW: u32 = 256 << 10;
 
 /// The connection's receive window. The bytes its calls hold are already
@@ -122,9 +125,9 @@ impl Clients {
 
     /// The first client carrying fewer than [`STREAMS_PER_CLIENT`] calls,
     /// or a new one when all are full: calls gather on as few connections as
-    /// the upstream's stream limit allows. The set never holds more clients
-    /// than the peak of concurrent calls over `STREAMS_PER_CLIENT`; a client
-    /// left idle keeps no connection past the pool's idle timeout.
+    /// the upstream's stream limit allows. The set never holds more than
+    /// ⌈peak concurrent calls ÷ `STREAMS_PER_CLIENT`⌉ clients (at least one);
+    /// a client left idle keeps no connection past the pool's idle timeout.
     pub async fn lease(&self) -> Result<Lease, Error> {
         let mut set = self.inner.set.lock().await;
         // Counts rise only under the lock, so none passes the limit.

@@ -3,7 +3,8 @@
 //! failures become the RPC status), frames SSE / NDJSON with a cap on frame
 //! size, and drives the provider's pure decoder. Reading is pull-based: the
 //! upstream is read only when the client has taken every chunk produced so far,
-//! and dropping the stream drops the HTTP response, closing the connection.
+//! and dropping the stream drops the HTTP response: over HTTP/1.1 that closes
+//! the connection, over HTTP/2 it resets the call's stream.
 
 use std::{
     collections::VecDeque,
