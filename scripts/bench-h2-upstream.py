@@ -82,6 +82,7 @@ def make_tls(d):
 
 
 NGINX_CONF = """worker_processes 1;
+worker_rlimit_nofile 200000;
 daemon off;
 error_log {d}/error.log warn;
 pid {d}/nginx.pid;
@@ -111,6 +112,25 @@ http {{
 """
 
 
+def find_nginx():
+    """nginx's path (Debian puts it in /usr/sbin, off a user's PATH), or None."""
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+
+
+def start_nginx(d, stream_limit, spawn):
+    """TLS + HTTP/2 on NGINX_PORT in front of the mock, with a CA made in `d`;
+    `spawn(cmd)` starts the process. Returns the CA's path, for CHATWIRE_UPSTREAM_CA."""
+    nginx = find_nginx()
+    if nginx is None or shutil.which("openssl") is None:
+        raise RuntimeError("needs nginx and openssl (Debian: apt-get install nginx openssl)")
+    make_tls(d)
+    with open(f"{d}/nginx.conf", "w") as f:
+        f.write(NGINX_CONF.format(d=d, mock=MOCK_PORT, port=NGINX_PORT, limit=stream_limit))
+    proc = spawn([nginx, "-c", f"{d}/nginx.conf"])
+    wait_port(NGINX_PORT, proc)
+    return f"{d}/ca.pem"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--chatwire", required=True)
@@ -118,9 +138,6 @@ def main():
     ap.add_argument("--loadgen", required=True)
     ap.add_argument("--stream-limit", type=int, default=128)
     a = ap.parse_args()
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-    if nginx is None or shutil.which("openssl") is None:
-        raise SystemExit("needs nginx and openssl (Debian: apt-get install nginx openssl)")
     for port in (MOCK_PORT, NGINX_PORT, PORT):
         if port_open(port):
             raise SystemExit(f"port {port} is already in use")
@@ -128,18 +145,19 @@ def main():
     procs = []
     ok = False
     try:
-        make_tls(d)
-        with open(f"{d}/nginx.conf", "w") as f:
-            f.write(NGINX_CONF.format(d=d, mock=MOCK_PORT, port=NGINX_PORT, limit=a.stream_limit))
         procs.append(subprocess.Popen(
             [a.mock], env={**os.environ, "MOCK_ADDR": f"127.0.0.1:{MOCK_PORT}", "MOCK_WORKERS": "1"},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_port(MOCK_PORT, procs[-1])
-        procs.append(subprocess.Popen([nginx, "-c", f"{d}/nginx.conf"],
-                                      stdout=subprocess.DEVNULL, stderr=open(f"{d}/nginx.log", "w")))
-        wait_port(NGINX_PORT, procs[-1])
+
+        def spawn(cmd):
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                          stderr=open(f"{d}/nginx.log", "w")))
+            return procs[-1]
+
+        ca = start_nginx(d, a.stream_limit, spawn)
         env = {**os.environ, "OPENAI_BASE_URL": f"https://127.0.0.1:{NGINX_PORT}/v1",
-               "OPENAI_API_KEY": "sk-bench", "CHATWIRE_UPSTREAM_CA": f"{d}/ca.pem",
+               "OPENAI_API_KEY": "sk-bench", "CHATWIRE_UPSTREAM_CA": ca,
                "CHATWIRE_ADDR": f"127.0.0.1:{PORT}", "RUST_LOG": "warn"}
         env.pop("CHATWIRE_CONFIG", None)
         chatwire = subprocess.Popen([a.chatwire], env=env, stdout=subprocess.DEVNULL,

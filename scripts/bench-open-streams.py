@@ -69,6 +69,16 @@ def wait_port(port, proc, seconds=30):
     sys.exit(f"nothing listening on {port} after {seconds} s")
 
 
+def load_h2_bench():
+    """scripts/bench-h2-upstream.py as a module (its nginx and TLS set-up)."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench-h2-upstream.py")
+    spec = importlib.util.spec_from_file_location("bench_h2_upstream", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--chatwire", required=True)
@@ -78,6 +88,9 @@ def main():
     ap.add_argument("--shared", action="store_true", help="all streams on one HTTP/2 connection")
     ap.add_argument("--token-delay-ms", type=int, default=500)
     ap.add_argument("--ramp-s", type=float, default=60.0, help="give up waiting for the streams after this")
+    ap.add_argument("--h2-upstream", action="store_true",
+                    help="relay through nginx (TLS, HTTP/2) in front of the mock, as "
+                         "scripts/bench-h2-upstream.py does, instead of the mock's plain HTTP/1.1")
     args = ap.parse_args()
 
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -107,9 +120,18 @@ def main():
         mock = spawn([args.mock], {"MOCK_TOKENS": "100000", "MOCK_TOKEN_DELAY_MS": str(args.token_delay_ms)},
                      "mock.log")
         wait_port(MOCK_PORT, mock)
+        upstream = {"OPENAI_BASE_URL": f"http://127.0.0.1:{MOCK_PORT}/v1"}
+        if args.h2_upstream:
+            h2 = load_h2_bench()
+            try:
+                ca = h2.start_nginx(work, 128, lambda cmd: spawn(cmd, {}, "nginx.log"))
+            except RuntimeError as e:
+                sys.exit(str(e))
+            upstream = {"OPENAI_BASE_URL": f"https://127.0.0.1:{h2.NGINX_PORT}/v1",
+                        "CHATWIRE_UPSTREAM_CA": ca}
         cw = spawn([args.chatwire, "--config", config],
                    {"CHATWIRE_ADDR": f"127.0.0.1:{PORT}", "RUST_LOG": "warn",
-                    "OPENAI_BASE_URL": f"http://127.0.0.1:{MOCK_PORT}/v1", "OPENAI_API_KEY": "sk-mock"},
+                    "OPENAI_API_KEY": "sk-mock", **upstream},
                    "chatwire.log")
         wait_port(PORT, cw)
         # A few calls first, so the idle figure is that of a warm process.
@@ -149,6 +171,7 @@ def main():
         open_now = s1["active_streams"]
         print(json.dumps(dict(
             streams=n, connections="one shared" if args.shared else "one per stream",
+            upstream="HTTP/2 over TLS (nginx)" if args.h2_upstream else "HTTP/1.1 (the mock)",
             token_delay_ms=args.token_delay_ms, open=open_now,
             seconds_to_open_pct=marks, ramp_cpu_s=round(ramp_cpu_s, 2),
             rss_idle_mib=round(idle / 1024, 1), rss_loaded_mib=round(loaded / 1024, 1),
@@ -157,9 +180,15 @@ def main():
             cpu_cores=round((c2 - c1) / os.sysconf("SC_CLK_TCK") / (t2 - t1), 3),
             us_per_chunk=round((c2 - c1) / os.sysconf("SC_CLK_TCK") * 1e6 / max(chunks, 1), 1))))
     finally:
+        # SIGTERM first: nginx's master then stops its worker too.
         for p in reversed(procs):
-            p.kill()
-            p.wait()
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 if __name__ == "__main__":
