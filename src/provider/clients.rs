@@ -18,7 +18,7 @@
 use std::{
     path::Path,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
@@ -69,9 +69,6 @@ struct Inner {
     roots: Vec<reqwest::Certificate>,
     /// The set's first client, for side requests.
     first: reqwest::Client,
-    /// The upstream has answered over HTTP/2: clients built from now on speak
-    /// only HTTP/2 to it (see [`Clients::saw`]).
-    h2: AtomicBool,
     set: Mutex<Vec<Slot>>,
 }
 
@@ -108,31 +105,17 @@ impl Clients {
             Some(path) => read_roots(path)?,
             None => Vec::new(),
         };
-        let first = build(&roots, false)?;
+        let first = build(&roots)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 roots,
                 first: first.clone(),
-                h2: AtomicBool::new(false),
                 set: Mutex::new(vec![Slot {
                     client: first,
                     in_flight: Arc::new(AtomicUsize::new(0)),
                 }]),
             }),
         })
-    }
-
-    /// Notes the HTTP version the upstream answered with. A client offers
-    /// HTTP/2 and HTTP/1.1 (ALPN) until it has a connection, and hyper's pool
-    /// then lets every call that finds no connection open its own: all but
-    /// the first are dropped once HTTP/2 is agreed, so a burst of calls
-    /// reaching a new client cost a TLS handshake each. Once the upstream has
-    /// answered over HTTP/2, new clients speak only HTTP/2, and hyper opens
-    /// one connection per client, the other calls waiting for it.
-    pub fn saw(&self, version: reqwest::Version) {
-        if version == reqwest::Version::HTTP_2 {
-            self.inner.h2.store(true, Ordering::Relaxed);
-        }
     }
 
     /// A client for side requests that stream nothing (token fetches).
@@ -155,7 +138,7 @@ impl Clients {
             Some(i) => &set[i],
             None => {
                 set.push(Slot {
-                    client: build(&self.inner.roots, self.inner.h2.load(Ordering::Relaxed))?,
+                    client: build(&self.inner.roots)?,
                     in_flight: Arc::new(AtomicUsize::new(0)),
                 });
                 &set[set.len() - 1]
@@ -169,10 +152,8 @@ impl Clients {
     }
 }
 
-/// Builds one pooled HTTP client with chatwire's upstream settings; `h2`:
-/// HTTP/2 only (ALPN `h2` alone), so that calls reaching it before its first
-/// connection is up wait for that connection instead of each opening one.
-fn build(roots: &[reqwest::Certificate], h2: bool) -> Result<reqwest::Client, Error> {
+/// Builds one pooled HTTP client with chatwire's upstream settings.
+fn build(roots: &[reqwest::Certificate]) -> Result<reqwest::Client, Error> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
@@ -185,9 +166,6 @@ fn build(roots: &[reqwest::Certificate], h2: bool) -> Result<reqwest::Client, Er
         .user_agent(concat!("chatwire/", env!("CARGO_PKG_VERSION")));
     for root in roots {
         builder = builder.add_root_certificate(root.clone());
-    }
-    if h2 {
-        builder = builder.http2_prior_knowledge();
     }
     builder
         .build()
@@ -220,7 +198,7 @@ fn read_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, Error> {
     if roots.is_empty() {
         return Err(bad("no PEM certificate in it".into()));
     }
-    build(&roots, false).map_err(|e| bad(e.message))?;
+    build(&roots).map_err(|e| bad(e.message))?;
     Ok(roots)
 }
 

@@ -141,7 +141,6 @@ impl<W: Wire> Provider for HttpProvider<W> {
                 .execute(request)
                 .await
                 .map_err(|e| transport_error(&e, false).with_provider(name))?;
-            clients.saw(response.version());
             let status = response.status().as_u16();
             attempt.response(status);
             if !(200..300).contains(&status) {
