@@ -60,6 +60,8 @@ struct H2Upstream {
     /// Connections that carried at least one request (a client's handshakes
     /// that lost the race to an already shared connection carry none).
     used_connections: Arc<AtomicUsize>,
+    /// Connections that completed the TLS handshake, used or not.
+    tls_connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
     /// Bytes of long answers the windows have let the upstream send.
     stalled: Arc<AtomicUsize>,
@@ -70,6 +72,7 @@ struct H2Upstream {
 #[derive(Clone)]
 struct Shared {
     used_connections: Arc<AtomicUsize>,
+    tls_connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
     stalled: Arc<AtomicUsize>,
     released: watch::Receiver<bool>,
@@ -102,6 +105,7 @@ impl H2Upstream {
         let (release, released) = watch::channel(false);
         let shared = Shared {
             used_connections: Arc::new(AtomicUsize::new(0)),
+            tls_connections: Arc::new(AtomicUsize::new(0)),
             requests: Arc::new(AtomicUsize::new(0)),
             stalled: Arc::new(AtomicUsize::new(0)),
             released,
@@ -110,6 +114,7 @@ impl H2Upstream {
             url,
             ca: ca_path,
             used_connections: shared.used_connections.clone(),
+            tls_connections: shared.tls_connections.clone(),
             requests: shared.requests.clone(),
             stalled: shared.stalled.clone(),
             release,
@@ -139,6 +144,7 @@ async fn serve_connection(
     let Ok(tls) = acceptor.accept(tcp).await else {
         return;
     };
+    shared.tls_connections.fetch_add(1, Ordering::SeqCst);
     let Ok(mut h2) = h2::server::Builder::new()
         .max_concurrent_streams(STREAM_LIMIT)
         .handshake::<_, Bytes>(tls)
@@ -293,6 +299,13 @@ async fn calls_beyond_an_http2_upstreams_stream_limit_open_another_connection() 
     let mut calls = open_calls(&client, limit, &tx);
     await_firsts(&mut firsts, limit).await;
     assert_eq!(up.used_connections.load(Ordering::SeqCst), 1);
+    // They reached a cold client at once and shared one TLS connect (without
+    // the connect gate, one each, all but one then dropped).
+    let handshakes = up.tls_connections.load(Ordering::SeqCst);
+    assert_eq!(
+        handshakes, 1,
+        "TLS handshakes for {limit} calls on a cold client"
+    );
     // Half as many again, while the first ones are still streaming: they get
     // their first token too, on another connection, not parked behind them.
     let more = limit / 2;
@@ -300,6 +313,12 @@ async fn calls_beyond_an_http2_upstreams_stream_limit_open_another_connection() 
     await_firsts(&mut firsts, more).await;
     assert_eq!(up.requests.load(Ordering::SeqCst), limit + more);
     assert_eq!(up.used_connections.load(Ordering::SeqCst), 2);
+    // So did the 50 on the new client.
+    assert_eq!(
+        up.tls_connections.load(Ordering::SeqCst) - handshakes,
+        1,
+        "TLS handshakes for {more} calls on a new client"
+    );
 
     up.release.send(true).unwrap();
     for call in calls {

@@ -26,6 +26,7 @@ use std::{
 
 use tokio::sync::Mutex;
 
+use super::connect_gate::ConnectGate;
 use crate::error::{Error, Kind};
 
 /// Calls one client carries at once: RFC 9113 §6.5.2 recommends that servers
@@ -163,7 +164,10 @@ fn build(roots: &[reqwest::Certificate]) -> Result<reqwest::Client, Error> {
         .pool_idle_timeout(Duration::from_secs(90))
         .http2_initial_stream_window_size(STREAM_WINDOW)
         .http2_initial_connection_window_size(CONNECTION_WINDOW)
-        .user_agent(concat!("chatwire/", env!("CARGO_PKG_VERSION")));
+        .user_agent(concat!("chatwire/", env!("CARGO_PKG_VERSION")))
+        // A burst reaching a cold client shares one TLS connect per origin
+        // (see connect_gate); reqwest keeps the connect timeout outermost.
+        .connector_layer(ConnectGate::default());
     for root in roots {
         builder = builder.add_root_certificate(root.clone());
     }

@@ -11,6 +11,7 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod clients;
 pub mod codec;
+pub mod connect_gate;
 pub mod eventstream;
 pub mod fake;
 pub mod frame;

@@ -1,0 +1,457 @@
+//! One TLS connect at a time per origin while a client has no connection
+//! there, so that a burst of calls shares the HTTP/2 connection the first one
+//! opens instead of each opening its own.
+//!
+//! A client offers HTTP/2 and HTTP/1.1 by ALPN. Until it has a connection to
+//! an origin, hyper's pool lets every call that finds none start its own
+//! connect, and once one of them agrees on HTTP/2 the others are dropped: a
+//! burst of 100 calls reaching a cold client cost 100 TLS handshakes to keep
+//! one (and the memory those handshakes leave behind). Speaking only HTTP/2
+//! (hyper's own one-connect lock) avoids that but fails badly: when its one
+//! connect fails, every waiting call is cancelled and retried behind the next
+//! single connect, so against an unreachable upstream call k waits k connect
+//! timeouts; and an HTTP/1.1-only server then fails every call.
+//!
+//! The gate is a reqwest connector layer, below the pool. Per origin, the
+//! first connect (the probe) goes ahead; connects that start while it runs
+//! wait for it, then:
+//! - if it agreed on HTTP/2, they never connect: their calls are waiting in the
+//!   pool too and receive the probe's connection when hyper puts it there, and
+//!   hyper leaves their unneeded connects running in the background, where
+//!   they end with an error (only logged by hyper) [`SETTLE`] after the probe
+//!   ended. So do connects that start within [`SETTLE`] of it: hyper puts the
+//!   connection in its pool a few steps after the connect returns, and calls
+//!   in between find none there. (Should the pool never get it, as when the
+//!   HTTP/2 handshake fails, those calls fail [`SETTLE`] after the probe.)
+//! - if it failed, or agreed on HTTP/1.1 (a connection per call anyway), each
+//!   connects itself at once, as without the gate; after an HTTP/1.1 answer
+//!   the origin is not gated again;
+//! - if it was dropped (its call cancelled), one of them probes next.
+//!
+//! Plain `http://` origins (no ALPN, so never HTTP/2 here) are not gated. A
+//! connect the gate cannot place (an origin it cannot read) is not gated.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use hyper_util::client::legacy::connect::Connection;
+use tokio::{
+    sync::{watch, Mutex},
+    time::Instant,
+};
+
+/// How long after a probe agreed on HTTP/2 the gate takes a connect to that
+/// origin for one that the probe's connection carries (see above). Far longer
+/// than hyper needs to pool a connection, short enough that a connection
+/// closed right after it opened costs its calls little.
+pub const SETTLE: Duration = Duration::from_secs(1);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One client's gate (each client has its own pool, so its own gate).
+#[derive(Clone, Default)]
+pub struct ConnectGate {
+    origins: Arc<Mutex<HashMap<String, Arc<watch::Sender<Round>>>>>,
+}
+
+/// One origin's state: whether a probe is running, how many have ended, how
+/// the last one ended, and whether the origin answered over HTTP/1.1.
+#[derive(Clone, Copy, Default)]
+struct Round {
+    probing: bool,
+    ended: u64,
+    outcome: Outcome,
+    /// When the last probe that agreed on HTTP/2 ended.
+    http2_at: Option<Instant>,
+    http1: bool,
+}
+
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+enum Outcome {
+    /// Dropped before it ended (its call was cancelled).
+    #[default]
+    Dropped,
+    /// A connection that agreed on HTTP/2.
+    Http2,
+    /// A failure, or a connection without HTTP/2.
+    Other,
+}
+
+impl ConnectGate {
+    /// The state of the origin `key` names, or `None` when its connects are
+    /// not gated. reqwest hands the layer an opaque request whose `Debug`
+    /// shows the origin's URI (the key); if it ever stops doing so, nothing
+    /// is gated.
+    async fn origin(&self, key: &str) -> Option<Arc<watch::Sender<Round>>> {
+        if !key.contains("https://") {
+            return None;
+        }
+        let mut origins = self.origins.lock().await;
+        let round = origins
+            .entry(key.to_string())
+            .or_insert_with(|| Arc::new(watch::channel(Round::default()).0))
+            .clone();
+        let http1 = round.borrow().http1;
+        (!http1).then_some(round)
+    }
+
+    /// Runs `connect` through the gate of the origin `key` names.
+    pub async fn connect<C, F>(&self, key: &str, connect: impl FnOnce() -> F) -> Result<C, BoxError>
+    where
+        C: Connection,
+        F: Future<Output = Result<C, BoxError>>,
+    {
+        let Some(round) = self.origin(key).await else {
+            return connect().await;
+        };
+        loop {
+            let mut changes = round.subscribe();
+            let (mut probe, mut seen, mut settling) = (false, 0, None);
+            let now = Instant::now();
+            round.send_if_modified(|r| {
+                seen = r.ended;
+                match r.http2_at {
+                    Some(at) if !r.probing && now < at + SETTLE => settling = Some(at),
+                    _ if !r.probing => {
+                        r.probing = true;
+                        probe = true;
+                    }
+                    _ => {}
+                }
+                false // nobody waits for a probe to start
+            });
+            if let Some(at) = settling {
+                return not_needed(at).await;
+            }
+            if probe {
+                let mut end = ProbeEnd {
+                    round: &round,
+                    outcome: Outcome::Dropped,
+                    http1: false,
+                };
+                let result = connect().await;
+                (end.outcome, end.http1) = match &result {
+                    Ok(c) if c.connected().is_negotiated_h2() => (Outcome::Http2, false),
+                    Ok(_) => (Outcome::Other, true),
+                    Err(_) => (Outcome::Other, false),
+                };
+                return result;
+            }
+            let (outcome, at) = match changes.wait_for(|r| r.ended != seen).await {
+                Ok(r) => (r.outcome, r.http2_at),
+                Err(_) => (Outcome::Other, None),
+            };
+            match (outcome, at) {
+                (Outcome::Http2, Some(at)) => return not_needed(at).await,
+                (Outcome::Dropped, _) => continue,
+                _ => return connect().await,
+            }
+        }
+    }
+}
+
+/// A connect that the HTTP/2 connection a probe opened at `at` makes
+/// unneeded: it stays pending until [`SETTLE`] after that, then ends with an
+/// error.
+async fn not_needed<C>(at: Instant) -> Result<C, BoxError> {
+    tokio::time::sleep_until(at + SETTLE).await;
+    // Seen only when that connection never reached hyper's pool (its calls
+    // took it from there otherwise, and hyper only logs this).
+    Err("waited for the HTTP/2 connection another call opened to this origin, which did not become usable".into())
+}
+
+/// Ends a probe's round when the probe ends or is dropped, waking its waiters.
+struct ProbeEnd<'a> {
+    round: &'a watch::Sender<Round>,
+    outcome: Outcome,
+    http1: bool,
+}
+
+impl Drop for ProbeEnd<'_> {
+    fn drop(&mut self) {
+        let (outcome, http1) = (self.outcome, self.http1);
+        self.round.send_modify(|r| {
+            r.probing = false;
+            r.ended += 1;
+            r.outcome = outcome;
+            r.http2_at = (outcome == Outcome::Http2).then(Instant::now);
+            r.http1 |= http1;
+        });
+    }
+}
+
+impl<S> tower_layer::Layer<S> for ConnectGate {
+    type Service = Gated<S>;
+
+    fn layer(&self, inner: S) -> Gated<S> {
+        Gated {
+            inner,
+            gate: self.clone(),
+        }
+    }
+}
+
+/// reqwest's connector behind the gate.
+#[derive(Clone)]
+pub struct Gated<S> {
+    inner: S,
+    gate: ConnectGate,
+}
+
+impl<S, R> tower_service::Service<R> for Gated<S>
+where
+    S: tower_service::Service<R, Error = BoxError> + Clone + Send + 'static,
+    S::Response: Connection + Send + 'static,
+    S::Future: Send + 'static,
+    R: fmt::Debug + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        // The instance polled ready goes with this call (tower's convention).
+        let fresh = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            let key = format!("{request:?}");
+            gate.connect(&key, move || inner.call(request)).await
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use hyper_util::client::legacy::connect::Connected;
+    use tokio::time::{sleep, Instant};
+
+    use super::*;
+
+    struct Conn(bool);
+
+    impl Connection for Conn {
+        fn connected(&self) -> Connected {
+            let c = Connected::new();
+            if self.0 {
+                c.negotiated_h2()
+            } else {
+                c
+            }
+        }
+    }
+
+    const ORIGIN: &str = "Unnameable(https://up.example:443)";
+
+    /// `n` connects at once; connect number i (in the order they reach the
+    /// upstream) takes `took(i)` and yields `result(i)`. Returns how many
+    /// reached the upstream, and each caller's result and finishing time.
+    async fn burst(
+        gate: &ConnectGate,
+        origin: &'static str,
+        n: usize,
+        took: fn(usize) -> Duration,
+        result: fn(usize) -> Result<bool, &'static str>,
+    ) -> (usize, Vec<(Result<bool, String>, Duration)>) {
+        let reached = Arc::new(AtomicUsize::new(0));
+        let start = Instant::now();
+        let calls = (0..n).map(|_| {
+            let (gate, reached) = (gate.clone(), reached.clone());
+            tokio::spawn(async move {
+                let r = gate
+                    .connect(origin, || async move {
+                        let i = reached.fetch_add(1, Ordering::SeqCst);
+                        sleep(took(i)).await;
+                        result(i).map(Conn).map_err(BoxError::from)
+                    })
+                    .await;
+                (r.map(|c| c.0).map_err(|e| e.to_string()), start.elapsed())
+            })
+        });
+        let calls: Vec<_> = calls.collect();
+        let mut out = Vec::new();
+        for c in calls {
+            out.push(c.await.unwrap());
+        }
+        (reached.load(Ordering::SeqCst), out)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_on_an_http2_origin_opens_one_connection() {
+        let gate = ConnectGate::default();
+        let (reached, out) = burst(
+            &gate,
+            ORIGIN,
+            20,
+            |_| Duration::from_millis(50),
+            |_| Ok(true),
+        )
+        .await;
+        assert_eq!(reached, 1, "connects that reached the upstream");
+        let ok: Vec<_> = out.iter().filter(|(r, _)| r.is_ok()).collect();
+        assert_eq!(ok.len(), 1);
+        // The others end, unneeded, SETTLE after the probe (their calls took
+        // the probe's connection from hyper's pool meanwhile).
+        for (r, at) in out.iter().filter(|(r, _)| r.is_err()) {
+            assert!(
+                r.as_ref().unwrap_err().contains("did not become usable"),
+                "{r:?}"
+            );
+            assert_eq!(*at, Duration::from_millis(50) + SETTLE);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connects_just_after_an_http2_probe_wait_for_its_connection_later_ones_probe() {
+        let gate = ConnectGate::default();
+        let (reached, _) = burst(
+            &gate,
+            ORIGIN,
+            1,
+            |_| Duration::from_millis(50),
+            |_| Ok(true),
+        )
+        .await;
+        assert_eq!(reached, 1);
+        // Within SETTLE: hyper may not have pooled the connection yet.
+        sleep(SETTLE / 2).await;
+        let (reached, out) =
+            burst(&gate, ORIGIN, 5, |_| Duration::from_millis(5), |_| Ok(true)).await;
+        assert_eq!(reached, 0);
+        assert!(out.iter().all(|(r, at)| r.is_err() && *at == SETTLE / 2));
+        // After it (the connection has since closed, or the pool would have
+        // served the call): a new probe.
+        let (reached, out) =
+            burst(&gate, ORIGIN, 5, |_| Duration::from_millis(5), |_| Ok(true)).await;
+        assert_eq!(reached, 1);
+        assert_eq!(out.iter().filter(|(r, _)| r.is_ok()).count(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn when_the_probe_fails_the_waiters_connect_at_once_not_one_by_one() {
+        let gate = ConnectGate::default();
+        // The probe fails after 10 s (an unreachable upstream); so does every
+        // other connect, each after 10 s of its own.
+        let (reached, out) = burst(
+            &gate,
+            ORIGIN,
+            20,
+            |_| Duration::from_secs(10),
+            |_| Err("connect timed out"),
+        )
+        .await;
+        assert_eq!(reached, 20);
+        for (r, at) in &out {
+            assert!(r.is_err());
+            // The probe's 10 s, then their own 10 s in parallel: never 20 x 10 s.
+            assert!(*at <= Duration::from_secs(20), "a caller waited {at:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http1_origin_is_gated_once_then_connects_freely() {
+        let gate = ConnectGate::default();
+        let (reached, out) = burst(
+            &gate,
+            ORIGIN,
+            10,
+            |_| Duration::from_millis(20),
+            |_| Ok(false),
+        )
+        .await;
+        assert_eq!(reached, 10, "HTTP/1.1: a connection per call");
+        assert!(out.iter().all(|(r, _)| r == &Ok(false)));
+        assert!(out.iter().all(|(_, at)| *at <= Duration::from_millis(40)));
+        // Known to be HTTP/1.1 now: no waiting for a probe.
+        let (reached, out) = burst(
+            &gate,
+            ORIGIN,
+            10,
+            |_| Duration::from_millis(20),
+            |_| Ok(false),
+        )
+        .await;
+        assert_eq!(reached, 10);
+        assert!(out.iter().all(|(_, at)| *at == Duration::from_millis(20)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn plain_http_and_other_origins_are_not_held_by_a_probe() {
+        let gate = ConnectGate::default();
+        let (reached, _) = burst(
+            &gate,
+            "Unnameable(http://127.0.0.1:9001)",
+            10,
+            |_| Duration::from_millis(20),
+            |_| Ok(false),
+        )
+        .await;
+        assert_eq!(reached, 10);
+        // A probe to one origin does not hold a connect to another.
+        let slow = {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                burst(&gate, ORIGIN, 1, |_| Duration::from_secs(5), |_| Ok(true)).await
+            })
+        };
+        tokio::task::yield_now().await;
+        let (_, out) = burst(
+            &gate,
+            "Unnameable(https://other.example:443)",
+            1,
+            |_| Duration::from_millis(20),
+            |_| Ok(true),
+        )
+        .await;
+        assert_eq!(out[0].1, Duration::from_millis(20));
+        slow.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_probe_hands_over_to_a_waiter() {
+        let gate = ConnectGate::default();
+        let probe = {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                gate.connect(ORIGIN, || async {
+                    sleep(Duration::from_secs(60)).await;
+                    Ok(Conn(true))
+                })
+                .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let waiter = {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                let start = Instant::now();
+                let r = gate
+                    .connect(ORIGIN, || async {
+                        sleep(Duration::from_millis(30)).await;
+                        Ok(Conn(true))
+                    })
+                    .await;
+                (r.is_ok(), start.elapsed())
+            })
+        };
+        sleep(Duration::from_secs(1)).await;
+        probe.abort();
+        let (ok, took) = waiter.await.unwrap();
+        assert!(ok, "the waiter probed in the cancelled probe's place");
+        assert_eq!(took, Duration::from_millis(1030));
+    }
+}
