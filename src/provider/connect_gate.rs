@@ -14,19 +14,29 @@
 //!
 //! The gate is a reqwest connector layer, below the pool. Per origin, the
 //! first connect (the probe) goes ahead; connects that start while it runs
-//! wait for it, then:
+//! wait for it (at most [`PROBE_WAIT`], then they connect as without the
+//! gate: a probe stuck on a dead address must not spend their own connect
+//! timeout), then:
 //! - if it agreed on HTTP/2, they never connect: their calls are waiting in the
 //!   pool too and receive the probe's connection when hyper puts it there, and
 //!   hyper leaves their unneeded connects running in the background, where
 //!   they end with an error (only logged by hyper) [`SETTLE`] after the probe
-//!   ended. So do connects that start within [`SETTLE`] of it: hyper puts the
-//!   connection in its pool a few steps after the connect returns, and calls
-//!   in between find none there. (Should the pool never get it, as when the
-//!   HTTP/2 handshake fails, those calls fail [`SETTLE`] after the probe.)
+//!   ended. So do connects that start within [`HOLD_AFTER`] of it: hyper
+//!   pools the connection a few steps after the connect returns, and calls in
+//!   between find none there;
 //! - if it failed, or agreed on HTTP/1.1 (a connection per call anyway), each
-//!   connects itself at once, as without the gate; after an HTTP/1.1 answer
-//!   the origin is not gated again;
-//! - if it was dropped (its call cancelled), one of them probes next.
+//!   connects itself at once, as without the gate; an origin that answered
+//!   over HTTP/1.1 is not gated for [`HTTP1_FOR`];
+//! - if it was dropped before its connect returned (its call cancelled), one
+//!   of them probes next.
+//!
+//! What this costs when the probe's connection never serves them (its HTTP/2
+//! handshake fails, the probe's call is cancelled before hyper pools it, or
+//! the connection closes at once): the calls waiting for it fail, some at
+//! once (hyper cancels its pool's waiters), the rest [`SETTLE`] after the
+//! probe. Nothing was sent on them, so they fail as UNAVAILABLE, which the
+//! pipeline retries after its backoff (200 ms at least), by when the gate
+//! lets connects through again.
 //!
 //! Plain `http://` origins (no ALPN, so never HTTP/2 here) are not gated. A
 //! connect the gate cannot place (an origin it cannot read) is not gated.
@@ -47,11 +57,25 @@ use tokio::{
     time::Instant,
 };
 
-/// How long after a probe agreed on HTTP/2 the gate takes a connect to that
-/// origin for one that the probe's connection carries (see above). Far longer
-/// than hyper needs to pool a connection, short enough that a connection
-/// closed right after it opened costs its calls little.
+/// The longest a connect waits for the probe before connecting itself.
+/// A TLS handshake to a provider takes a few round trips (well under 1 s);
+/// a probe slower than this is likely stuck.
+pub const PROBE_WAIT: Duration = Duration::from_secs(1);
+
+/// How long after a probe agreed on HTTP/2 the connects it made unneeded stay
+/// pending before they end with an error: far longer than hyper needs to pool
+/// the connection, so that a call is never failed by a slow poll.
 pub const SETTLE: Duration = Duration::from_secs(1);
+
+/// Connects that start this soon after a probe agreed on HTTP/2 are taken for
+/// calls that found the connection not yet pooled, and held like its waiters.
+/// Later ones probe again (the connection has closed, or the pool would have
+/// served them): so a connection closed at once holds back few calls.
+pub const HOLD_AFTER: Duration = Duration::from_millis(50);
+
+/// How long an origin that answered over HTTP/1.1 is left ungated (hyper's
+/// pool keeps an idle connection as long).
+pub const HTTP1_FOR: Duration = Duration::from_secs(90);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -70,7 +94,8 @@ struct Round {
     outcome: Outcome,
     /// When the last probe that agreed on HTTP/2 ended.
     http2_at: Option<Instant>,
-    http1: bool,
+    /// When a probe last found HTTP/1.1.
+    http1_at: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
@@ -90,15 +115,15 @@ impl ConnectGate {
     /// shows the origin's URI (the key); if it ever stops doing so, nothing
     /// is gated.
     async fn origin(&self, key: &str) -> Option<Arc<watch::Sender<Round>>> {
-        if !key.contains("https://") {
-            return None;
-        }
+        let rest = key.split_once("https://")?.1;
+        // Scheme and host only: no `user:pass@` kept, even in memory.
+        let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
         let mut origins = self.origins.lock().await;
         let round = origins
-            .entry(key.to_string())
+            .entry(host.to_string())
             .or_insert_with(|| Arc::new(watch::channel(Round::default()).0))
             .clone();
-        let http1 = round.borrow().http1;
+        let http1 = matches!(round.borrow().http1_at, Some(at) if Instant::now() < at + HTTP1_FOR);
         (!http1).then_some(round)
     }
 
@@ -118,7 +143,7 @@ impl ConnectGate {
             round.send_if_modified(|r| {
                 seen = r.ended;
                 match r.http2_at {
-                    Some(at) if !r.probing && now < at + SETTLE => settling = Some(at),
+                    Some(at) if !r.probing && now < at + HOLD_AFTER => settling = Some(at),
                     _ if !r.probing => {
                         r.probing = true;
                         probe = true;
@@ -144,9 +169,11 @@ impl ConnectGate {
                 };
                 return result;
             }
-            let (outcome, at) = match changes.wait_for(|r| r.ended != seen).await {
-                Ok(r) => (r.outcome, r.http2_at),
-                Err(_) => (Outcome::Other, None),
+            let ended = tokio::time::timeout(PROBE_WAIT, changes.wait_for(|r| r.ended != seen));
+            let (outcome, at) = match ended.await {
+                Ok(Ok(r)) => (r.outcome, r.http2_at),
+                // The probe is slow (or its state is gone): connect.
+                Ok(Err(_)) | Err(_) => (Outcome::Other, None),
             };
             match (outcome, at) {
                 (Outcome::Http2, Some(at)) => return not_needed(at).await,
@@ -182,7 +209,9 @@ impl Drop for ProbeEnd<'_> {
             r.ended += 1;
             r.outcome = outcome;
             r.http2_at = (outcome == Outcome::Http2).then(Instant::now);
-            r.http1 |= http1;
+            if http1 {
+                r.http1_at = Some(Instant::now());
+            }
         });
     }
 }
@@ -255,11 +284,20 @@ mod tests {
         }
     }
 
-    const ORIGIN: &str = "Unnameable(https://up.example:443)";
+    /// As reqwest shows its connect request (scheme, host, path `/`).
+    const ORIGIN: &str = "Unnameable(https://up.example/)";
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// reqwest's connect timeout, outside the gate.
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// `n` connects at once; connect number i (in the order they reach the
-    /// upstream) takes `took(i)` and yields `result(i)`. Returns how many
-    /// reached the upstream, and each caller's result and finishing time.
+    /// upstream) takes `took(i)` and yields `result(i)`; each is bounded by
+    /// the connect timeout, as in reqwest. Returns how many reached the
+    /// upstream, and each caller's result and finishing time.
     async fn burst(
         gate: &ConnectGate,
         origin: &'static str,
@@ -272,14 +310,16 @@ mod tests {
         let calls = (0..n).map(|_| {
             let (gate, reached) = (gate.clone(), reached.clone());
             tokio::spawn(async move {
-                let r = gate
-                    .connect(origin, || async move {
-                        let i = reached.fetch_add(1, Ordering::SeqCst);
-                        sleep(took(i)).await;
-                        result(i).map(Conn).map_err(BoxError::from)
-                    })
-                    .await;
-                (r.map(|c| c.0).map_err(|e| e.to_string()), start.elapsed())
+                let connect = gate.connect(origin, || async move {
+                    let i = reached.fetch_add(1, Ordering::SeqCst);
+                    sleep(took(i)).await;
+                    result(i).map(Conn).map_err(BoxError::from)
+                });
+                let r = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+                    Ok(r) => r.map(|c| c.0).map_err(|e| e.to_string()),
+                    Err(_) => Err("connect timed out".to_string()),
+                };
+                (r, start.elapsed())
             })
         });
         let calls: Vec<_> = calls.collect();
@@ -318,48 +358,65 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn connects_just_after_an_http2_probe_wait_for_its_connection_later_ones_probe() {
         let gate = ConnectGate::default();
-        let (reached, _) = burst(
-            &gate,
-            ORIGIN,
-            1,
-            |_| Duration::from_millis(50),
-            |_| Ok(true),
-        )
-        .await;
+        let (reached, _) = burst(&gate, ORIGIN, 1, |_| ms(50), |_| Ok(true)).await;
         assert_eq!(reached, 1);
-        // Within SETTLE: hyper may not have pooled the connection yet.
-        sleep(SETTLE / 2).await;
-        let (reached, out) =
-            burst(&gate, ORIGIN, 5, |_| Duration::from_millis(5), |_| Ok(true)).await;
+        // Within HOLD_AFTER: hyper may not have pooled the connection yet.
+        sleep(HOLD_AFTER / 2).await;
+        let held = {
+            let gate = gate.clone();
+            tokio::spawn(async move { burst(&gate, ORIGIN, 5, |_| ms(5), |_| Ok(true)).await })
+        };
+        // After it (the connection has closed, or the pool would have served
+        // the call): a new probe, well before the held connects end.
+        sleep(HOLD_AFTER / 2).await;
+        let (reached, out) = burst(&gate, ORIGIN, 1, |_| ms(5), |_| Ok(true)).await;
+        assert_eq!(reached, 1);
+        assert_eq!(out[0], (Ok(true), ms(5)));
+        let (reached, out) = held.await.unwrap();
         assert_eq!(reached, 0);
-        assert!(out.iter().all(|(r, at)| r.is_err() && *at == SETTLE / 2));
-        // After it (the connection has since closed, or the pool would have
-        // served the call): a new probe.
-        let (reached, out) =
-            burst(&gate, ORIGIN, 5, |_| Duration::from_millis(5), |_| Ok(true)).await;
-        assert_eq!(reached, 1);
-        assert_eq!(out.iter().filter(|(r, _)| r.is_ok()).count(), 1);
+        assert!(out
+            .iter()
+            .all(|(r, at)| r.is_err() && *at == SETTLE - HOLD_AFTER / 2));
     }
 
     #[tokio::test(start_paused = true)]
     async fn when_the_probe_fails_the_waiters_connect_at_once_not_one_by_one() {
         let gate = ConnectGate::default();
-        // The probe fails after 10 s (an unreachable upstream); so does every
-        // other connect, each after 10 s of its own.
+        // Refused after 300 ms: each waiter then tries its own connect, all
+        // together.
+        let (reached, out) = burst(&gate, ORIGIN, 20, |_| ms(300), |_| Err("refused")).await;
+        assert_eq!(reached, 20);
+        assert!(out.iter().all(|(r, _)| r.is_err()));
+        let mut times: Vec<_> = out.iter().map(|(_, at)| *at).collect();
+        times.sort();
+        assert_eq!(times[0], ms(300), "the probe");
+        assert!(times[1..].iter().all(|at| *at == ms(600)), "{times:?}");
+        // Unreachable (every connect hangs): each call fails at its own
+        // connect timeout, none later.
+        let (reached, out) = burst(&gate, ORIGIN, 20, |_| ms(60_000), |_| Ok(true)).await;
+        assert_eq!(reached, 20);
+        assert!(out
+            .iter()
+            .all(|(r, at)| r.is_err() && *at == CONNECT_TIMEOUT));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stuck_probe_holds_the_others_for_probe_wait_only() {
+        let gate = ConnectGate::default();
+        // The probe's connect hangs (one dead address); the rest connect in
+        // 5 ms once they stop waiting for it.
         let (reached, out) = burst(
             &gate,
             ORIGIN,
-            20,
-            |_| Duration::from_secs(10),
-            |_| Err("connect timed out"),
+            10,
+            |i| if i == 0 { ms(60_000) } else { ms(5) },
+            |_| Ok(true),
         )
         .await;
-        assert_eq!(reached, 20);
-        for (r, at) in &out {
-            assert!(r.is_err());
-            // The probe's 10 s, then their own 10 s in parallel: never 20 x 10 s.
-            assert!(*at <= Duration::from_secs(20), "a caller waited {at:?}");
-        }
+        assert_eq!(reached, 10);
+        let ok: Vec<_> = out.iter().filter(|(r, _)| r.is_ok()).collect();
+        assert_eq!(ok.len(), 9);
+        assert!(ok.iter().all(|(_, at)| *at == PROBE_WAIT + ms(5)));
     }
 
     #[tokio::test(start_paused = true)]
@@ -394,7 +451,7 @@ mod tests {
         let gate = ConnectGate::default();
         let (reached, _) = burst(
             &gate,
-            "Unnameable(http://127.0.0.1:9001)",
+            "Unnameable(http://127.0.0.1:9001/)",
             10,
             |_| Duration::from_millis(20),
             |_| Ok(false),
@@ -411,7 +468,7 @@ mod tests {
         tokio::task::yield_now().await;
         let (_, out) = burst(
             &gate,
-            "Unnameable(https://other.example:443)",
+            "Unnameable(https://other.example/)",
             1,
             |_| Duration::from_millis(20),
             |_| Ok(true),
