@@ -131,6 +131,19 @@ def start_nginx(d, stream_limit, spawn):
     return f"{d}/ca.pem"
 
 
+def stop_all(procs):
+    """SIGTERM, newest first (nginx's master then stops its worker too), then
+    SIGKILL whatever has not exited after 10 s."""
+    for p in reversed(procs):
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--chatwire", required=True)
@@ -197,13 +210,7 @@ def main():
     except (RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         if not ok:
             for log in ("chatwire.log", "nginx.log", "error.log"):
                 path = os.path.join(d, log)

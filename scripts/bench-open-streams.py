@@ -180,15 +180,7 @@ def main():
             cpu_cores=round((c2 - c1) / os.sysconf("SC_CLK_TCK") / (t2 - t1), 3),
             us_per_chunk=round((c2 - c1) / os.sysconf("SC_CLK_TCK") * 1e6 / max(chunks, 1), 1))))
     finally:
-        # SIGTERM first: nginx's master then stops its worker too.
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        load_h2_bench().stop_all(procs)
 
 
 if __name__ == "__main__":

@@ -333,14 +333,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_burst_on_an_http2_origin_opens_one_connection() {
         let gate = ConnectGate::default();
-        let (reached, out) = burst(
-            &gate,
-            ORIGIN,
-            20,
-            |_| Duration::from_millis(50),
-            |_| Ok(true),
-        )
-        .await;
+        let (reached, out) = burst(&gate, ORIGIN, 20, |_| ms(50), |_| Ok(true)).await;
         assert_eq!(reached, 1, "connects that reached the upstream");
         let ok: Vec<_> = out.iter().filter(|(r, _)| r.is_ok()).collect();
         assert_eq!(ok.len(), 1);
@@ -351,7 +344,7 @@ mod tests {
                 r.as_ref().unwrap_err().contains("did not become usable"),
                 "{r:?}"
             );
-            assert_eq!(*at, Duration::from_millis(50) + SETTLE);
+            assert_eq!(*at, ms(50) + SETTLE);
         }
     }
 
@@ -422,28 +415,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_http1_origin_is_gated_once_then_connects_freely() {
         let gate = ConnectGate::default();
-        let (reached, out) = burst(
-            &gate,
-            ORIGIN,
-            10,
-            |_| Duration::from_millis(20),
-            |_| Ok(false),
-        )
-        .await;
+        let (reached, out) = burst(&gate, ORIGIN, 10, |_| ms(20), |_| Ok(false)).await;
         assert_eq!(reached, 10, "HTTP/1.1: a connection per call");
         assert!(out.iter().all(|(r, _)| r == &Ok(false)));
-        assert!(out.iter().all(|(_, at)| *at <= Duration::from_millis(40)));
+        assert!(out.iter().all(|(_, at)| *at <= ms(40)));
         // Known to be HTTP/1.1 now: no waiting for a probe.
-        let (reached, out) = burst(
-            &gate,
-            ORIGIN,
-            10,
-            |_| Duration::from_millis(20),
-            |_| Ok(false),
-        )
-        .await;
+        let (reached, out) = burst(&gate, ORIGIN, 10, |_| ms(20), |_| Ok(false)).await;
         assert_eq!(reached, 10);
-        assert!(out.iter().all(|(_, at)| *at == Duration::from_millis(20)));
+        assert!(out.iter().all(|(_, at)| *at == ms(20)));
     }
 
     #[tokio::test(start_paused = true)]
@@ -453,7 +432,7 @@ mod tests {
             &gate,
             "Unnameable(http://127.0.0.1:9001/)",
             10,
-            |_| Duration::from_millis(20),
+            |_| ms(20),
             |_| Ok(false),
         )
         .await;
@@ -470,11 +449,11 @@ mod tests {
             &gate,
             "Unnameable(https://other.example/)",
             1,
-            |_| Duration::from_millis(20),
+            |_| ms(20),
             |_| Ok(true),
         )
         .await;
-        assert_eq!(out[0].1, Duration::from_millis(20));
+        assert_eq!(out[0].1, ms(20));
         slow.await.unwrap();
     }
 
@@ -498,7 +477,7 @@ mod tests {
                 let start = Instant::now();
                 let r = gate
                     .connect(ORIGIN, || async {
-                        sleep(Duration::from_millis(30)).await;
+                        sleep(ms(30)).await;
                         Ok(Conn(true))
                     })
                     .await;
@@ -509,6 +488,6 @@ mod tests {
         probe.abort();
         let (ok, took) = waiter.await.unwrap();
         assert!(ok, "the waiter probed in the cancelled probe's place");
-        assert_eq!(took, Duration::from_millis(1030));
+        assert_eq!(took, ms(1030));
     }
 }
