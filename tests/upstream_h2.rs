@@ -301,7 +301,7 @@ async fn calls_beyond_an_http2_upstreams_stream_limit_open_another_connection() 
     await_firsts(&mut firsts, limit).await;
     assert_eq!(up.used_connections.load(Ordering::SeqCst), 1);
     // They reached a cold client at once and shared one connect (without the
-    // connect gate, one each, all but one then dropped).
+    // connect gate, up to one each, all but one then dropped).
     let connects = up.tcp_connections.load(Ordering::SeqCst);
     assert_eq!(
         connects, 1,
