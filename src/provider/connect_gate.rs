@@ -509,4 +509,22 @@ mod tests {
         assert_eq!(out[1], (false, ms(530) + SETTLE), "held for its connection");
         assert_eq!(reached.load(Ordering::SeqCst), 1);
     }
+
+    /// The gate's key comes from the `Debug` text of reqwest's connect request:
+    /// if a reqwest upgrade changed it, the gate would switch itself off
+    /// silently. Through a real client (a refused connect on 127.0.0.1).
+    #[tokio::test]
+    async fn reqwest_shows_the_gate_the_origin() {
+        let gate = ConnectGate::default();
+        let client = reqwest::Client::builder()
+            .connector_layer(gate.clone())
+            .build()
+            .unwrap();
+        let _ = client.get("http://127.0.0.1:1/plain").send().await;
+        assert!(gate.origins.lock().await.is_empty(), "http:// is not gated");
+        let _ = client.get("https://127.0.0.1:1/v1/chat").send().await;
+        let keys: Vec<_> = gate.origins.lock().await.keys().cloned().collect();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert!(keys[0].starts_with("127.0.0.1:1/"), "{keys:?}");
+    }
 }
