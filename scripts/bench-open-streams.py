@@ -30,7 +30,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,12 +37,6 @@ import time
 import urllib.request
 
 MOCK_PORT, PORT = 9001, 50191
-
-
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def rss_kib(pid):
@@ -56,21 +49,9 @@ def mock_stats():
         return json.load(r)
 
 
-def wait_port(port, proc, seconds=30):
-    end = time.time() + seconds
-    while time.time() < end:
-        if proc.poll() is not None:
-            sys.exit(f"process exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"nothing listening on {port} after {seconds} s")
-
-
 def load_h2_bench():
-    """scripts/bench-h2-upstream.py as a module (its nginx and TLS set-up)."""
+    """scripts/bench-h2-upstream.py as a module: its nginx and TLS set-up, and
+    the helpers both scripts use (waiting for a port, CPU time, stopping)."""
     import importlib.util
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench-h2-upstream.py")
     spec = importlib.util.spec_from_file_location("bench_h2_upstream", path)
@@ -93,14 +74,12 @@ def main():
                          "scripts/bench-h2-upstream.py does, instead of the mock's plain HTTP/1.1")
     args = ap.parse_args()
 
+    h2 = load_h2_bench()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     for port in (MOCK_PORT, PORT):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
+        if h2.port_open(port):
             sys.exit(f"port {port} is already in use")
-        except OSError:
-            pass
     work = tempfile.mkdtemp(prefix="chatwire-open-streams-")
     print(f"logs in {work}", file=sys.stderr)
     # SIGTERM ends the run like Ctrl-C: the processes started here are killed.
@@ -119,21 +98,17 @@ def main():
     try:
         mock = spawn([args.mock], {"MOCK_TOKENS": "100000", "MOCK_TOKEN_DELAY_MS": str(args.token_delay_ms)},
                      "mock.log")
-        wait_port(MOCK_PORT, mock)
+        h2.wait_port(MOCK_PORT, mock)
         upstream = {"OPENAI_BASE_URL": f"http://127.0.0.1:{MOCK_PORT}/v1"}
         if args.h2_upstream:
-            h2 = load_h2_bench()
-            try:
-                ca = h2.start_nginx(work, 128, lambda cmd: spawn(cmd, {}, "nginx.log"))
-            except RuntimeError as e:
-                sys.exit(str(e))
+            ca = h2.start_nginx(work, 128, lambda cmd: spawn(cmd, {}, "nginx.log"))
             upstream = {"OPENAI_BASE_URL": f"https://127.0.0.1:{h2.NGINX_PORT}/v1",
                         "CHATWIRE_UPSTREAM_CA": ca}
         cw = spawn([args.chatwire, "--config", config],
                    {"CHATWIRE_ADDR": f"127.0.0.1:{PORT}", "RUST_LOG": "warn",
                     "OPENAI_API_KEY": "sk-mock", **upstream},
                    "chatwire.log")
-        wait_port(PORT, cw)
+        h2.wait_port(PORT, cw)
         # A few calls first, so the idle figure is that of a warm process.
         subprocess.run([args.loadgen, "--mode", "grpc", "--url", f"http://127.0.0.1:{PORT}",
                         "--model", "openai:mock", "-c", "8", "-n", "8", "--timeout-s", "2", "--duration-s", "5"],
@@ -145,7 +120,7 @@ def main():
                "-c", str(n), "-n", str(n), "--timeout-s", "600", "--duration-s", "600", "--threads", "1"]
         if args.shared:
             cmd += ["--grpc-channel", "shared"]
-        c0, t0 = cpu_ticks(cw.pid), time.time()
+        c0, t0 = h2.cpu_seconds(cw.pid), time.time()
         loadgen = spawn(cmd, {}, "loadgen.log")
         marks, open_now = {}, 0
         while time.time() - t0 < args.ramp_s:
@@ -156,7 +131,7 @@ def main():
             if 100 in marks:
                 break
             time.sleep(0.1)
-        ramp_cpu_s = (cpu_ticks(cw.pid) - c0) / os.sysconf("SC_CLK_TCK")
+        ramp_cpu_s = h2.cpu_seconds(cw.pid) - c0
         if 100 not in marks:
             print(f"warning: {open_now} of {n} streams open after {args.ramp_s} s", file=sys.stderr)
         time.sleep(3)
@@ -164,9 +139,9 @@ def main():
             sys.exit(f"the load generator exited ({loadgen.returncode}) with the streams open: see {work}")
         loaded, s0 = rss_kib(cw.pid), mock_stats()
         open_at_rss = s0["active_streams"]
-        c1, t1 = cpu_ticks(cw.pid), time.time()
+        c1, t1 = h2.cpu_seconds(cw.pid), time.time()
         time.sleep(10)
-        s1, c2, t2 = mock_stats(), cpu_ticks(cw.pid), time.time()
+        s1, c2, t2 = mock_stats(), h2.cpu_seconds(cw.pid), time.time()
         chunks = s1["content_chunks"] - s0["content_chunks"]
         open_now = s1["active_streams"]
         print(json.dumps(dict(
@@ -177,10 +152,12 @@ def main():
             rss_idle_mib=round(idle / 1024, 1), rss_loaded_mib=round(loaded / 1024, 1),
             kib_per_open_stream=round((loaded - idle) / max(open_at_rss, 1), 1),
             chunks_per_s=round(chunks / (t2 - t1)),
-            cpu_cores=round((c2 - c1) / os.sysconf("SC_CLK_TCK") / (t2 - t1), 3),
-            us_per_chunk=round((c2 - c1) / os.sysconf("SC_CLK_TCK") * 1e6 / max(chunks, 1), 1))))
+            cpu_cores=round((c2 - c1) / (t2 - t1), 3),
+            us_per_chunk=round((c2 - c1) * 1e6 / max(chunks, 1), 1))))
+    except RuntimeError as e:  # a process that did not start, nginx or openssl missing
+        sys.exit(str(e))
     finally:
-        load_h2_bench().stop_all(procs)
+        h2.stop_all(procs)
 
 
 if __name__ == "__main__":

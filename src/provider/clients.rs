@@ -106,7 +106,12 @@ impl Clients {
             Some(path) => read_roots(path)?,
             None => Vec::new(),
         };
-        let first = build(&roots)?;
+        // A certificate that parses as PEM but not as a certificate fails
+        // here, in the client's TLS set-up: named as the CA file's fault.
+        let first = build(&roots).map_err(|e| match ca {
+            Some(path) => ca_invalid(path, e.message),
+            None => e,
+        })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 roots,
@@ -187,23 +192,25 @@ fn causes(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// The certificates of a PEM file, or why not: unreadable, no certificate in
-/// it, or one that is not a certificate (tried in a client, which parses them).
+/// The PEM blocks of a CA file, or why not: unreadable, or no certificate in
+/// it (whether each is a certificate is found when a client is built).
 fn read_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, Error> {
-    let bad = |why: String| {
-        Error::new(
-            Kind::FailedPrecondition,
-            "UPSTREAM_CA_INVALID",
-            format!("upstream_ca {}: {why}", path.display()),
-        )
-    };
-    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(causes(&e)))?;
+    let pem = std::fs::read(path).map_err(|e| ca_invalid(path, e.to_string()))?;
+    let roots =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_invalid(path, causes(&e)))?;
     if roots.is_empty() {
-        return Err(bad("no PEM certificate in it".into()));
+        return Err(ca_invalid(path, "no PEM certificate in it".into()));
     }
-    build(&roots).map_err(|e| bad(e.message))?;
     Ok(roots)
+}
+
+/// The CA file at `path` cannot be used, and why.
+fn ca_invalid(path: &Path, why: String) -> Error {
+    Error::new(
+        Kind::FailedPrecondition,
+        "UPSTREAM_CA_INVALID",
+        format!("upstream_ca {}: {why}", path.display()),
+    )
 }
 
 #[cfg(test)]

@@ -67,15 +67,16 @@ pub trait Wire: Send + Sync + 'static {
     }
 }
 
-/// A wire, served through this shell with the shared HTTP client settings,
-/// as the registry holds it (every remote provider's `provider()` ends here).
+/// A wire built from its provider's settings, served through this shell with
+/// the clients and frame cap those settings give, as the registry holds it
+/// (every remote provider's `provider()` but Vertex's ends here).
 pub fn ready<W: Wire>(
-    wire: W,
-    clients: Clients,
-    max_frame: usize,
+    settings: super::Settings,
+    wire: impl FnOnce(super::Settings) -> W,
 ) -> Result<super::registry::Registered, Error> {
+    let (clients, max_frame) = (settings.clients()?, settings.max_frame);
     Ok(super::registry::Registered::Ready(Arc::new(
-        HttpProvider::new(wire, clients, max_frame),
+        HttpProvider::new(wire(settings), clients, max_frame),
     )))
 }
 

@@ -65,9 +65,7 @@ pub fn provider(
     if settings.api_key.is_none() {
         return Ok(super::pending("anthropic", "ChatAnthropic", HOW));
     }
-    let max_frame = settings.max_frame;
-    let clients = settings.clients()?;
-    super::http::ready(Anthropic::new(settings), clients, max_frame)
+    super::http::ready(settings, Anthropic::new)
 }
 
 impl Wire for Anthropic {

@@ -118,9 +118,7 @@ pub fn provider(
         );
         return Ok(super::pending(NAME, CLASS, HOW));
     }
-    let max_frame = settings.max_frame;
-    let clients = settings.clients()?;
-    super::http::ready(Bedrock::new(settings, region, auth), clients, max_frame)
+    super::http::ready(settings, |s| Bedrock::new(s, region, auth))
 }
 
 impl Wire for Bedrock {

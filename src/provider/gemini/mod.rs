@@ -71,9 +71,7 @@ pub fn provider(
     if settings.api_key.is_none() {
         return Ok(super::pending(NAME, CLASS, HOW));
     }
-    let max_frame = settings.max_frame;
-    let clients = settings.clients()?;
-    super::http::ready(Gemini::new(settings), clients, max_frame)
+    super::http::ready(settings, Gemini::new)
 }
 
 /// The Gemini wire format.

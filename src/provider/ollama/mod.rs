@@ -61,9 +61,7 @@ pub fn provider(
             "the base URL's user:pass@ is not sent: the API key is, as the one Authorization header"
         );
     }
-    let max_frame = settings.max_frame;
-    let clients = settings.clients()?;
-    super::http::ready(Ollama::new(settings), clients, max_frame)
+    super::http::ready(settings, Ollama::new)
 }
 
 /// `OLLAMA_HOST` as Ollama itself reads it: the scheme defaults to http, the port

@@ -88,9 +88,7 @@ pub fn provider(
         return Ok(crate::provider::pending(NAME, "AzureChatOpenAI", HOW));
     }
     let api = Api::from_version(env.get("OPENAI_API_VERSION").map(String::as_str))?;
-    let max_frame = settings.max_frame;
-    let clients = settings.clients()?;
-    crate::provider::http::ready(Azure::new(settings, token, api), clients, max_frame)
+    crate::provider::http::ready(settings, |s| Azure::new(s, token, api))
 }
 
 /// The Azure OpenAI shell around the Chat Completions wire.

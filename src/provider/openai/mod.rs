@@ -45,9 +45,7 @@ pub fn provider(
             "the base URL's user:pass@ is not sent: the API key is, as the one Authorization header"
         );
     }
-    let max_frame = settings.max_frame;
-    let clients = settings.clients()?;
-    super::http::ready(OpenAi::new(settings), clients, max_frame)
+    super::http::ready(settings, OpenAi::new)
 }
 
 /// The Chat Completions wire.

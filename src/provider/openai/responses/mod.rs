@@ -45,9 +45,7 @@ pub fn provider(
     if settings.api_key.is_none() && !settings.explicit_base_url {
         return Ok(crate::provider::pending(NAME, "ChatOpenAI", HOW));
     }
-    let max_frame = settings.max_frame;
-    let clients = settings.clients()?;
-    crate::provider::http::ready(Responses::new(settings), clients, max_frame)
+    crate::provider::http::ready(settings, Responses::new)
 }
 
 /// The Responses API wire.
