@@ -93,7 +93,7 @@ impl Provider for Fake {
                         return Some((Ok(c), (steps, relay, out)));
                     }
                     match steps.pop_front()? {
-                        Step::Part(p) => relay.push(vec![p], &mut out),
+                        Step::Part(p) => relay.push([p], &mut out),
                         Step::Sleep(d) => tokio::time::sleep(d).await,
                         Step::Fail(e) => {
                             steps.clear();

@@ -164,9 +164,13 @@ impl Framer {
         match self.framing {
             Framing::Ndjson => {
                 if !text.trim().is_empty() {
+                    // Into the recycled buffer when there is one (`recycle`).
+                    let mut data = std::mem::take(&mut self.data);
+                    data.clear();
+                    data.push_str(text);
                     out.push(Frame {
                         event: String::new(),
-                        data: text.to_owned(),
+                        data,
                     });
                 }
                 Ok(())
@@ -207,6 +211,28 @@ impl Framer {
             _ => {}
         }
         Ok(())
+    }
+
+    /// A frame the caller is done with: its strings become the buffers of a
+    /// later frame, so a stream of token-sized events allocates none per event.
+    /// Only token-sized ones are kept (no more than `LINE_KEEP` bytes each),
+    /// and only into an empty place: at most one frame's worth is held.
+    pub fn recycle(&mut self, frame: Frame) {
+        if self.binary.is_some() {
+            return;
+        }
+        let Frame {
+            mut event,
+            mut data,
+        } = frame;
+        if self.data.capacity() == 0 && data.capacity() <= LINE_KEEP {
+            data.clear();
+            self.data = data;
+        }
+        if self.event.capacity() == 0 && event.capacity() <= LINE_KEEP {
+            event.clear();
+            self.event = event;
+        }
     }
 
     fn dispatch(&mut self, out: &mut Vec<Frame>) {

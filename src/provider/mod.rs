@@ -18,6 +18,7 @@ pub mod frame;
 pub mod gemini;
 pub mod google_auth;
 pub mod http;
+pub mod json_str;
 pub mod ollama;
 pub mod openai;
 pub mod pump;
@@ -97,10 +98,19 @@ pub trait Provider: Send + Sync + 'static {
 
 /// A pure decoder of one provider's frames (see DESIGN: no I/O, no async).
 pub trait Decoder: Send {
-    /// One upstream frame in, the parts it produces out.
-    fn on_frame(&mut self, frame: &Frame) -> Result<Vec<Part>, Error>;
+    /// One upstream frame in; the parts it produces are appended to `out`, a
+    /// buffer the pump reuses (no allocation per frame). After an error,
+    /// whatever the decoder appended is the caller's to discard.
+    fn decode(&mut self, frame: &Frame, out: &mut Vec<Part>) -> Result<(), Error>;
 
     /// The upstream ended without its terminal event: parts to flush (and
     /// `Part::Done`) when that is a normal end for this provider, else an error.
     fn finish(&mut self) -> Result<Vec<Part>, Error>;
+
+    /// `decode` into a new `Vec` (tests, and callers outside the pump).
+    fn on_frame(&mut self, frame: &Frame) -> Result<Vec<Part>, Error> {
+        let mut out = Vec::new();
+        self.decode(frame, &mut out)?;
+        Ok(out)
+    }
 }

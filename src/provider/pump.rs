@@ -28,6 +28,8 @@ pub struct Pump<'d> {
     decoder: Box<dyn Decoder + 'd>,
     relay: Relay,
     frames: Vec<Frame>,
+    /// The decoder's output for one frame, reused.
+    parts: Vec<Part>,
     failed: bool,
     /// The framer's buffer, counted against the replica's budget.
     reserved: Reservation,
@@ -47,6 +49,7 @@ impl<'d> Pump<'d> {
             decoder,
             relay: Relay::new(fallback_id),
             frames: Vec::new(),
+            parts: Vec::new(),
             failed: false,
             reserved: Budget::default().reserve(),
         }
@@ -123,19 +126,22 @@ impl<'d> Pump<'d> {
         let mut frames = std::mem::take(&mut self.frames);
         let mut result = Ok(());
         for frame in frames.drain(..) {
-            if self.is_done() {
-                break;
+            if self.is_done() || result.is_err() {
+                self.framer.recycle(frame);
+                continue;
             }
-            match self.decoder.on_frame(&frame) {
-                Ok(parts) => self.relay.push(parts, out),
+            match self.decoder.decode(&frame, &mut self.parts) {
+                Ok(()) => self.relay.push(self.parts.drain(..), out),
                 Err(e) => {
+                    self.parts.clear();
                     self.failed = true;
                     result = Err(upstream_said(e));
-                    break;
                 }
             }
+            // Its strings go back to the framer for a later frame.
+            self.framer.recycle(frame);
         }
-        // The buffer goes back for the next read (no new Vec per read).
+        // The buffers go back for the next read (no new Vec per read or frame).
         self.frames = frames;
         result
     }
@@ -181,8 +187,8 @@ pub fn decode_body(
 
 /// A borrowed decoder decodes as the decoder does.
 impl<D: Decoder + ?Sized> Decoder for &mut D {
-    fn on_frame(&mut self, frame: &Frame) -> Result<Vec<Part>, Error> {
-        (**self).on_frame(frame)
+    fn decode(&mut self, frame: &Frame, out: &mut Vec<Part>) -> Result<(), Error> {
+        (**self).decode(frame, out)
     }
 
     fn finish(&mut self) -> Result<Vec<Part>, Error> {

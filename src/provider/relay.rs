@@ -59,7 +59,7 @@ impl Relay {
         self.done
     }
 
-    pub fn push(&mut self, parts: Vec<Part>, out: &mut VecDeque<Chunk>) {
+    pub fn push(&mut self, parts: impl IntoIterator<Item = Part>, out: &mut VecDeque<Chunk>) {
         for part in parts {
             if self.done {
                 return;

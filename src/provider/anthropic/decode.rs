@@ -16,6 +16,8 @@ use crate::{
     provider::{Decoder, Frame},
 };
 
+use super::token::{token_delta, Kind, TokenDelta};
+
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Event<'a> {
@@ -322,21 +324,27 @@ pub(super) fn stop_reason(s: &str) -> StopReason {
 }
 
 impl Decoder for AnthropicDecoder {
-    fn on_frame(&mut self, frame: &Frame) -> Result<Vec<Part>, Error> {
+    fn decode(&mut self, frame: &Frame, out: &mut Vec<Part>) -> Result<(), Error> {
         if frame.data.trim().is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let event: Event<'_> = serde_json::from_str(&frame.data).map_err(|e| {
-            Error::protocol(format!(
-                "anthropic sent an event{} that is not the expected JSON: {e}",
-                if frame.event.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", frame.event)
-                }
-            ))
-        })?;
-        let mut out = Vec::new();
+        // The per-token event, read flat (`super::token`); the rest in full.
+        let fast = (frame.event == "content_block_delta")
+            .then(|| token_delta(&frame.data))
+            .flatten();
+        let event: Event<'_> = match fast {
+            Some(t) => t.into(),
+            None => serde_json::from_str(&frame.data).map_err(|e| {
+                Error::protocol(format!(
+                    "anthropic sent an event{} that is not the expected JSON: {e}",
+                    if frame.event.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", frame.event)
+                    }
+                ))
+            })?,
+        };
         match event {
             Event::MessageStart { message } => {
                 out.push(Part::Meta {
@@ -355,10 +363,10 @@ impl Decoder for AnthropicDecoder {
                     self.set_kind(index, BlockKind::Text);
                     self.texted.remove(&index);
                     for c in citations.into_iter().flatten() {
-                        self.cite(index, c.into_citation(), &mut out);
+                        self.cite(index, c.into_citation(), out);
                     }
                     if !text.is_empty() {
-                        self.text(index, text.into_owned(), &mut out);
+                        self.text(index, text.into_owned(), out);
                     }
                 }
                 Block::ToolUse { id, name } => {
@@ -393,7 +401,7 @@ impl Decoder for AnthropicDecoder {
                 match delta {
                     BlockDelta::TextDelta { text } => {
                         if kind != Some(BlockKind::Other) && !text.is_empty() {
-                            self.text(index, text.into_owned(), &mut out);
+                            self.text(index, text.into_owned(), out);
                         }
                     }
                     BlockDelta::InputJsonDelta { partial_json } => {
@@ -419,7 +427,7 @@ impl Decoder for AnthropicDecoder {
                     }
                     BlockDelta::CitationsDelta { citation } => match citation {
                         Some(c) if kind != Some(BlockKind::Other) => {
-                            self.cite(index, c.into_citation(), &mut out);
+                            self.cite(index, c.into_citation(), out);
                         }
                         _ => {
                             tracing::debug!(index, "anthropic: skipping a citation it cannot place")
@@ -431,7 +439,7 @@ impl Decoder for AnthropicDecoder {
                 }
             }
             // A block that ended without text lets its citations go (beside the block before).
-            Event::ContentBlockStop { index } => self.release(index, &mut out),
+            Event::ContentBlockStop { index } => self.release(index, out),
             Event::Ping => {}
             Event::MessageDelta { delta, usage } => {
                 if let Some(u) = usage {
@@ -446,7 +454,7 @@ impl Decoder for AnthropicDecoder {
                 }
             }
             Event::MessageStop => {
-                self.release(None, &mut out);
+                self.release(None, out);
                 out.push(Part::Done);
             }
             Event::Error { error } => return Err(super::stream_error(&error.kind, &error.message)),
@@ -457,13 +465,30 @@ impl Decoder for AnthropicDecoder {
                 );
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<Vec<Part>, Error> {
         Err(Error::truncated(
             "the anthropic stream ended before message_stop (truncated answer)",
         ))
+    }
+}
+
+impl<'a> From<TokenDelta<'a>> for Event<'a> {
+    fn from(t: TokenDelta<'a>) -> Self {
+        let delta = match t.kind {
+            Kind::Text => BlockDelta::TextDelta { text: t.text },
+            Kind::InputJson => BlockDelta::InputJsonDelta {
+                partial_json: t.text,
+            },
+            Kind::Thinking => BlockDelta::ThinkingDelta { thinking: t.text },
+            Kind::Signature => BlockDelta::SignatureDelta { signature: t.text },
+        };
+        Event::ContentBlockDelta {
+            index: t.index,
+            delta,
+        }
     }
 }
 

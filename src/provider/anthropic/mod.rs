@@ -4,6 +4,7 @@
 
 mod decode;
 mod thinking;
+mod token;
 pub mod vertex;
 mod wire;
 

@@ -157,14 +157,13 @@ fn parse<'a, T: Deserialize<'a>>(frame: &'a Frame) -> Result<T, Error> {
 }
 
 impl Decoder for BedrockDecoder {
-    fn on_frame(&mut self, frame: &Frame) -> Result<Vec<Part>, Error> {
+    fn decode(&mut self, frame: &Frame, out: &mut Vec<Part>) -> Result<(), Error> {
         if let Some(kind) = frame.event.strip_prefix("exception:") {
             return Err(super::exception_error(kind, &frame.data));
         }
         if let Some(code) = frame.event.strip_prefix("error:") {
             return Err(super::exception_error(code, &frame.data));
         }
-        let mut out = Vec::new();
         match frame.event.as_str() {
             "messageStart" => {}
             "contentBlockStart" => {
@@ -264,7 +263,7 @@ impl Decoder for BedrockDecoder {
                 );
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<Vec<Part>, Error> {

@@ -195,10 +195,10 @@ pub fn stop_reason(finish: &str, saw_calls: bool) -> StopReason {
 }
 
 impl Decoder for GeminiDecoder {
-    fn on_frame(&mut self, frame: &Frame) -> Result<Vec<Part>, Error> {
+    fn decode(&mut self, frame: &Frame, out: &mut Vec<Part>) -> Result<(), Error> {
         let data = frame.data.trim();
         if data.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let chunk: StreamChunk<'_> = serde_json::from_str(data).map_err(|e| {
             Error::protocol(format!(
@@ -208,7 +208,6 @@ impl Decoder for GeminiDecoder {
         if let Some(e) = &chunk.error {
             return Err(stream_error(e));
         }
-        let mut out = Vec::new();
         if !self.meta_sent {
             if let Some(id) = chunk.response_id.as_deref().filter(|s| !s.is_empty()) {
                 out.push(Part::Meta {
@@ -228,10 +227,10 @@ impl Decoder for GeminiDecoder {
                 continue;
             }
             for part in cand.content.iter().flat_map(|c| &c.parts) {
-                self.part(part, &mut out);
+                self.part(part, out);
             }
             if let Some(g) = &cand.grounding_metadata {
-                self.citations(g, &mut out);
+                self.citations(g, out);
             }
             if let Some(reason) = cand.finish_reason.as_deref().filter(|r| !r.is_empty()) {
                 stop = Some(stop_reason(reason, self.calls > 0));
@@ -265,7 +264,7 @@ impl Decoder for GeminiDecoder {
         if let Some(s) = stop {
             out.push(Part::Stop(s));
         }
-        Ok(out)
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<Vec<Part>, Error> {

@@ -106,7 +106,7 @@ pub fn stream_error(text: &str) -> Error {
 }
 
 impl Decoder for OllamaDecoder {
-    fn on_frame(&mut self, frame: &Frame) -> Result<Vec<Part>, Error> {
+    fn decode(&mut self, frame: &Frame, out: &mut Vec<Part>) -> Result<(), Error> {
         let line: Line<'_> = serde_json::from_str(frame.data.trim()).map_err(|e| {
             Error::protocol(format!(
                 "the upstream sent a line that is not valid JSON: {e}"
@@ -122,7 +122,6 @@ impl Decoder for OllamaDecoder {
             };
             return Err(stream_error(&text));
         }
-        let mut out = Vec::new();
         let (content, thinking) = match &line.message {
             Some(m) => (m.content.as_deref(), m.thinking.as_deref()),
             None => (line.response.as_deref(), line.thinking.as_deref()),
@@ -178,7 +177,7 @@ impl Decoder for OllamaDecoder {
             }
             out.push(Part::Done);
         }
-        Ok(out)
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<Vec<Part>, Error> {

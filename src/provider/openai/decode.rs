@@ -12,134 +12,13 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use super::chunk::{ContentField, ContentPart, WireChunk, WireDelta, WireUsage};
 
 use crate::{
     chat::types::{Delta, Part, Reasoning, StopReason, Usage},
     error::{log_safe, redact, Error},
-    provider::{Decoder, Frame},
+    provider::{json_str::JsonStr, Decoder, Frame},
 };
-
-#[derive(Deserialize)]
-struct WireChunk<'a> {
-    #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    model: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    choices: Option<Vec<Choice<'a>>>,
-    #[serde(default)]
-    usage: Option<WireUsage>,
-    #[serde(default, borrow)]
-    system_fingerprint: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    service_tier: Option<Cow<'a, str>>,
-    /// Read only when present (the error path), so `Value` is fine here.
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct Choice<'a> {
-    #[serde(default)]
-    index: Option<u32>,
-    #[serde(default, borrow)]
-    delta: Option<WireDelta<'a>>,
-    #[serde(default, borrow)]
-    finish_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct WireDelta<'a> {
-    #[serde(default)]
-    content: Option<ContentField>,
-    #[serde(default, borrow)]
-    refusal: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    reasoning_content: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    reasoning: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
-    #[serde(default, borrow)]
-    function_call: Option<FunctionDelta<'a>>,
-}
-
-/// `content` is a string (everyone) or typed parts (Mistral's reasoning models).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ContentField {
-    Text(String),
-    Parts(Vec<ContentPart>),
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ContentPart {
-    Text {
-        #[serde(default)]
-        text: String,
-    },
-    Thinking {
-        #[serde(default)]
-        thinking: Vec<ThinkingPart>,
-    },
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-struct ThinkingPart {
-    #[serde(default)]
-    text: String,
-}
-
-#[derive(Deserialize)]
-struct ToolCallDelta<'a> {
-    #[serde(default)]
-    index: Option<u32>,
-    #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    function: Option<FunctionDelta<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FunctionDelta<'a> {
-    #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    arguments: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct WireUsage {
-    #[serde(default)]
-    prompt_tokens: Option<u32>,
-    #[serde(default)]
-    completion_tokens: Option<u32>,
-    #[serde(default)]
-    total_tokens: Option<u32>,
-    #[serde(default)]
-    prompt_tokens_details: Option<PromptDetails>,
-    #[serde(default)]
-    completion_tokens_details: Option<CompletionDetails>,
-    /// DeepSeek's name for cached prompt tokens.
-    #[serde(default)]
-    prompt_cache_hit_tokens: Option<u32>,
-}
-
-#[derive(Deserialize)]
-struct PromptDetails {
-    #[serde(default)]
-    cached_tokens: Option<u32>,
-}
-
-#[derive(Deserialize)]
-struct CompletionDetails {
-    #[serde(default)]
-    reasoning_tokens: Option<u32>,
-}
 
 /// A tool call whose id/name were seen but not yet sent: held until its
 /// first argument fragment (or the end), so that a name split over several
@@ -206,10 +85,7 @@ impl OpenAiDecoder {
                 self.metadata_sent = true;
             }
         }
-        for choice in c.choices.unwrap_or_default() {
-            if choice.index.unwrap_or(0) != 0 {
-                continue;
-            }
+        for choice in c.choices {
             if let Some(d) = choice.delta {
                 self.delta(d, out);
             }
@@ -294,10 +170,10 @@ impl OpenAiDecoder {
                 Some(f) => (f.name, f.arguments),
                 None => (None, None),
             };
-            self.tool_fragment(index, tc.id, name, args, out);
+            self.tool_fragment(index, cow(tc.id), cow(name), cow(args), out);
         }
         if let Some(f) = d.function_call {
-            self.tool_fragment(0, None, f.name, f.arguments, out);
+            self.tool_fragment(0, None, cow(f.name), cow(f.arguments), out);
         }
     }
 
@@ -375,6 +251,10 @@ impl OpenAiDecoder {
     }
 }
 
+fn cow(s: Option<JsonStr<'_>>) -> Option<Cow<'_, str>> {
+    s.map(|s| s.0)
+}
+
 fn reasoning(text: String) -> Part {
     Part::Delta(Delta::Reasoning(Reasoning {
         text,
@@ -405,16 +285,15 @@ fn usage(u: &WireUsage) -> Usage {
 }
 
 impl Decoder for OpenAiDecoder {
-    fn on_frame(&mut self, frame: &Frame) -> Result<Vec<Part>, Error> {
+    fn decode(&mut self, frame: &Frame, out: &mut Vec<Part>) -> Result<(), Error> {
         let data = frame.data.trim();
-        let mut out = Vec::new();
         if data == "[DONE]" {
-            self.flush_calls(None, &mut out);
+            self.flush_calls(None, out);
             out.push(Part::Done);
-            return Ok(out);
+            return Ok(());
         }
         if data.is_empty() {
-            return Ok(out);
+            return Ok(());
         }
         let chunk: WireChunk<'_> = match serde_json::from_str(data) {
             Ok(c) => c,
@@ -434,8 +313,8 @@ impl Decoder for OpenAiDecoder {
                 data.to_string(),
             )));
         }
-        self.chunk(chunk, &mut out)?;
-        Ok(out)
+        self.chunk(chunk, out)?;
+        Ok(())
     }
 
     /// EOF without `[DONE]`: many compatible servers omit it, so a stream

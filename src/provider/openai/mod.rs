@@ -7,6 +7,7 @@
 //! file plugs them into the http shell.
 
 pub mod azure;
+mod chunk;
 pub mod decode;
 pub mod responses;
 pub mod wire;

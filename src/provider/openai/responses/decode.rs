@@ -456,13 +456,12 @@ pub fn stream_error(e: &serde_json::Value) -> Error {
 }
 
 impl Decoder for ResponsesDecoder {
-    fn on_frame(&mut self, frame: &Frame) -> Result<Vec<Part>, Error> {
+    fn decode(&mut self, frame: &Frame, out: &mut Vec<Part>) -> Result<(), Error> {
         let data = frame.data.trim();
-        let mut out = Vec::new();
         // OpenRouter ends with [DONE] after response.completed; the answer is
         // whole (or not) by the typed events alone.
         if data.is_empty() || data == "[DONE]" || self.done {
-            return Ok(out);
+            return Ok(());
         }
         let event: Event<'_> = match serde_json::from_str(data) {
             Ok(e) => e,
@@ -475,8 +474,8 @@ impl Decoder for ResponsesDecoder {
                 )))
             }
         };
-        self.event(event, &mut out)?;
-        Ok(out)
+        self.event(event, out)?;
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<Vec<Part>, Error> {

@@ -1,0 +1,95 @@
+//! Allocations per relayed token in the pure path (framer → decoder → relay),
+//! counted by `allocation-counter`'s global allocator. A token's chunk needs
+//! three: its text, and the message id and model it carries (prost's `String`
+//! fields; the gRPC layer adds the provider name). Everything else of the
+//! frame — its line, the decoder's output, the JSON's id, model and choices —
+//! is borrowed or reused, and a change that copies again fails here.
+//!
+//! The count is the marginal one, (allocations for 2N tokens − for N) / N, so
+//! the per-answer setup does not blur it; only the test's own thread counts.
+
+#![allow(clippy::unwrap_used)]
+
+use chatwire::provider::{anthropic::AnthropicDecoder, codec::decode_body, frame::Framing, openai};
+use serde_json::json;
+
+fn allocations(f: impl FnOnce()) -> u64 {
+    allocation_counter::measure(f).count_total
+}
+
+/// Allocations per token: `run(n)` decodes an answer of `n` tokens.
+fn per_token(run: impl Fn(usize)) -> f64 {
+    const N: usize = 1_000;
+    let one = allocations(|| run(N));
+    let two = allocations(|| run(2 * N));
+    (two - one) as f64 / N as f64
+}
+
+/// An OpenAI answer as the provider streams it: one SSE event per token, each
+/// arriving in its own read (the split points).
+fn openai_answer(tokens: usize) -> (String, Vec<usize>) {
+    let mut body = String::new();
+    let mut splits = Vec::new();
+    for i in 0..tokens {
+        let c = json!({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",
+            "system_fingerprint":"fp_1","choices":[{"index":0,"delta":{"content":format!(" tok{i}")},"finish_reason":null}]});
+        body += &format!("data: {c}\n\n");
+        splits.push(body.len());
+    }
+    let c = json!({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",
+        "choices":[{"index":0,"delta":{},"finish_reason":"stop"}]});
+    body += &format!("data: {c}\n\ndata: [DONE]\n\n");
+    (body, splits)
+}
+
+/// An Anthropic answer, one `content_block_delta` per token, each in its own read.
+fn anthropic_answer(tokens: usize) -> (String, Vec<usize>) {
+    let ev =
+        |v: serde_json::Value| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap());
+    let mut b = ev(
+        json!({"type":"message_start","message":{"id":"msg_1","model":"claude-x","usage":{"input_tokens":5,"output_tokens":1}}}),
+    );
+    b += &ev(
+        json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+    );
+    let mut splits = Vec::new();
+    for i in 0..tokens {
+        b += &ev(
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":format!(" tok{i}")}}),
+        );
+        splits.push(b.len());
+    }
+    b += &ev(json!({"type":"content_block_stop","index":0}));
+    b += &ev(
+        json!({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":tokens}}),
+    );
+    (b + &ev(json!({"type":"message_stop"})), splits)
+}
+
+#[test]
+fn an_openai_token_costs_its_text_id_and_model_and_nothing_else() {
+    let answers: Vec<_> = [1_000, 2_000].map(openai_answer).into();
+    let run = |n: usize| {
+        let (body, splits) = &answers[n / 1_000 - 1];
+        let (chunks, err) = openai::decode_body(body.as_bytes(), splits);
+        assert!(err.is_none() && chunks.len() == n + 1);
+        drop(chunks);
+    };
+    let k = per_token(run);
+    assert!(k <= 3.05, "{k} allocations per token (3 expected)");
+}
+
+#[test]
+fn an_anthropic_token_costs_its_text_id_and_model_and_nothing_else() {
+    let answers: Vec<_> = [1_000, 2_000].map(anthropic_answer).into();
+    let run = |n: usize| {
+        let (body, splits) = &answers[n / 1_000 - 1];
+        let mut decoder = AnthropicDecoder::new();
+        let (chunks, err) =
+            decode_body(Framing::Sse, &mut decoder, body.as_bytes(), splits, "run-x");
+        assert!(err.is_none() && chunks.len() == n + 1);
+        drop(chunks);
+    };
+    let k = per_token(run);
+    assert!(k <= 3.05, "{k} allocations per token (3 expected)");
+}
