@@ -102,7 +102,8 @@ impl Framer {
         Ok(())
     }
 
-    /// Bytes held for the event or line not yet complete (what the budget counts).
+    /// Bytes held for the event or line not yet complete, and the token-sized
+    /// buffers kept for the next one (`recycle`): what the budget counts.
     pub fn buffered(&self) -> usize {
         self.binary.as_ref().map_or(0, |b| b.buffered())
             + self.line.capacity()

@@ -4,8 +4,8 @@
 //! buffers every event into a tree of values before choosing its variant (four
 //! allocations per token, and the text read twice). This reads the same JSON
 //! straight into borrowed fields; anything it does not match exactly (another
-//! event, another delta type, a field missing or of another type) is left to
-//! the full parse, which then decides as before.
+//! event, another delta type, a field missing, extra or of another type) is
+//! left to the full parse, which then decides as before.
 
 use std::borrow::Cow;
 
@@ -30,7 +30,12 @@ pub(super) struct TokenDelta<'a> {
     pub(super) text: Cow<'a, str>,
 }
 
+// `deny_unknown_fields`: serde_json skips an unknown field without the checks
+// a parse into a value makes (lone surrogates, number range, nesting depth), so
+// an event with any field more than these goes to the full parse, which
+// refuses what it refused before.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Flat<'a> {
     #[serde(rename = "type", borrow)]
     kind: JsonStr<'a>,
@@ -40,6 +45,7 @@ struct Flat<'a> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FlatDelta<'a> {
     #[serde(rename = "type", borrow)]
     kind: JsonStr<'a>,
@@ -129,6 +135,10 @@ mod tests {
             r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a","text":"b"}}"#,
             r#"{"type":"content_block_start","index":0,"delta":{"type":"text_delta","text":"x"}}"#,
             r#"{"type":"ping"}"#,
+            // Fields beyond the delta's own: the full parse decides (here: it
+            // refuses a lone surrogate, which skipping a field would not see).
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"},"x":"\ud800"}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi","x":1e400}}"#,
             "not json",
         ] {
             assert_eq!(token_delta(data), None, "{data}");
