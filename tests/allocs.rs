@@ -1,9 +1,11 @@
 //! Allocations per relayed token in the pure path (framer → decoder → relay),
 //! counted by `allocation-counter`'s global allocator. A token's chunk needs
 //! three: its text, and the message id and model it carries (prost's `String`
-//! fields; the gRPC layer adds the provider name). Everything else of the
-//! frame — its line, the decoder's output, the JSON's id, model and choices —
-//! is borrowed or reused, and a change that copies again fails here.
+//! fields; the gRPC layer adds the provider name); OpenAI's decoder a fourth,
+//! the `Vec` of a chunk's choices (kept: reading them inline was slower).
+//! Everything else of the frame — its line, the decoder's output, the JSON's
+//! id and model — is borrowed or reused, and a change that copies again fails
+//! here.
 //!
 //! The count is the marginal one, (allocations for 2N tokens − for N) / N, so
 //! the per-answer setup does not blur it; only the test's own thread counts.
@@ -67,7 +69,7 @@ fn anthropic_answer(tokens: usize) -> (String, Vec<usize>) {
 }
 
 #[test]
-fn an_openai_token_costs_its_text_id_and_model_and_nothing_else() {
+fn an_openai_token_costs_its_text_id_model_and_choices_and_nothing_else() {
     let answers: Vec<_> = [1_000, 2_000].map(openai_answer).into();
     let run = |n: usize| {
         let (body, splits) = &answers[n / 1_000 - 1];
@@ -76,7 +78,7 @@ fn an_openai_token_costs_its_text_id_and_model_and_nothing_else() {
         drop(chunks);
     };
     let k = per_token(run);
-    assert!(k <= 3.05, "{k} allocations per token (3 expected)");
+    assert!(k <= 4.05, "{k} allocations per token (4 expected)");
 }
 
 #[test]

@@ -85,7 +85,10 @@ impl OpenAiDecoder {
                 self.metadata_sent = true;
             }
         }
-        for choice in c.choices {
+        for choice in c.choices.unwrap_or_default() {
+            if choice.index.unwrap_or(0) != 0 {
+                continue;
+            }
             if let Some(d) = choice.delta {
                 self.delta(d, out);
             }
