@@ -13,6 +13,7 @@ use crate::error::Error;
 
 /// The line buffer's allocation kept between lines: token-sized events fit, a
 /// large one grows it on demand and gives the excess back once it is framed.
+/// Also the largest frame string `recycle` keeps for the next frame.
 const LINE_KEEP: usize = 1024;
 
 /// One upstream frame: an SSE event (`event` empty when the stream gave none)
@@ -258,8 +259,51 @@ fn too_large(max: usize) -> Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A decoded frame's strings come back as the next frame's buffers (the
+    /// same allocations, told by their capacity, cleared), outsized ones are
+    /// not kept, and the binary framer ignores them.
+    #[test]
+    fn recycled_frames_give_their_buffers_to_the_next_frame() {
+        let spent = || Frame {
+            event: String::with_capacity(555),
+            data: String::with_capacity(777) + "old",
+        };
+        let mut f = Framer::new(Framing::Sse, 1 << 20);
+        let mut out = Vec::new();
+        f.push(b"event: a\ndata: first\n\n", &mut out).unwrap();
+        out.clear();
+        f.recycle(spent());
+        f.push(b"event: b\ndata: 2\n\n", &mut out).unwrap();
+        let second = out.pop().unwrap();
+        assert_eq!((second.event.as_str(), second.data.as_str()), ("b", "2"));
+        assert_eq!(
+            (second.event.capacity(), second.data.capacity()),
+            (555, 777)
+        );
+        // An outsized frame's buffer is dropped, not kept.
+        f.recycle(Frame {
+            event: String::new(),
+            data: "x".repeat(LINE_KEEP + 1),
+        });
+        assert_eq!(f.data.capacity(), 0);
+        // NDJSON lines take the recycled buffer too.
+        let mut n = Framer::new(Framing::Ndjson, 1 << 20);
+        n.recycle(spent());
+        n.push(b"{\"b\":2}\n", &mut out).unwrap();
+        let line = out.pop().unwrap();
+        assert_eq!(
+            (line.data.as_str(), line.data.capacity()),
+            ("{\"b\":2}", 777)
+        );
+        // The binary framer has no line buffers to fill.
+        let mut b = Framer::new(Framing::EventStream, 1 << 20);
+        b.recycle(spent());
+        assert_eq!(b.data.capacity(), 0);
+    }
 
     fn frames(framing: Framing, body: &[u8], split: &[usize]) -> Result<Vec<Frame>, Error> {
         let mut f = Framer::new(framing, 1 << 20);

@@ -166,7 +166,7 @@ impl<W: Wire> Provider for HttpProvider<W> {
             Ok(Box::pin(Body {
                 bytes: Box::pin(response.bytes_stream()),
                 pump,
-                pending: VecDeque::new(),
+                pending: VecDeque::with_capacity(1),
                 error: None,
                 ended: false,
                 provider: name,
@@ -203,6 +203,12 @@ const COALESCE_TURNS: u32 = 16;
 /// on the other worker thread and keep the body ready, so without a cap a fast
 /// endless upstream would be read ahead without bound before any chunk went out.
 const READ_AHEAD: usize = 64;
+
+/// The decoded chunks' queue is kept at up to this many chunks' room between
+/// bursts (a chunk is ~290 bytes): one per read is the common case, and a queue
+/// grown by a burst would otherwise hold up to `READ_AHEAD` chunks' room
+/// (~19 KiB) for the rest of the stream.
+const PENDING_KEEP: usize = 4;
 
 /// The response body as chunks: bytes in, through the pump, chunks out. A
 /// plain `Stream` (no future rebuilt per item): what the upstream has ready is
@@ -262,6 +268,11 @@ impl Stream for Body {
             if let Some(chunk) = this.pending.pop_front() {
                 if this.pending.is_empty() {
                     this.turns = 0;
+                    // A burst grew the queue: it goes back to one chunk's room,
+                    // which is what an open, slow stream holds between tokens.
+                    if this.pending.capacity() > PENDING_KEEP {
+                        this.pending.shrink_to(1);
+                    }
                 }
                 return Poll::Ready(Some(Ok(chunk)));
             }
@@ -466,3 +477,7 @@ pub fn generic_error_message(body: &str) -> String {
         .map(str::to_string)
         .unwrap_or_else(|| body.trim().chars().take(500).collect())
 }
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

@@ -107,7 +107,7 @@ pub trait Decoder: Send {
     /// `Part::Done`) when that is a normal end for this provider, else an error.
     fn finish(&mut self) -> Result<Vec<Part>, Error>;
 
-    /// `decode` into a new `Vec` (tests, and callers outside the pump).
+    /// `decode` into a new `Vec` (for tests).
     fn on_frame(&mut self, frame: &Frame) -> Result<Vec<Part>, Error> {
         let mut out = Vec::new();
         self.decode(frame, &mut out)?;

@@ -131,7 +131,14 @@ impl<'d> Pump<'d> {
                 continue;
             }
             match self.decoder.decode(&frame, &mut self.parts) {
-                Ok(()) => self.relay.push(self.parts.drain(..), out),
+                Ok(()) => {
+                    self.relay.push(self.parts.drain(..), out);
+                    // Room for the usual one or two parts a frame gives, not
+                    // more: the buffer lives as long as the stream.
+                    if self.parts.capacity() > 2 {
+                        self.parts.shrink_to(2);
+                    }
+                }
                 Err(e) => {
                     self.parts.clear();
                     self.failed = true;

@@ -435,3 +435,62 @@ fn eof_before_message_stop_is_truncated() {
     assert_eq!(e.kind, Kind::Unavailable);
     assert_eq!(e.reason, "UPSTREAM_TRUNCATED");
 }
+
+/// The flat token read (`super::token`) and the full parse agree: a stream's
+/// deltas decode the same with the SSE event name (flat) and without it (full).
+#[test]
+fn token_deltas_decode_the_same_through_the_flat_read_and_the_full_parse() {
+    let events = [
+        r#"{"type":"message_start","message":{"id":"msg_1","model":"claude-x","usage":{"input_tokens":1,"output_tokens":1}}}"#,
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hm \"quoted\""}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"c2ln"}}"#,
+        r#"{"type":"content_block_stop","index":0}"#,
+        r#"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}"#,
+        r#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Hi é\n"}}"#,
+        r#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":""}}"#,
+        r#"{"type":"content_block_stop","index":1}"#,
+        r#"{"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"tu_1","name":"get"}}"#,
+        r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}"#,
+        r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"1}"}}"#,
+        r#"{"type":"content_block_stop","index":2}"#,
+        r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}}"#,
+        r#"{"type":"message_stop"}"#,
+    ];
+    let run = |named: bool| {
+        let mut d = AnthropicDecoder::new();
+        let mut all = Vec::new();
+        for data in events {
+            let t: serde_json::Value = serde_json::from_str(data).unwrap();
+            let event = if named {
+                t["type"].as_str().unwrap()
+            } else {
+                ""
+            };
+            all.extend(feed(&mut d, event, data).unwrap());
+        }
+        all
+    };
+    let flat = run(true);
+    assert_eq!(flat, run(false));
+    assert!(flat.contains(&text("Hi é\n")), "{flat:?}");
+    assert!(flat.contains(&Part::Done), "{flat:?}");
+}
+
+/// A delta with a field beyond its own goes to the full parse, which refuses
+/// what the flat read would skip unchecked (a lone surrogate).
+#[test]
+fn a_delta_with_an_unchecked_extra_field_is_still_refused() {
+    let mut d = AnthropicDecoder::new();
+    ok(
+        &mut d,
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+    );
+    let e = feed(
+        &mut d,
+        "content_block_delta",
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"},"x":"\ud800"}"#,
+    )
+    .unwrap_err();
+    assert!(e.message.contains("not the expected JSON"), "{}", e.message);
+}
