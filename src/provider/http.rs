@@ -204,11 +204,12 @@ const COALESCE_TURNS: u32 = 16;
 /// endless upstream would be read ahead without bound before any chunk went out.
 const READ_AHEAD: usize = 64;
 
-/// The decoded chunks' queue is kept at up to this many chunks' room between
-/// bursts (a chunk is ~290 bytes): one per read is the common case, and a queue
-/// grown by a burst would otherwise hold up to `READ_AHEAD` chunks' room
-/// (~19 KiB) for the rest of the stream.
-const PENDING_KEEP: usize = 4;
+/// The decoded chunks' queue starts with one chunk's room (a chunk is ~290
+/// bytes; one per read is what an open, slow stream needs) and keeps at most
+/// this many between bursts. Without the cap a queue grown by a burst held up
+/// to `READ_AHEAD` chunks' room (~19 KiB) for the rest of the stream; with it,
+/// bursts of up to 16 chunks cost no reallocation after the first.
+const PENDING_KEEP: usize = 16;
 
 /// The response body as chunks: bytes in, through the pump, chunks out. A
 /// plain `Stream` (no future rebuilt per item): what the upstream has ready is
@@ -268,10 +269,9 @@ impl Stream for Body {
             if let Some(chunk) = this.pending.pop_front() {
                 if this.pending.is_empty() {
                     this.turns = 0;
-                    // A burst grew the queue: it goes back to one chunk's room,
-                    // which is what an open, slow stream holds between tokens.
+                    // A large burst grew the queue: it gives back the excess.
                     if this.pending.capacity() > PENDING_KEEP {
-                        this.pending.shrink_to(1);
+                        this.pending.shrink_to(PENDING_KEEP);
                     }
                 }
                 return Poll::Ready(Some(Ok(chunk)));
