@@ -12,19 +12,26 @@
 
 #![allow(clippy::unwrap_used)]
 
-use chatwire::provider::{anthropic::AnthropicDecoder, codec::decode_body, frame::Framing, openai};
+use chatwire::provider::{
+    anthropic::AnthropicDecoder, codec::decode_body, frame::Framing, openai::OpenAiDecoder, Decoder,
+};
 use serde_json::json;
 
-fn allocations(f: impl FnOnce()) -> u64 {
-    allocation_counter::measure(f).count_total
-}
-
-/// Allocations per token: `run(n)` decodes an answer of `n` tokens.
-fn per_token(run: impl Fn(usize)) -> f64 {
+/// Allocations per token of an answer built by `answer(n)` (its body and the
+/// points its reads end at), decoded by a fresh `decoder()` through the pump.
+fn per_token<D: Decoder>(answer: fn(usize) -> (String, Vec<usize>), decoder: fn() -> D) -> f64 {
     const N: usize = 1_000;
-    let one = allocations(|| run(N));
-    let two = allocations(|| run(2 * N));
-    (two - one) as f64 / N as f64
+    let count = |n: usize| {
+        let (body, splits) = answer(n);
+        allocation_counter::measure(|| {
+            let mut d = decoder();
+            let (chunks, err) =
+                decode_body(Framing::Sse, &mut d, body.as_bytes(), &splits, "run-x");
+            assert!(err.is_none() && chunks.len() == n + 1);
+        })
+        .count_total
+    };
+    (count(2 * N) - count(N)) as f64 / N as f64
 }
 
 /// An OpenAI answer as the provider streams it: one SSE event per token, each
@@ -70,14 +77,7 @@ fn anthropic_answer(tokens: usize) -> (String, Vec<usize>) {
 
 #[test]
 fn an_openai_token_costs_its_text_id_model_and_choices_and_nothing_else() {
-    let answers: Vec<_> = [1_000, 2_000].map(openai_answer).into();
-    let run = |n: usize| {
-        let (body, splits) = &answers[n / 1_000 - 1];
-        let (chunks, err) = openai::decode_body(body.as_bytes(), splits);
-        assert!(err.is_none() && chunks.len() == n + 1);
-        drop(chunks);
-    };
-    let k = per_token(run);
+    let k = per_token(openai_answer, OpenAiDecoder::new);
     assert!(
         (3.95..=4.05).contains(&k),
         "{k} allocations per token (4 expected)"
@@ -86,16 +86,7 @@ fn an_openai_token_costs_its_text_id_model_and_choices_and_nothing_else() {
 
 #[test]
 fn an_anthropic_token_costs_its_text_id_and_model_and_nothing_else() {
-    let answers: Vec<_> = [1_000, 2_000].map(anthropic_answer).into();
-    let run = |n: usize| {
-        let (body, splits) = &answers[n / 1_000 - 1];
-        let mut decoder = AnthropicDecoder::new();
-        let (chunks, err) =
-            decode_body(Framing::Sse, &mut decoder, body.as_bytes(), splits, "run-x");
-        assert!(err.is_none() && chunks.len() == n + 1);
-        drop(chunks);
-    };
-    let k = per_token(run);
+    let k = per_token(anthropic_answer, AnthropicDecoder::new);
     assert!(
         (2.95..=3.05).contains(&k),
         "{k} allocations per token (3 expected)"

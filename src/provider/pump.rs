@@ -126,23 +126,22 @@ impl<'d> Pump<'d> {
         let mut frames = std::mem::take(&mut self.frames);
         let mut result = Ok(());
         for frame in frames.drain(..) {
-            if self.is_done() || result.is_err() {
-                self.framer.recycle(frame);
-                continue;
-            }
-            match self.decoder.decode(&frame, &mut self.parts) {
-                Ok(()) => {
-                    self.relay.push(self.parts.drain(..), out);
-                    // Room for the usual one or two parts a frame gives, not
-                    // more: the buffer lives as long as the stream.
-                    if self.parts.capacity() > 2 {
-                        self.parts.shrink_to(2);
+            // Nothing is decoded after the end or an error.
+            if !self.is_done() && result.is_ok() {
+                match self.decoder.decode(&frame, &mut self.parts) {
+                    Ok(()) => {
+                        self.relay.push(self.parts.drain(..), out);
+                        // Room for the usual one or two parts a frame gives,
+                        // not more: the buffer lives as long as the stream.
+                        if self.parts.capacity() > 2 {
+                            self.parts.shrink_to(2);
+                        }
                     }
-                }
-                Err(e) => {
-                    self.parts.clear();
-                    self.failed = true;
-                    result = Err(upstream_said(e));
+                    Err(e) => {
+                        self.parts.clear();
+                        self.failed = true;
+                        result = Err(upstream_said(e));
+                    }
                 }
             }
             // Its strings go back to the framer for a later frame.

@@ -18,6 +18,8 @@ use crate::{
 
 use super::token::{token_delta, Kind, TokenDelta};
 
+use crate::provider::json_str::JsonStr;
+
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Event<'a> {
@@ -135,15 +137,15 @@ struct WireCitation<'a> {
     #[serde(default, rename = "type", borrow)]
     kind: Cow<'a, str>,
     #[serde(default, borrow)]
-    cited_text: Option<Cow<'a, str>>,
+    cited_text: Option<JsonStr<'a>>,
     #[serde(default, borrow)]
-    url: Option<Cow<'a, str>>,
+    url: Option<JsonStr<'a>>,
     #[serde(default, borrow)]
-    source: Option<Cow<'a, str>>,
+    source: Option<JsonStr<'a>>,
     #[serde(default, borrow)]
-    title: Option<Cow<'a, str>>,
+    title: Option<JsonStr<'a>>,
     #[serde(default, borrow)]
-    document_title: Option<Cow<'a, str>>,
+    document_title: Option<JsonStr<'a>>,
     #[serde(default)]
     start_char_index: Option<i64>,
     #[serde(default)]
@@ -160,7 +162,7 @@ struct WireCitation<'a> {
 
 impl WireCitation<'_> {
     fn into_citation(self) -> Citation {
-        let s = |v: Option<Cow<'_, str>>| v.map(Cow::into_owned).unwrap_or_default();
+        let s = |v: Option<JsonStr<'_>>| v.map(JsonStr::into_owned).unwrap_or_default();
         let (start, end) = match (self.start_char_index, self.start_page_number) {
             (Some(start), _) => (start, self.end_char_index),
             (None, Some(start)) => (start, self.end_page_number),
@@ -184,9 +186,9 @@ const MAX_HELD_CITATIONS: usize = 64;
 #[derive(Deserialize, Default)]
 struct MessageDeltaBody<'a> {
     #[serde(default, borrow)]
-    stop_reason: Option<Cow<'a, str>>,
+    stop_reason: Option<JsonStr<'a>>,
     #[serde(default, borrow)]
-    stop_sequence: Option<Cow<'a, str>>,
+    stop_sequence: Option<JsonStr<'a>>,
 }
 
 /// Anthropic's usage object; every field optional (message_delta may carry
@@ -449,7 +451,10 @@ impl Decoder for AnthropicDecoder {
                     out.push(Part::Stop(stop_reason(&s)));
                     out.push(Part::Finish {
                         reason: s.into_owned(),
-                        stop_sequence: delta.stop_sequence.map(Cow::into_owned).unwrap_or_default(),
+                        stop_sequence: delta
+                            .stop_sequence
+                            .map(JsonStr::into_owned)
+                            .unwrap_or_default(),
                     });
                 }
             }

@@ -21,6 +21,8 @@ use crate::{
     provider::{Decoder, Frame},
 };
 
+use crate::provider::json_str::JsonStr;
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct BlockStart<'a> {
@@ -57,7 +59,7 @@ struct BlockDelta<'a> {
 #[serde(rename_all = "camelCase")]
 struct DeltaBody<'a> {
     #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
+    text: Option<JsonStr<'a>>,
     #[serde(default, borrow)]
     tool_use: Option<ToolUseDelta<'a>>,
     #[serde(default, borrow)]

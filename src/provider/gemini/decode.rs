@@ -14,6 +14,8 @@ use crate::{
     provider::{Decoder, Frame},
 };
 
+use crate::provider::json_str::JsonStr;
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StreamChunk<'a> {
@@ -22,9 +24,9 @@ struct StreamChunk<'a> {
     #[serde(default)]
     usage_metadata: Option<UsageMetadata>,
     #[serde(default, borrow)]
-    response_id: Option<Cow<'a, str>>,
+    response_id: Option<JsonStr<'a>>,
     #[serde(default, borrow)]
-    model_version: Option<Cow<'a, str>>,
+    model_version: Option<JsonStr<'a>>,
     #[serde(default, borrow)]
     prompt_feedback: Option<PromptFeedback<'a>>,
     #[serde(default, borrow)]
@@ -37,7 +39,7 @@ struct Candidate<'a> {
     #[serde(default, borrow)]
     content: Option<CandidateContent<'a>>,
     #[serde(default, borrow)]
-    finish_reason: Option<Cow<'a, str>>,
+    finish_reason: Option<JsonStr<'a>>,
     #[serde(default)]
     index: u32,
     #[serde(default, borrow)]
@@ -69,9 +71,9 @@ struct GroundingChunk<'a> {
 #[derive(Debug, Default, Deserialize)]
 struct Source<'a> {
     #[serde(default, borrow)]
-    uri: Option<Cow<'a, str>>,
+    uri: Option<JsonStr<'a>>,
     #[serde(default, borrow)]
-    title: Option<Cow<'a, str>>,
+    title: Option<JsonStr<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,7 +94,7 @@ struct Segment<'a> {
     #[serde(default)]
     end_index: i64,
     #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
+    text: Option<JsonStr<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,11 +107,11 @@ struct CandidateContent<'a> {
 #[serde(rename_all = "camelCase")]
 struct WirePart<'a> {
     #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
+    text: Option<JsonStr<'a>>,
     #[serde(default)]
     thought: bool,
     #[serde(default, borrow)]
-    thought_signature: Option<Cow<'a, str>>,
+    thought_signature: Option<JsonStr<'a>>,
     #[serde(default, borrow)]
     function_call: Option<FunctionCall<'a>>,
 }
@@ -117,7 +119,7 @@ struct WirePart<'a> {
 #[derive(Debug, Deserialize)]
 struct FunctionCall<'a> {
     #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<JsonStr<'a>>,
     #[serde(borrow)]
     name: Cow<'a, str>,
     /// An object; the one place a `Value` is right (it is re-serialized as is).
@@ -163,9 +165,9 @@ impl From<UsageMetadata> for Usage {
 #[serde(rename_all = "camelCase")]
 struct PromptFeedback<'a> {
     #[serde(default, borrow)]
-    block_reason: Option<Cow<'a, str>>,
+    block_reason: Option<JsonStr<'a>>,
     #[serde(default, borrow)]
-    block_reason_message: Option<Cow<'a, str>>,
+    block_reason_message: Option<JsonStr<'a>>,
 }
 
 /// The pure decoder for one Gemini response.

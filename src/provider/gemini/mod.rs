@@ -37,8 +37,6 @@ mod thinking;
 pub mod vertex;
 mod wire;
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -47,6 +45,8 @@ pub use wire::request_body;
 
 use super::{frame::Framing, http::Wire, Call, Decoder, ProviderInfo, Settings};
 use crate::error::{Error, Kind};
+
+use crate::provider::json_str::JsonStr;
 
 const NAME: &str = "gemini";
 const CLASS: &str = "ChatGoogleGenerativeAI";
@@ -173,9 +173,9 @@ struct ApiError<'a> {
     #[serde(default)]
     code: Option<u16>,
     #[serde(default, borrow)]
-    message: Option<Cow<'a, str>>,
+    message: Option<JsonStr<'a>>,
     #[serde(default, borrow)]
-    status: Option<Cow<'a, str>>,
+    status: Option<JsonStr<'a>>,
     #[serde(default)]
     details: Vec<Value>,
 }

@@ -12,19 +12,21 @@ use crate::{
     provider::{Decoder, Frame},
 };
 
+use crate::provider::json_str::JsonStr;
+
 #[derive(Debug, Deserialize)]
 struct Line<'a> {
     #[serde(default, borrow)]
     message: Option<WireMessage<'a>>,
     /// `/api/generate` lines carry `response` / `thinking` at the top level.
     #[serde(default, borrow)]
-    response: Option<Cow<'a, str>>,
+    response: Option<JsonStr<'a>>,
     #[serde(default, borrow)]
-    thinking: Option<Cow<'a, str>>,
+    thinking: Option<JsonStr<'a>>,
     #[serde(default)]
     done: bool,
     #[serde(default, borrow)]
-    done_reason: Option<Cow<'a, str>>,
+    done_reason: Option<JsonStr<'a>>,
     #[serde(default)]
     prompt_eval_count: Option<u32>,
     #[serde(default)]
@@ -37,9 +39,9 @@ struct Line<'a> {
 #[derive(Debug, Deserialize)]
 struct WireMessage<'a> {
     #[serde(default, borrow)]
-    content: Option<Cow<'a, str>>,
+    content: Option<JsonStr<'a>>,
     #[serde(default, borrow)]
-    thinking: Option<Cow<'a, str>>,
+    thinking: Option<JsonStr<'a>>,
     #[serde(default, borrow)]
     tool_calls: Vec<WireToolCall<'a>>,
 }
@@ -47,7 +49,7 @@ struct WireMessage<'a> {
 #[derive(Debug, Deserialize)]
 struct WireToolCall<'a> {
     #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<JsonStr<'a>>,
     #[serde(borrow)]
     function: WireFunction<'a>,
 }

@@ -6,6 +6,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use crate::provider::json_str::JsonStr;
+
 #[derive(Deserialize)]
 pub(super) struct Event<'a> {
     #[serde(rename = "type", default, borrow)]
@@ -15,7 +17,7 @@ pub(super) struct Event<'a> {
     #[serde(default)]
     pub(super) summary_index: Option<u32>,
     #[serde(default, borrow)]
-    pub(super) delta: Option<Cow<'a, str>>,
+    pub(super) delta: Option<JsonStr<'a>>,
     #[serde(default)]
     pub(super) item: Option<Item>,
     #[serde(default)]
