@@ -11,7 +11,7 @@ use std::{
     hash::{BuildHasher, RandomState},
     pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
@@ -359,6 +359,7 @@ fn timed(
         obs,
         sleep: Box::pin(tokio::time::sleep_until((now + idle).min(end_at))),
         last: now,
+        armed: None,
         done: false,
         _permits: permits,
     })
@@ -378,6 +379,8 @@ struct Timed {
     sleep: Pin<Box<Sleep>>,
     /// When the last chunk was handed on: the idle gap counts from here.
     last: Instant,
+    /// The waker `sleep` last registered, kept while that registration stands.
+    armed: Option<Waker>,
     done: bool,
     _permits: Permits,
 }
@@ -426,6 +429,16 @@ impl Stream for Timed {
             }
             Poll::Pending => {}
         }
+        // The sleep already waits, for a deadline no later than the real one
+        // (chunks only move the idle deadline later), with a waker for this
+        // same task: nothing to do until it fires or a chunk comes. This path
+        // runs on every coalescing turn; it skips a clock read and the timer's
+        // own poll.
+        if this.armed.as_ref().is_some_and(|w| w.will_wake(cx.waker())) && !this.sleep.is_elapsed()
+        {
+            return Poll::Pending;
+        }
+        this.armed = None;
         let now = loop {
             let now = Instant::now();
             let due = (this.last + this.idle).min(this.end_at);
@@ -435,7 +448,13 @@ impl Stream for Timed {
             if this.sleep.deadline() > due {
                 this.sleep.as_mut().reset(due);
             }
+            // With tokio's task budget spent, a poll returns Pending without
+            // registering the waker: only a poll made with budget arms.
+            let budget = tokio::task::coop::has_budget_remaining();
             if this.sleep.as_mut().poll(cx).is_pending() {
+                if budget {
+                    this.armed = Some(cx.waker().clone());
+                }
                 return Poll::Pending;
             }
             // The sleep fired for a deadline that chunks have since moved on:

@@ -12,7 +12,7 @@ use std::{
     },
 };
 
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use futures_util::{Stream, StreamExt};
 use tokio::sync::{watch, Notify};
@@ -30,6 +30,9 @@ pub(crate) const LOG_VALUE_MAX: usize = 200;
 /// The server's drain state, shared by the service and the server loop.
 pub(crate) struct Drain {
     draining: AtomicBool,
+    /// Set by `hard_stop` before the stop is sent: a guard whose stop future is
+    /// already waiting reads this instead of polling that future again.
+    stopping: AtomicBool,
     in_flight: AtomicUsize,
     idle: Notify,
     stop: watch::Sender<bool>,
@@ -39,6 +42,7 @@ impl Drain {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             draining: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             stop: watch::channel(false).0,
@@ -85,6 +89,7 @@ impl Drain {
 
     /// The grace period is over: every call still in flight ends with UNAVAILABLE.
     pub(crate) fn hard_stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         self.stop.send_replace(true);
     }
 
@@ -194,11 +199,15 @@ where
     T: Send + 'static,
     S: Stream<Item = Result<T, Status>> + Send + Unpin + 'static,
 {
-    let stopped = Box::pin(call.drain.stopped());
+    // Unconstrained: a poll that returns Pending has always registered the
+    // waker (tokio's task budget could otherwise return Pending unregistered),
+    // which is what lets later polls skip it (see `armed`).
+    let stopped = Box::pin(tokio::task::unconstrained(call.drain.stopped()));
     Box::pin(Guard {
         inner,
         call: Some(call),
         stopped,
+        armed: None,
     })
 }
 
@@ -209,6 +218,11 @@ struct Guard<S> {
     /// None once the stream has ended (its guard dropped and logged).
     call: Option<CallGuard>,
     stopped: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    /// The waker `stopped` last registered. While it would wake this same task
+    /// and no hard stop began, `stopped` is not polled again: each poll of it
+    /// takes the lock of the drain's waiter list, shared by every call, and the
+    /// stream is polled once per chunk and per coalescing turn.
+    armed: Option<Waker>,
 }
 
 impl<T, S> Stream for Guard<S>
@@ -239,7 +253,14 @@ where
             }
             Poll::Pending => {}
         }
+        let registered = this.armed.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        if registered && !c.drain.stopping.load(Ordering::SeqCst) {
+            return Poll::Pending;
+        }
         if this.stopped.as_mut().poll(cx).is_pending() {
+            if !registered {
+                this.armed = Some(cx.waker().clone());
+            }
             return Poll::Pending;
         }
         let status = Drain::status(true);
