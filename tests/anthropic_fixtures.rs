@@ -244,7 +244,7 @@ fn check(sse: &Path, expected: &Value) -> Vec<String> {
         // usage on the last chunk only
         expect(
             "usage only last",
-            chunks.iter().filter(|c| c.usage.is_some()).count() == 1,
+            chunks.iter().filter(|c| c.usage().is_some()).count() == 1,
             String::new(),
         );
         let wu = &expected["usage"];

@@ -387,10 +387,10 @@ fn check_decoded(p: Provider, body: &[u8], at: &[Index]) -> Result<Decoded, Test
     for c in chunks {
         prop_assert!(!c.id.is_empty(), "{:?}", c);
         if c.last {
-            prop_assert!(c.delta.is_none() && c.stop_reason.is_some(), "{:?}", c);
+            prop_assert!(c.delta.is_none() && c.stop_reason().is_some(), "{:?}", c);
         } else {
             prop_assert!(c.delta.is_some(), "{:?}", c);
-            prop_assert!(c.usage.is_none() && c.stop_reason.is_none(), "{:?}", c);
+            prop_assert!(c.end.is_none(), "{:?}", c);
         }
     }
     // The model is on every chunk once known (API 1.1), and never changes.
@@ -1673,14 +1673,14 @@ fn check_script(p: Provider, s: &Script, decoded: &Decoded) -> Result<(), TestCa
 
     let last = chunks.last().unwrap();
     prop_assert!(last.last);
-    let usage = last.usage.unwrap();
+    let usage = last.usage().unwrap();
     prop_assert_eq!((usage.input, usage.output), (s.input, s.output));
     let stop = if want.is_empty() {
         StopReason::EndTurn
     } else {
         StopReason::ToolUse
     };
-    prop_assert_eq!(last.stop_reason, Some(stop));
+    prop_assert_eq!(last.stop_reason(), Some(stop));
     let (id, model) = match p {
         Provider::Ollama => (FALLBACK, ""),
         _ => (s.id.as_str(), s.model.as_str()),

@@ -4,7 +4,7 @@
 //! so the three RPCs cannot disagree.
 
 use super::types::{
-    Chunk, Citation, Content, Delta, InvalidToolCall, Reasoning, StopReason, ToolCall, Usage,
+    Chunk, Citation, Content, Delta, End, InvalidToolCall, Reasoning, StopReason, ToolCall, Usage,
 };
 
 /// The folded answer.
@@ -140,19 +140,21 @@ impl Aggregator {
         if !chunk.provider.is_empty() {
             self.provider = chunk.provider;
         }
-        if let Some(usage) = chunk.usage {
-            self.usage = Some(usage);
+        if let Some(end) = &chunk.end {
+            if let Some(usage) = end.usage {
+                self.usage = Some(usage);
+            }
+            if end.stop_reason.is_some() {
+                self.stop_reason = end.stop_reason;
+            }
+            if !end.finish_reason.is_empty() {
+                self.finish_reason.clone_from(&end.finish_reason);
+            }
+            if !end.stop_sequence.is_empty() {
+                self.stop_sequence.clone_from(&end.stop_sequence);
+            }
+            self.metadata.extend(end.metadata.iter().cloned());
         }
-        if chunk.stop_reason.is_some() {
-            self.stop_reason = chunk.stop_reason;
-        }
-        if !chunk.finish_reason.is_empty() {
-            self.finish_reason.clone_from(&chunk.finish_reason);
-        }
-        if !chunk.stop_sequence.is_empty() {
-            self.stop_sequence.clone_from(&chunk.stop_sequence);
-        }
-        self.metadata.extend(chunk.metadata.iter().cloned());
         let Some(delta) = &chunk.delta else {
             return;
         };
@@ -179,7 +181,7 @@ impl Aggregator {
             })),
             (Delta::Citation(c), place) => {
                 let (Place::Append(n) | Place::New(n) | Place::Beside(n)) = place;
-                self.citations.push((n, c.clone()));
+                self.citations.push((n, (**c).clone()));
             }
             (
                 Delta::ToolCall {
@@ -230,10 +232,10 @@ impl Aggregator {
                 _ => {}
             }
             while let Some((_, c)) = citations.next_if(|(b, _)| *b == n) {
-                deltas.push((n, Delta::Citation(c)));
+                deltas.push((n, Delta::Citation(Box::new(c))));
             }
         }
-        deltas.extend(citations.map(|(b, c)| (b, Delta::Citation(c))));
+        deltas.extend(citations.map(|(b, c)| (b, Delta::Citation(Box::new(c)))));
         let last_block = deltas.last().map_or(0, |(n, _)| *n);
         deltas.extend(self.calls.into_iter().map(|c| {
             (
@@ -266,11 +268,13 @@ impl Aggregator {
             });
         }
         if let Some(last) = out.back_mut() {
-            last.usage = self.usage;
-            last.stop_reason = self.stop_reason;
-            last.finish_reason = self.finish_reason;
-            last.stop_sequence = self.stop_sequence;
-            last.metadata = self.metadata;
+            last.end = Some(Box::new(End {
+                usage: self.usage,
+                stop_reason: self.stop_reason,
+                finish_reason: self.finish_reason,
+                stop_sequence: self.stop_sequence,
+                metadata: self.metadata,
+            }));
             last.last = true;
         }
         out
@@ -419,13 +423,16 @@ mod tests {
         }
         agg.push(&Chunk {
             id: "m1".into(),
-            usage: Some(Usage {
-                input: 3,
-                output: 4,
-                total: 7,
-                ..Usage::default()
-            }),
-            stop_reason: Some(StopReason::ToolUse),
+            end: Some(Box::new(End {
+                usage: Some(Usage {
+                    input: 3,
+                    output: 4,
+                    total: 7,
+                    ..Usage::default()
+                }),
+                stop_reason: Some(StopReason::ToolUse),
+                ..End::default()
+            })),
             last: true,
             ..Chunk::default()
         });

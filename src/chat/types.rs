@@ -251,8 +251,9 @@ pub enum Delta {
         arguments: String,
     },
     Reasoning(Reasoning),
-    /// A citation for the text block the relay's block index points at.
-    Citation(Citation),
+    /// A citation for the text block the relay's block index points at
+    /// (boxed: rare, and the largest delta).
+    Citation(Box<Citation>),
 }
 
 /// A citation of a source.
@@ -267,6 +268,9 @@ pub struct Citation {
 }
 
 /// One streamed piece of an answer, as the client sees it.
+///
+/// Kept small (a token's chunk is moved through several stream layers): what
+/// only the last chunk carries is boxed in [`End`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Chunk {
     pub id: String,
@@ -277,14 +281,43 @@ pub struct Chunk {
     /// The content block a text, refusal, reasoning or citation delta belongs to.
     pub block_index: u32,
     pub delta: Option<Delta>,
+    /// Usage, stop reason and response metadata: on the last chunk only.
+    pub end: Option<Box<End>>,
+    pub last: bool,
+}
+
+/// What the last chunk adds: usage, why the model stopped, response metadata.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct End {
     pub usage: Option<Usage>,
     pub stop_reason: Option<StopReason>,
-    /// The provider's own finish reason and stop sequence (last chunk).
+    /// The provider's own finish reason and stop sequence.
     pub finish_reason: String,
     pub stop_sequence: String,
-    /// Response metadata (last chunk): request_id, system_fingerprint, service_tier.
+    /// Response metadata: request_id, system_fingerprint, service_tier.
     pub metadata: Vec<(String, String)>,
-    pub last: bool,
+}
+
+impl Chunk {
+    pub fn usage(&self) -> Option<Usage> {
+        self.end.as_ref().and_then(|e| e.usage)
+    }
+
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.end.as_ref().and_then(|e| e.stop_reason)
+    }
+
+    pub fn finish_reason(&self) -> &str {
+        self.end.as_ref().map_or("", |e| &e.finish_reason)
+    }
+
+    pub fn stop_sequence(&self) -> &str {
+        self.end.as_ref().map_or("", |e| &e.stop_sequence)
+    }
+
+    pub fn metadata(&self) -> &[(String, String)] {
+        self.end.as_ref().map_or(&[], |e| &e.metadata)
+    }
 }
 
 /// What a provider's decoder reports, in upstream order. The relay

@@ -290,7 +290,7 @@ impl CallObs {
         answer: Option<String>,
     ) {
         let Some(c) = &self.0 else { return };
-        let usage = chunk.usage.unwrap_or_default();
+        let usage = chunk.usage().unwrap_or_default();
         if let Some(m) = &c.observer.metrics {
             // Tokens are the answering provider's (a fallback's, not the first target's).
             let (provider, model) = (chunk.provider, c.model());
@@ -300,7 +300,7 @@ impl CallObs {
                 gen_ai_request_model: model.clone(),
                 gen_ai_token_type: t,
             };
-            if chunk.usage.is_some() {
+            if chunk.usage().is_some() {
                 for (t, n) in [
                     ("input", usage.input),
                     ("output", usage.output),
@@ -345,7 +345,7 @@ impl CallObs {
                     log_safe(&chunk.id, ATTR_MAX),
                 ));
             }
-            if chunk.usage.is_some() {
+            if chunk.usage().is_some() {
                 for (k, n) in [
                     ("gen_ai.usage.input_tokens", usage.input),
                     ("gen_ai.usage.output_tokens", usage.output),
@@ -359,13 +359,13 @@ impl CallObs {
                     span.set_attribute(KeyValue::new(k, i64::from(n)));
                 }
             }
-            let reason = if chunk.finish_reason.is_empty() {
+            let reason = if chunk.finish_reason().is_empty() {
                 chunk
-                    .stop_reason
+                    .stop_reason()
                     .map(|s| format!("{s:?}").to_ascii_lowercase())
                     .unwrap_or_default()
             } else {
-                chunk.finish_reason.clone()
+                chunk.finish_reason().to_string()
             };
             if !reason.is_empty() {
                 span.set_attribute(KeyValue::new(

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use crate::{
     chat::{
         aggregate::{Blocks, Place},
-        types::{Chunk, Part, StopReason, Usage},
+        types::{Chunk, End, Part, StopReason, Usage},
     },
     error::{log_safe, redact},
 };
@@ -98,16 +98,18 @@ impl Relay {
                     out.push_back(Chunk {
                         id: self.id().to_string(),
                         model: self.model().to_string(),
-                        usage: self.usage,
-                        stop_reason: Some(self.stop.unwrap_or(StopReason::Other)),
-                        // Upstream-derived text: redacted like everything else that enters.
-                        finish_reason: log_safe(&redact(&self.finish_reason), 200),
-                        // The caller's own stop sequence, echoed: not redacted (no oracle).
-                        stop_sequence: std::mem::take(&mut self.stop_sequence),
-                        metadata: std::mem::take(&mut self.metadata)
-                            .into_iter()
-                            .map(|(k, v)| (k, log_safe(&redact(&v), 200)))
-                            .collect(),
+                        end: Some(Box::new(End {
+                            usage: self.usage,
+                            stop_reason: Some(self.stop.unwrap_or(StopReason::Other)),
+                            // Upstream-derived text: redacted like everything else that enters.
+                            finish_reason: log_safe(&redact(&self.finish_reason), 200),
+                            // The caller's own stop sequence, echoed: not redacted (no oracle).
+                            stop_sequence: std::mem::take(&mut self.stop_sequence),
+                            metadata: std::mem::take(&mut self.metadata)
+                                .into_iter()
+                                .map(|(k, v)| (k, log_safe(&redact(&v), 200)))
+                                .collect(),
+                        })),
                         last: true,
                         ..Chunk::default()
                     });

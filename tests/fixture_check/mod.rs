@@ -218,14 +218,14 @@ fn chunk_mismatch(i: usize, got: &Chunk, want: &Value, id: &str, model: &str) ->
         bad.push(format!("delta {:?}", got.delta));
     }
     let want_usage = usage(&want["usage"]);
-    if got.usage != want_usage {
-        bad.push(format!("usage {:?}, want {want_usage:?}", got.usage));
+    if got.usage() != want_usage {
+        bad.push(format!("usage {:?}, want {want_usage:?}", got.usage()));
     }
     let want_stop = want["stop_reason"].as_str().map(stop_reason);
-    if got.stop_reason != want_stop {
+    if got.stop_reason() != want_stop {
         bad.push(format!(
             "stop_reason {:?}, want {want_stop:?}",
-            got.stop_reason
+            got.stop_reason()
         ));
     }
     let want_last = want["last"].as_bool().unwrap_or(false);

@@ -34,14 +34,15 @@ pub fn stop_reason(s: Option<d::StopReason>) -> i32 {
 /// so its strings move into the message instead of being copied.
 pub fn chunk(c: d::Chunk) -> pb::MessageChunk {
     use pb::message_chunk::Delta as P;
+    let end = c.end.map(|e| *e).unwrap_or_default();
     pb::MessageChunk {
         id: c.id,
         model: c.model,
         provider: c.provider.to_string(),
         block_index: c.block_index,
-        finish_reason: c.finish_reason,
-        stop_sequence: c.stop_sequence,
-        response_metadata: c.metadata.into_iter().collect(),
+        finish_reason: end.finish_reason,
+        stop_sequence: end.stop_sequence,
+        response_metadata: end.metadata.into_iter().collect(),
         delta: c.delta.map(|delta| match delta {
             d::Delta::Text(t) => P::Text(t),
             d::Delta::Refusal(t) => P::Refusal(t),
@@ -61,10 +62,10 @@ pub fn chunk(c: d::Chunk) -> pb::MessageChunk {
                 signature: r.signature,
                 redacted: r.redacted,
             }),
-            d::Delta::Citation(ct) => P::Citation(citation(c.block_index, ct)),
+            d::Delta::Citation(ct) => P::Citation(citation(c.block_index, *ct)),
         }),
-        usage: c.usage.as_ref().map(usage),
-        stop_reason: stop_reason(c.stop_reason),
+        usage: end.usage.as_ref().map(usage),
+        stop_reason: stop_reason(end.stop_reason),
         last: c.last,
     }
 }

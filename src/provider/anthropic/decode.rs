@@ -251,7 +251,7 @@ impl AnthropicDecoder {
     /// too many wait), else held until its first text.
     fn cite(&mut self, index: u32, c: Citation, out: &mut Vec<Part>) {
         if self.texted.contains(&index) || self.held.len() >= MAX_HELD_CITATIONS {
-            out.push(Part::Delta(Delta::Citation(c)));
+            out.push(Part::Delta(Delta::Citation(Box::new(c))));
         } else {
             self.held.push((index, c));
         }
@@ -273,7 +273,10 @@ impl AnthropicDecoder {
             .into_iter()
             .partition(|(i, _)| index.is_none_or(|x| x == *i));
         self.held = keep;
-        out.extend(go.into_iter().map(|(_, c)| Part::Delta(Delta::Citation(c))));
+        out.extend(
+            go.into_iter()
+                .map(|(_, c)| Part::Delta(Delta::Citation(Box::new(c)))),
+        );
     }
 
     /// Counts are cumulative: a later report replaces an earlier one.

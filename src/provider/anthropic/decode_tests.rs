@@ -177,7 +177,7 @@ fn server_tool_blocks_are_not_client_tool_calls() {
 }
 
 fn cite(c: Citation) -> Part {
-    Part::Delta(Delta::Citation(c))
+    Part::Delta(Delta::Citation(Box::new(c)))
 }
 
 #[test]

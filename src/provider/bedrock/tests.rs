@@ -95,12 +95,12 @@ fn a_documented_stream_translates_and_every_split_gives_the_same() {
     );
     let last = chunks.last().unwrap();
     assert!(last.last);
-    assert_eq!(last.stop_reason, Some(StopReason::ToolUse));
-    assert_eq!(last.finish_reason, "tool_use");
-    let u = last.usage.unwrap();
+    assert_eq!(last.stop_reason(), Some(StopReason::ToolUse));
+    assert_eq!(last.finish_reason(), "tool_use");
+    let u = last.usage().unwrap();
     assert_eq!((u.input, u.output, u.total, u.cache_read), (15, 20, 35, 5));
     assert!(last
-        .metadata
+        .metadata()
         .contains(&("latency_ms".to_string(), "321".to_string())));
     for i in 0..=body.len() {
         assert_eq!(
@@ -170,8 +170,8 @@ fn truncation_before_message_stop_is_unavailable_after_it_the_content_is_whole()
     let (chunks, err) = decode_body(&body[..body.len() - metadata_len], &[]);
     assert!(err.is_none());
     let last = chunks.last().unwrap();
-    assert!(last.last && last.usage.is_none());
-    assert_eq!(last.stop_reason, Some(StopReason::ToolUse));
+    assert!(last.last && last.usage().is_none());
+    assert_eq!(last.stop_reason(), Some(StopReason::ToolUse));
     // A metadata frame cut short after messageStop is still a truncation.
     let (_, err) = decode_body(&body[..body.len() - 3], &[]);
     assert_eq!(err.unwrap().reason, "UPSTREAM_TRUNCATED");

@@ -359,14 +359,14 @@ impl GeminiDecoder {
                 }
                 let (start, end, url, title) = key.clone();
                 self.cited.insert(key);
-                out.push(Part::Delta(Delta::Citation(Citation {
+                out.push(Part::Delta(Delta::Citation(Box::new(Citation {
                     kind: "grounding".into(),
                     cited_text: seg.text.as_deref().unwrap_or("").to_string(),
                     url,
                     title,
                     start,
                     end,
-                })));
+                }))));
             }
         }
     }

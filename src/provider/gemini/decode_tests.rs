@@ -198,14 +198,14 @@ fn grounding_becomes_citations_once_each() {
     let mut d = GeminiDecoder::default();
     let frame_json = r#"{"candidates":[{"content":{"parts":[{"text":"Spain won Euro 2024."}]},"groundingMetadata":{"webSearchQueries":["euro 2024 winner"],"groundingChunks":[{"web":{"uri":"https://a.test/1","title":"a.test"}},{"web":{"uri":"https://b.test/2","title":"b.test"}}],"groundingSupports":[{"segment":{"endIndex":20,"text":"Spain won Euro 2024."},"groundingChunkIndices":[0,1]},{"segment":{"startIndex":3,"endIndex":9},"groundingChunkIndices":[7]}]}}]}"#;
     let cite = |url: &str, title: &str| {
-        Part::Delta(Delta::Citation(Citation {
+        Part::Delta(Delta::Citation(Box::new(Citation {
             kind: "grounding".into(),
             cited_text: "Spain won Euro 2024.".into(),
             url: url.into(),
             title: title.into(),
             start: 0,
             end: 20,
-        }))
+        })))
     };
     assert_eq!(
         on(&mut d, &frame(frame_json)).unwrap(),

@@ -160,14 +160,14 @@ impl ResponsesDecoder {
             }
             "response.output_text.annotation.added" => {
                 if let Some(a) = e.annotation.filter(|a| !a.url.is_empty()) {
-                    out.push(Part::Delta(Delta::Citation(Citation {
+                    out.push(Part::Delta(Delta::Citation(Box::new(Citation {
                         kind: a.kind,
                         cited_text: String::new(),
                         url: a.url,
                         title: a.title,
                         start: a.start_index,
                         end: a.end_index,
-                    })));
+                    }))));
                 }
             }
             "response.output_item.added" => {
