@@ -88,8 +88,7 @@ impl Wire for Anthropic {
         ] {
             codec::merge_provider_options(&mut body, options, wire::OWNED, "anthropic")?;
         }
-        let body = serde_json::to_vec(&body)
-            .map_err(|e| Error::internal(format!("encoding the anthropic request failed: {e}")))?;
+        let body = codec::json_body(&body, "anthropic")?;
         let mut rb = client
             .post(self.settings.endpoint("/v1/messages"))
             .header("anthropic-version", API_VERSION)

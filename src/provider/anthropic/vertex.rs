@@ -66,8 +66,7 @@ impl Wire for AnthropicVertex {
         // Vertex names the model in the URL and the API version in the body.
         body.remove("model");
         body.insert("anthropic_version".into(), VERTEX_VERSION.into());
-        let body = serde_json::to_vec(&body)
-            .map_err(|e| Error::internal(format!("encoding the vertex request failed: {e}")))?;
+        let body = crate::provider::codec::json_body(&body, "vertex")?;
         let mut rb = client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")

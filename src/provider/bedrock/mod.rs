@@ -137,8 +137,7 @@ impl Wire for Bedrock {
     ) -> Result<reqwest::RequestBuilder, Error> {
         codec::refuse_unsupported(&call.request, NAME, wire::SUPPORTS)?;
         let body = wire::body(call, self.settings.default_max_tokens)?;
-        let body = serde_json::to_vec(&body)
-            .map_err(|e| Error::internal(format!("encoding the bedrock request failed: {e}")))?;
+        let body = codec::json_body(&body, "bedrock")?;
         let url = self.url(&call.model);
         // Signed: the content type, accept and the file's plain extra headers
         // (a credential header from the file is sent, unsigned).

@@ -143,7 +143,7 @@ impl Wire for Gemini {
         let mut req = client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
+            .body(crate::provider::codec::json_body(&body, NAME)?);
         req = super::with_extra_headers(req, &self.settings.headers)?;
         // The key goes in a header, never in the URL (URLs end up in logs).
         if let Some(key) = &self.settings.api_key {

@@ -55,7 +55,7 @@ impl Wire for GeminiVertex {
         let req = client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
+            .body(crate::provider::codec::json_body(&body, "vertex")?);
         crate::provider::with_extra_headers(req, &self.settings.headers)
     }
 

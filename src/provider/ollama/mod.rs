@@ -158,7 +158,7 @@ impl Wire for Ollama {
         let mut req = client
             .post(self.settings.bearer_endpoint("/api/chat"))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
+            .body(crate::provider::codec::json_body(&body, NAME)?);
         req = super::with_extra_headers(req, &self.settings.headers)?;
         // A key only matters behind an authenticating proxy or on ollama.com.
         if let Some(key) = &self.settings.api_key {

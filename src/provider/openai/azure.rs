@@ -176,7 +176,7 @@ impl Wire for Azure {
             .post(self.url(&call.model)?)
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
+            .body(crate::provider::codec::json_body(&body, "azure")?);
         if let Some(key) = &self.settings.api_key {
             rb = rb.header("api-key", crate::provider::secret_header(key)?);
         } else if let Some(token) = &self.token {

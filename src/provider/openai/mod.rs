@@ -119,7 +119,7 @@ fn sse_post(
         .post(settings.bearer_endpoint(path))
         .header(reqwest::header::ACCEPT, "text/event-stream")
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body.to_string());
+        .body(crate::provider::codec::json_body(body, "openai")?);
     if let Some(key) = &settings.api_key {
         rb = rb.bearer_auth(key);
     }
