@@ -427,16 +427,20 @@ impl Stream for Timed {
                     "the answer ended without its last chunk (truncated)",
                 ))
             }
-            Poll::Pending => {}
-        }
-        // The sleep already waits, for a deadline no later than the real one
-        // (chunks only move the idle deadline later), with a waker for this
-        // same task: nothing to do until it fires or a chunk comes. This path
-        // runs on every coalescing turn; it skips a clock read and the timer's
-        // own poll.
-        if this.armed.as_ref().is_some_and(|w| w.will_wake(cx.waker())) && !this.sleep.is_elapsed()
-        {
-            return Poll::Pending;
+            // Nothing came, and the sleep already waits, for a deadline no
+            // later than the real one (chunks only move the idle deadline
+            // later), with a waker for this same task: nothing to do until it
+            // fires or a chunk comes. This runs on every coalescing turn; it
+            // skips a clock read and the timer's own poll. (Not for a chunk
+            // that came after the end: that ends the call now, below, though
+            // the timer wheel may not have fired the sleep yet.)
+            Poll::Pending => {
+                if this.armed.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+                    && !this.sleep.is_elapsed()
+                {
+                    return Poll::Pending;
+                }
+            }
         }
         this.armed = None;
         let now = loop {
@@ -497,3 +501,7 @@ fn collapse(chunks: ChunkStream, fold: Fold) -> ChunkStream {
         }),
     )
 }
+
+#[cfg(test)]
+#[path = "pipeline/tests.rs"]
+mod tests;

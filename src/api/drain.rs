@@ -202,7 +202,7 @@ where
     // Unconstrained: a poll that returns Pending has always registered the
     // waker (tokio's task budget could otherwise return Pending unregistered),
     // which is what lets later polls skip it (see `armed`).
-    let stopped = Box::pin(tokio::task::unconstrained(call.drain.stopped()));
+    let stopped = Box::pin(tokio::task::coop::unconstrained(call.drain.stopped()));
     Box::pin(Guard {
         inner,
         call: Some(call),

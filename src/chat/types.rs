@@ -286,6 +286,10 @@ pub struct Chunk {
     pub last: bool,
 }
 
+// A token's chunk is moved several times on its way to the client: a field
+// that makes it larger belongs in `End` (or a box), not here.
+const _: () = assert!(std::mem::size_of::<Chunk>() <= 160);
+
 /// What the last chunk adds: usage, why the model stopped, response metadata.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct End {
