@@ -12,7 +12,10 @@
 
 use std::borrow::Cow;
 
-use super::chunk::{ContentField, ContentPart, WireChunk, WireDelta, WireUsage};
+use super::{
+    chunk::{ContentField, ContentPart, WireChunk, WireDelta, WireUsage},
+    token::{token_chunk, TokenChunk},
+};
 
 use crate::{
     chat::types::{Delta, Part, Reasoning, StopReason, Usage},
@@ -45,6 +48,8 @@ pub struct OpenAiDecoder {
     usage_seen: bool,
     refusal_seen: bool,
     stop: Option<StopReason>,
+    /// Tests: every chunk through the full parse, to compare with the shape read.
+    pub(super) full_parse_only: bool,
 }
 
 impl OpenAiDecoder {
@@ -64,27 +69,13 @@ impl OpenAiDecoder {
         if let Some(e) = c.error {
             return Err(super::stream_error(&e));
         }
-        if !self.meta_sent {
-            let id = c.id.as_deref().unwrap_or("");
-            if !id.is_empty() {
-                out.push(Part::Meta {
-                    id: id.to_string(),
-                    model: c.model.as_deref().unwrap_or("").to_string(),
-                });
-                self.meta_sent = true;
-            }
-        }
-        // Repeated on every chunk by OpenAI: reported once, not copied per token.
-        if !self.metadata_sent {
-            if let Some(f) = c.system_fingerprint.filter(|f| !f.is_empty()) {
-                out.push(Part::Metadata("system_fingerprint", f.into_owned()));
-                self.metadata_sent = true;
-            }
-            if let Some(t) = c.service_tier.filter(|t| !t.is_empty()) {
-                out.push(Part::Metadata("service_tier", t.into_owned()));
-                self.metadata_sent = true;
-            }
-        }
+        self.head(
+            c.id.as_deref(),
+            c.model.as_deref(),
+            c.system_fingerprint,
+            c.service_tier,
+            out,
+        );
         for choice in c.choices.unwrap_or_default() {
             if choice.index.unwrap_or(0) != 0 {
                 continue;
@@ -121,6 +112,53 @@ impl OpenAiDecoder {
             out.push(Part::Usage(usage(&u)));
         }
         Ok(())
+    }
+
+    /// The id and model (once), the fingerprint and service tier (once).
+    fn head(
+        &mut self,
+        id: Option<&str>,
+        model: Option<&str>,
+        system_fingerprint: Option<JsonStr<'_>>,
+        service_tier: Option<JsonStr<'_>>,
+        out: &mut Vec<Part>,
+    ) {
+        if !self.meta_sent {
+            let id = id.unwrap_or("");
+            if !id.is_empty() {
+                out.push(Part::Meta {
+                    id: id.to_string(),
+                    model: model.unwrap_or("").to_string(),
+                });
+                self.meta_sent = true;
+            }
+        }
+        // Repeated on every chunk by OpenAI: reported once, not copied per token.
+        if !self.metadata_sent {
+            if let Some(f) = system_fingerprint.filter(|f| !f.is_empty()) {
+                out.push(Part::Metadata("system_fingerprint", f.into_owned()));
+                self.metadata_sent = true;
+            }
+            if let Some(t) = service_tier.filter(|t| !t.is_empty()) {
+                out.push(Part::Metadata("service_tier", t.into_owned()));
+                self.metadata_sent = true;
+            }
+        }
+    }
+
+    /// A token chunk read by its shape (`super::token`): what `chunk` makes of
+    /// the same JSON.
+    fn token(&mut self, t: TokenChunk<'_>, out: &mut Vec<Part>) {
+        self.head(
+            Some(&t.id),
+            Some(&t.model),
+            t.system_fingerprint,
+            t.service_tier,
+            out,
+        );
+        if !t.content.is_empty() {
+            out.push(Part::Delta(Delta::Text(t.content.into_owned())));
+        }
     }
 
     /// A refused answer ends with CONTENT_FILTER (contract), though OpenAI says `stop`.
@@ -297,6 +335,14 @@ impl Decoder for OpenAiDecoder {
         }
         if data.is_empty() {
             return Ok(());
+        }
+        // The per-token chunk, read by its exact shape (the usual case); any
+        // other chunk, or an `error` event, takes the full parse.
+        if frame.event.is_empty() && !self.full_parse_only {
+            if let Some(t) = token_chunk(data) {
+                self.token(t, out);
+                return Ok(());
+            }
         }
         let chunk: WireChunk<'_> = match serde_json::from_str(data) {
             Ok(c) => c,

@@ -10,6 +10,7 @@ pub mod azure;
 mod chunk;
 pub mod decode;
 pub mod responses;
+mod token;
 pub mod wire;
 
 pub use decode::OpenAiDecoder;
