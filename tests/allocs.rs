@@ -2,7 +2,8 @@
 //! counted by `allocation-counter`'s global allocator. A token's chunk needs
 //! three: its text, and the message id and model it carries (prost's `String`
 //! fields; the gRPC layer adds the provider name); OpenAI's decoder a fourth,
-//! the `Vec` of a chunk's choices (kept: reading them inline was slower).
+//! the `Vec` of a chunk's choices, when the chunk is not in the shape its
+//! shape read takes (`provider::openai::token`).
 //! Everything else of the frame — its line, the decoder's output, the JSON's
 //! id and model — is borrowed or reused, and a change that copies again fails
 //! here.
@@ -34,14 +35,24 @@ fn per_token<D: Decoder>(answer: fn(usize) -> (String, Vec<usize>), decoder: fn(
     (count(2 * N) - count(N)) as f64 / N as f64
 }
 
-/// An OpenAI answer as the provider streams it: one SSE event per token, each
-/// arriving in its own read (the split points).
-fn openai_answer(tokens: usize) -> (String, Vec<usize>) {
+/// An OpenAI answer as the provider streams it, byte for byte in its field
+/// order: one SSE event per token, each arriving in its own read (the split
+/// points). `shaped` false writes the same chunks with their keys sorted
+/// (serde_json's map order), which the decoder's shape read leaves to the full
+/// parse.
+fn openai_chunks(tokens: usize, shaped: bool) -> (String, Vec<usize>) {
     let mut body = String::new();
     let mut splits = Vec::new();
     for i in 0..tokens {
-        let c = json!({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",
-            "system_fingerprint":"fp_1","choices":[{"index":0,"delta":{"content":format!(" tok{i}")},"finish_reason":null}]});
+        let c = if shaped {
+            format!(
+                r#"{{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","system_fingerprint":"fp_1","choices":[{{"index":0,"delta":{{"content":" tok{i}"}},"logprobs":null,"finish_reason":null}}]}}"#
+            )
+        } else {
+            json!({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",
+                "system_fingerprint":"fp_1","choices":[{"index":0,"delta":{"content":format!(" tok{i}")},"finish_reason":null}]})
+            .to_string()
+        };
         body += &format!("data: {c}\n\n");
         splits.push(body.len());
     }
@@ -49,6 +60,14 @@ fn openai_answer(tokens: usize) -> (String, Vec<usize>) {
         "choices":[{"index":0,"delta":{},"finish_reason":"stop"}]});
     body += &format!("data: {c}\n\ndata: [DONE]\n\n");
     (body, splits)
+}
+
+fn openai_answer(tokens: usize) -> (String, Vec<usize>) {
+    openai_chunks(tokens, true)
+}
+
+fn openai_answer_sorted(tokens: usize) -> (String, Vec<usize>) {
+    openai_chunks(tokens, false)
 }
 
 /// An Anthropic answer, one `content_block_delta` per token, each in its own read.
@@ -76,8 +95,19 @@ fn anthropic_answer(tokens: usize) -> (String, Vec<usize>) {
 }
 
 #[test]
-fn an_openai_token_costs_its_text_id_model_and_choices_and_nothing_else() {
+fn an_openai_token_costs_its_text_id_and_model_and_nothing_else() {
     let k = per_token(openai_answer, OpenAiDecoder::new);
+    assert!(
+        (2.95..=3.05).contains(&k),
+        "{k} allocations per token (3 expected)"
+    );
+}
+
+/// A chunk of another shape goes through the full parse, which also
+/// allocates the `Vec` of its choices (kept: reading them inline was slower).
+#[test]
+fn an_openai_token_of_another_shape_costs_its_choices_too() {
+    let k = per_token(openai_answer_sorted, OpenAiDecoder::new);
     assert!(
         (3.95..=4.05).contains(&k),
         "{k} allocations per token (4 expected)"
