@@ -10,10 +10,12 @@ few percent apart.
 The upstream is the project's shared benchmark harness's mock OpenAI server
 and its load generator (kept outside this repository; build their
 mock-upstream/ and loadgen/ with `cargo build --release`); valgrind is
-Debian's `valgrind` package. Everything runs on 127.0.0.1; only chatwire runs
-under callgrind (the mock and the load generator run natively, so a slowed
-chatwire reads the mock's events in larger batches than it would at full
-speed: compare builds with each other, not with perf's figures).
+Debian's `valgrind` package (`callgrind_control` reaches the process through
+ptrace, which a container may need allowed). Everything runs on 127.0.0.1;
+only chatwire runs under callgrind (the mock and the load generator run
+natively, so a slowed chatwire reads the mock's events in larger batches than
+it would at full speed: compare builds with each other, not with perf's
+figures).
 
 For each binary and repetition (binaries alternate): the mock answers every
 call with --tokens tokens as fast as it can; chatwire starts under callgrind;
@@ -27,6 +29,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -75,13 +78,17 @@ def one_run(args, binary, workdir, tag):
         subprocess.run(["callgrind_control", "-d", str(cw.pid)], capture_output=True, check=True, timeout=60)
     finally:
         cw.terminate()
-        cw.wait(timeout=60)
+        try:
+            cw.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            cw.kill()
+            cw.wait(timeout=30)
     # The dump after the zeroing is the first numbered part (<file>.1).
     dumps = sorted(glob.glob(out_file + ".*"))
     text = open(dumps[0]).read() if dumps else ""
     m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
-    if not m or not r.get("deltas_total"):
-        raise RuntimeError(f"no count for {binary}: {dumps}, {r}")
+    if not m or not r.get("deltas_total") or r.get("errors"):
+        raise RuntimeError(f"no count for {binary} (or calls failed): {dumps}, {r}")
     instructions = int(m.group(1))
     return dict(chunks=r["deltas_total"], errors=r.get("errors"),
                 per_chunk=round(instructions / r["deltas_total"]), per_call=round(instructions / args.n))
@@ -117,6 +124,7 @@ def main():
     finally:
         mock.terminate()
         mock.wait(timeout=30)
+        shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(dict(tokens=args.tokens, c=args.c, n=args.n, results=results), indent=1))
 
 
