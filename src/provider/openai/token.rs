@@ -233,6 +233,13 @@ mod tests {
                     Just("\t".to_string()),
                     Just("\"".to_string()),
                     Just("\\".to_string()),
+                    Just("\\/".to_string()),
+                    Just("\\b\\f\\r".to_string()),
+                    Just("\\u0022".to_string()),
+                    Just("\\u005C".to_string()),
+                    Just("\\uD83D\\uDE00".to_string()),
+                    Just("\\u0000".to_string()),
+                    Just("\\u00".to_string()),
                 ],
                 0..6
             )
@@ -257,18 +264,19 @@ mod tests {
             Just("-1"),
             Just("1.5"),
             Just("1e3"),
+            Just("123456789012345678901234567890"),
             Just("")
         ];
-        let tail = prop_oneof![
-            Just(""),
-            Just(",\"usage\":null"),
-            Just(",\"obfuscation\":\"x1\""),
-            Just(",\"usage\":null,\"obfuscation\":\"x1\""),
-            Just(",\"usage\":{}")
-        ];
+        let usage = prop_oneof![Just(""), Just(",\"usage\":null"), Just(",\"usage\":{}")];
+        let tail = (usage, optional("obfuscation")).prop_map(|(u, o)| format!("{u}{o}"));
+        // Replace one character, or insert before it.
         let edit = prop_oneof![
             3 => Just(None),
-            1 => (any::<prop::sample::Index>(), prop::sample::select(vec!["", " ", "\"", "\\", ",", "}", "]", "0", "x", "null"]))
+            1 => (
+                any::<prop::sample::Index>(),
+                prop::sample::select(vec!["", " ", "\n", "\"", "\\", ",", "}", "]", "0", "x", "null"]),
+                any::<bool>()
+            )
                 .prop_map(Some),
         ];
         (field(), created, field(), optional("service_tier"), optional("system_fingerprint"), field(), tail, edit)
@@ -276,13 +284,16 @@ mod tests {
                 let mut s = format!(
                     r#"{{"id":{id},"object":"chat.completion.chunk","created":{created},"model":{model}{tier}{fp},"choices":[{{"index":0,"delta":{{"content":{content}}},"logprobs":null,"finish_reason":null}}]{tail}}}"#
                 );
-                if let Some((at, with)) = edit {
-                    // Replace one character (at a character boundary).
+                if let Some((at, with, insert)) = edit {
                     let mut i = at.index(s.len().max(1));
                     while !s.is_char_boundary(i) {
                         i -= 1;
                     }
-                    let end = s[i..].chars().next().map_or(i, |c| i + c.len_utf8());
+                    let end = if insert {
+                        i
+                    } else {
+                        s[i..].chars().next().map_or(i, |c| i + c.len_utf8())
+                    };
                     s.replace_range(i..end, with);
                 }
                 s
@@ -303,6 +314,44 @@ mod tests {
         (0..2)
             .map(|_| d.on_frame(&frame).map_err(|e| e.message))
             .collect()
+    }
+
+    /// Chunks only the full parse takes, as a stream has them around its tokens.
+    fn other() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"fp","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"refusal":"no"},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+            r#"{"id":"","choices":[]}"#,
+        ])
+        .prop_map(str::to_string)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        /// A stream that mixes token chunks with chunks only the full parse
+        /// takes decodes to the same parts either way (the decoder's state
+        /// carries across the two paths).
+        #[test]
+        fn a_mixed_stream_decodes_as_the_full_parse(
+            frames in prop::collection::vec(prop_oneof![chunk(), other()], 1..12)
+        ) {
+            let run = |full_parse_only: bool| {
+                let mut d = OpenAiDecoder::new();
+                d.full_parse_only = full_parse_only;
+                let mut out = Vec::new();
+                for data in frames.iter().map(String::as_str).chain(["[DONE]"]) {
+                    let frame = Frame { event: String::new(), data: data.to_string() };
+                    out.push(d.on_frame(&frame).map_err(|e| e.message));
+                }
+                out.push(d.finish().map_err(|e| e.message));
+                out
+            };
+            prop_assert_eq!(run(false), run(true), "{:?}", frames);
+        }
     }
 
     proptest! {
