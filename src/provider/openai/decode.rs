@@ -14,7 +14,7 @@ use std::borrow::Cow;
 
 use super::{
     chunk::{ContentField, ContentPart, WireChunk, WireDelta, WireUsage},
-    token::{token_chunk, TokenChunk},
+    token::{token_chunk, TokenChunk, TokenDelta},
 };
 
 use crate::{
@@ -147,7 +147,7 @@ impl OpenAiDecoder {
     }
 
     /// A token chunk read by its shape (`super::token`): what `chunk` makes of
-    /// the same JSON.
+    /// the same JSON (a text, or a tool call's next arguments).
     fn token(&mut self, t: TokenChunk<'_>, out: &mut Vec<Part>) {
         self.head(
             Some(&t.id),
@@ -156,8 +156,14 @@ impl OpenAiDecoder {
             t.service_tier,
             out,
         );
-        if !t.content.is_empty() {
-            out.push(Part::Delta(Delta::Text(t.content.into_owned())));
+        match t.delta {
+            TokenDelta::Content(c) if !c.is_empty() => {
+                out.push(Part::Delta(Delta::Text(c.into_owned())));
+            }
+            TokenDelta::Content(_) => {}
+            TokenDelta::Arguments { index, arguments } => {
+                self.tool_fragment(index, None, None, Some(arguments.0), out);
+            }
         }
     }
 

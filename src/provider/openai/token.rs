@@ -8,10 +8,13 @@
 //! ```text
 //! {"id":S,"object":"chat.completion.chunk","created":N,"model":S
 //!  [,"service_tier":S|null][,"system_fingerprint":S|null]
-//!  ,"choices":[{"index":0,"delta":{"content":S},"logprobs":null,"finish_reason":null}]
+//!  ,"choices":[{"index":0,"delta":D,"logprobs":null,"finish_reason":null}]
 //!  [,"usage":null][,"obfuscation":S]}
 //! ```
 //!
+//! where the delta D is a token's text, `{"content":S}`, or a tool call's
+//! next fragment of arguments, `{"tool_calls":[{"index":N,"function":{"arguments":S}}]}`
+//! (its first fragment, with the call's id and name, takes the full parse),
 //! with no whitespace. Anything else (another order, a space, another field,
 //! a role, a finish reason, tool calls, a number that is not a plain unsigned
 //! integer, a string with a control character) returns `None` and is left to
@@ -30,7 +33,16 @@ pub(super) struct TokenChunk<'a> {
     pub(super) model: JsonStr<'a>,
     pub(super) service_tier: Option<JsonStr<'a>>,
     pub(super) system_fingerprint: Option<JsonStr<'a>>,
-    pub(super) content: JsonStr<'a>,
+    pub(super) delta: TokenDelta<'a>,
+}
+
+/// What a token chunk's delta carries.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum TokenDelta<'a> {
+    /// The answer's text.
+    Content(JsonStr<'a>),
+    /// More arguments of the tool call at `index`.
+    Arguments { index: u32, arguments: JsonStr<'a> },
 }
 
 /// The token chunk in `data`, or `None` for the full parse to decide.
@@ -52,8 +64,17 @@ pub(super) fn token_chunk(data: &str) -> Option<TokenChunk<'_>> {
     } else {
         None
     };
-    c.lit(r#","choices":[{"index":0,"delta":{"content":"#)?;
-    let content = c.string()?;
+    c.lit(r#","choices":[{"index":0,"delta":{"#)?;
+    let delta = if c.take(r#""content":"#) {
+        TokenDelta::Content(c.string()?)
+    } else {
+        c.lit(r#""tool_calls":[{"index":"#)?;
+        let index = c.u32()?;
+        c.lit(r#","function":{"arguments":"#)?;
+        let arguments = c.string()?;
+        c.lit("}}]")?;
+        TokenDelta::Arguments { index, arguments }
+    };
     c.lit(r#"},"logprobs":null,"finish_reason":null}]"#)?;
     c.take(r#","usage":null"#);
     if c.take(r#","obfuscation":"#) {
@@ -65,7 +86,7 @@ pub(super) fn token_chunk(data: &str) -> Option<TokenChunk<'_>> {
         model,
         service_tier,
         system_fingerprint,
-        content,
+        delta,
     })
 }
 
@@ -105,6 +126,13 @@ impl<'a> Cursor<'a> {
         }
         self.at += digits;
         Some(())
+    }
+
+    /// An unsigned integer that fits a `u32` (what serde reads the index as).
+    fn u32(&mut self) -> Option<u32> {
+        let start = self.at;
+        self.uint()?;
+        self.s.get(start..self.at)?.parse().ok()
     }
 
     fn string_or_null(&mut self) -> Option<Option<JsonStr<'a>>> {
@@ -165,7 +193,7 @@ mod tests {
         let t = token_chunk(MOCK).unwrap();
         assert!(matches!(t.id.0, Cow::Borrowed("chatcmpl-1")));
         assert_eq!(&*t.model, "gpt-4o-mini");
-        assert!(matches!(t.content.0, Cow::Borrowed(" t1")));
+        assert!(matches!(&t.delta, TokenDelta::Content(c) if matches!(c.0, Cow::Borrowed(" t1"))));
         assert_eq!((t.service_tier, t.system_fingerprint), (None, None));
     }
 
@@ -174,7 +202,40 @@ mod tests {
         let t = token_chunk(r#"{"id":"c","object":"chat.completion.chunk","created":0,"model":"m","service_tier":"default","system_fingerprint":"fp_1","choices":[{"index":0,"delta":{"content":"a\n\"b\" \u00e9"},"logprobs":null,"finish_reason":null}],"usage":null,"obfuscation":"x1"}"#).unwrap();
         assert_eq!(t.service_tier.as_deref(), Some("default"));
         assert_eq!(t.system_fingerprint.as_deref(), Some("fp_1"));
-        assert!(matches!(&t.content.0, Cow::Owned(s) if s == "a\n\"b\" é"));
+        assert!(
+            matches!(&t.delta, TokenDelta::Content(c) if matches!(&c.0, Cow::Owned(s) if s == "a\n\"b\" é"))
+        );
+    }
+
+    const ARGS: &str = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":2,"function":{"arguments":"{\"x\":"}}]},"logprobs":null,"finish_reason":null}]}"#;
+
+    #[test]
+    fn reads_a_tool_calls_next_arguments() {
+        let t = token_chunk(ARGS).unwrap();
+        assert!(
+            matches!(&t.delta, TokenDelta::Arguments { index: 2, arguments } if &**arguments == "{\"x\":")
+        );
+        for v in [
+            // the first fragment (id, type, name), two calls, an index too big or 01
+            ARGS.replace(
+                r#"{"index":2,"function""#,
+                r#"{"index":2,"id":"call_1","type":"function","function""#,
+            ),
+            ARGS.replace(r#"{"arguments""#, r#"{"name":"f","arguments""#),
+            ARGS.replace("}}]}", r#"}},{"index":3,"function":{"arguments":""}}]}"#),
+            ARGS.replace(r#""index":2"#, r#""index":4294967296"#),
+            ARGS.replace(r#""index":2"#, r#""index":02"#),
+        ] {
+            assert_eq!(token_chunk(&v), None, "{v}");
+        }
+        let big = ARGS.replace(r#""index":2"#, r#""index":4294967295"#);
+        assert!(matches!(
+            token_chunk(&big).unwrap().delta,
+            TokenDelta::Arguments {
+                index: u32::MAX,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -279,10 +340,15 @@ mod tests {
             )
                 .prop_map(Some),
         ];
-        (field(), created, field(), optional("service_tier"), optional("system_fingerprint"), field(), tail, edit)
-            .prop_map(|(id, created, model, tier, fp, content, tail, edit)| {
+        let delta = prop_oneof![
+            3 => field().prop_map(|c| format!(r#"{{"content":{c}}}"#)),
+            1 => (prop::sample::select(vec!["0", "1", "7", "4294967295", "4294967296", "01", "-1"]), field())
+                .prop_map(|(i, a)| format!(r#"{{"tool_calls":[{{"index":{i},"function":{{"arguments":{a}}}}}]}}"#)),
+        ];
+        (field(), created, field(), optional("service_tier"), optional("system_fingerprint"), delta, tail, edit)
+            .prop_map(|(id, created, model, tier, fp, delta, tail, edit)| {
                 let mut s = format!(
-                    r#"{{"id":{id},"object":"chat.completion.chunk","created":{created},"model":{model}{tier}{fp},"choices":[{{"index":0,"delta":{{"content":{content}}},"logprobs":null,"finish_reason":null}}]{tail}}}"#
+                    r#"{{"id":{id},"object":"chat.completion.chunk","created":{created},"model":{model}{tier}{fp},"choices":[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":null}}]{tail}}}"#
                 );
                 if let Some((at, with, insert)) = edit {
                     let mut i = at.index(s.len().max(1));
@@ -321,6 +387,9 @@ mod tests {
         prop::sample::select(vec![
             r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"fp","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#,
             r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_2","type":"function","function":{"name":"g","arguments":""}}]},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"name":"_more"}}]},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}"#,
             r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]},"logprobs":null,"finish_reason":null}]}"#,
             r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"refusal":"no"},"logprobs":null,"finish_reason":null}]}"#,
             r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}"#,
