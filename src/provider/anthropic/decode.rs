@@ -1,14 +1,10 @@
 //! The pure decoder of Anthropic's Messages SSE stream: one event in, the
-//! domain parts it produces out. Wire types are borrowed serde enums; nothing
-//! is buffered beyond the block kinds, the usage counters and the citations
-//! that came before their text block's first text (a few, bounded).
+//! domain parts it produces out. Wire types (`super::event`) are borrowed
+//! serde enums; nothing is buffered beyond the block kinds, the usage counters
+//! and the citations that came before their text block's first text (a few,
+//! bounded).
 
-use std::{
-    borrow::Cow,
-    collections::{HashMap, HashSet},
-};
-
-use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
 
 use crate::{
     chat::types::{Citation, Delta, Part, Reasoning, StopReason, Usage},
@@ -16,198 +12,16 @@ use crate::{
     provider::{Decoder, Frame},
 };
 
-use super::token::{token_delta, Kind, TokenDelta};
+use super::{
+    event::{Block, BlockDelta, Event, WireUsage},
+    token::{token_delta, Kind, TokenDelta},
+};
 
 use crate::provider::json_str::JsonStr;
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Event<'a> {
-    MessageStart {
-        #[serde(borrow)]
-        message: StartMessage<'a>,
-    },
-    ContentBlockStart {
-        index: u32,
-        #[serde(borrow)]
-        content_block: Block<'a>,
-    },
-    ContentBlockDelta {
-        index: u32,
-        #[serde(borrow)]
-        delta: BlockDelta<'a>,
-    },
-    ContentBlockStop {
-        #[serde(default)]
-        index: Option<u32>,
-    },
-    MessageDelta {
-        #[serde(default, borrow)]
-        delta: MessageDeltaBody<'a>,
-        #[serde(default)]
-        usage: Option<WireUsage>,
-    },
-    MessageStop,
-    Ping,
-    Error {
-        #[serde(borrow)]
-        error: ErrorBody<'a>,
-    },
-    #[serde(other)]
-    Unknown,
-}
-
-#[derive(Deserialize, Default)]
-struct StartMessage<'a> {
-    #[serde(default, borrow)]
-    id: Cow<'a, str>,
-    #[serde(default, borrow)]
-    model: Cow<'a, str>,
-    #[serde(default)]
-    usage: Option<WireUsage>,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Block<'a> {
-    Text {
-        #[serde(default, borrow)]
-        text: Cow<'a, str>,
-        /// Empty when streamed (they come as `citations_delta`).
-        #[serde(default, borrow)]
-        citations: Option<Vec<WireCitation<'a>>>,
-    },
-    ToolUse {
-        #[serde(default, borrow)]
-        id: Cow<'a, str>,
-        #[serde(default, borrow)]
-        name: Cow<'a, str>,
-    },
-    Thinking {
-        #[serde(default, borrow)]
-        thinking: Cow<'a, str>,
-        #[serde(default, borrow)]
-        signature: Cow<'a, str>,
-    },
-    RedactedThinking {
-        #[serde(default, borrow)]
-        data: Cow<'a, str>,
-    },
-    /// Server-side tools (`server_tool_use`, `web_search_tool_result`, ...) and
-    /// block types added later: not the client's content.
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum BlockDelta<'a> {
-    TextDelta {
-        #[serde(borrow)]
-        text: Cow<'a, str>,
-    },
-    InputJsonDelta {
-        #[serde(borrow)]
-        partial_json: Cow<'a, str>,
-    },
-    ThinkingDelta {
-        #[serde(borrow)]
-        thinking: Cow<'a, str>,
-    },
-    SignatureDelta {
-        #[serde(borrow)]
-        signature: Cow<'a, str>,
-    },
-    /// One citation for the text block (boxed: the other deltas are small).
-    CitationsDelta {
-        #[serde(default, borrow)]
-        citation: Option<Box<WireCitation<'a>>>,
-    },
-    /// Delta types added later.
-    #[serde(other)]
-    Other,
-}
-
-/// A citation of any of Anthropic's kinds: `char_location` (document title,
-/// character range), `page_location` (page range), `content_block_location`
-/// and `search_result_location` (block range; the latter with a `source`),
-/// `web_search_result_location` (url and title).
-#[derive(Deserialize, Default)]
-struct WireCitation<'a> {
-    #[serde(default, rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(default, borrow)]
-    cited_text: Option<JsonStr<'a>>,
-    #[serde(default, borrow)]
-    url: Option<JsonStr<'a>>,
-    #[serde(default, borrow)]
-    source: Option<JsonStr<'a>>,
-    #[serde(default, borrow)]
-    title: Option<JsonStr<'a>>,
-    #[serde(default, borrow)]
-    document_title: Option<JsonStr<'a>>,
-    #[serde(default)]
-    start_char_index: Option<i64>,
-    #[serde(default)]
-    end_char_index: Option<i64>,
-    #[serde(default)]
-    start_page_number: Option<i64>,
-    #[serde(default)]
-    end_page_number: Option<i64>,
-    #[serde(default)]
-    start_block_index: Option<i64>,
-    #[serde(default)]
-    end_block_index: Option<i64>,
-}
-
-impl WireCitation<'_> {
-    fn into_citation(self) -> Citation {
-        let s = |v: Option<JsonStr<'_>>| v.map(JsonStr::into_owned).unwrap_or_default();
-        let (start, end) = match (self.start_char_index, self.start_page_number) {
-            (Some(start), _) => (start, self.end_char_index),
-            (None, Some(start)) => (start, self.end_page_number),
-            (None, None) => (self.start_block_index.unwrap_or(0), self.end_block_index),
-        };
-        Citation {
-            kind: self.kind.into_owned(),
-            cited_text: s(self.cited_text),
-            url: s(self.url.or(self.source)),
-            title: s(self.document_title.or(self.title)),
-            start,
-            end: end.unwrap_or(0),
-        }
-    }
-}
 
 /// Citations held for a text block that has no text yet, at most: past it
 /// they go out at once (placed beside the block before).
 const MAX_HELD_CITATIONS: usize = 64;
-
-#[derive(Deserialize, Default)]
-struct MessageDeltaBody<'a> {
-    #[serde(default, borrow)]
-    stop_reason: Option<JsonStr<'a>>,
-    #[serde(default, borrow)]
-    stop_sequence: Option<JsonStr<'a>>,
-}
-
-/// Anthropic's usage object; every field optional (message_delta may carry
-/// only `output_tokens`, or the input and cache fields too).
-#[derive(Deserialize, Default, Clone, Copy)]
-struct WireUsage {
-    input_tokens: Option<u32>,
-    output_tokens: Option<u32>,
-    cache_read_input_tokens: Option<u32>,
-    cache_creation_input_tokens: Option<u32>,
-}
-
-#[derive(Deserialize, Default)]
-struct ErrorBody<'a> {
-    #[serde(default, rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(default, borrow)]
-    message: Cow<'a, str>,
-}
 
 /// What a content block index holds (deltas are routed by it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 //! decoder; this file plugs them into the http shell.
 
 mod decode;
+mod event;
 mod thinking;
 mod token;
 pub mod vertex;
