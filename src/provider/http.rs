@@ -204,10 +204,10 @@ const COALESCE_TURNS: u32 = 16;
 /// endless upstream would be read ahead without bound before any chunk went out.
 const READ_AHEAD: usize = 64;
 
-/// The decoded chunks' queue starts with one chunk's room (a chunk is ~290
-/// bytes; one per read is what an open, slow stream needs) and keeps at most
-/// this many between bursts. Without the cap a queue grown by a burst held up
-/// to `READ_AHEAD` chunks' room (~19 KiB) for the rest of the stream; with it,
+/// The decoded chunks' queue starts with one chunk's room (a chunk is at most
+/// 160 bytes; one per read is what an open, slow stream needs) and keeps at
+/// most this many between bursts. Without the cap a queue grown by a burst held
+/// up to `READ_AHEAD` chunks' room (~10 KiB) for the rest of the stream; with it,
 /// bursts of up to 16 chunks cost no reallocation after the first.
 const PENDING_KEEP: usize = 16;
 

@@ -14,7 +14,7 @@ fn event(i: usize) -> String {
 
 /// A burst of 40 chunks in one read passes in order, and the queue it grew
 /// gives back the excess once drained: an open stream does not keep a burst's
-/// worth (40 chunks × ~290 bytes) for the rest of its life.
+/// worth (40 chunks × 160 bytes) for the rest of its life.
 #[tokio::test]
 async fn a_burst_leaves_in_order_and_its_queue_shrinks_back() {
     let burst: String = (0..40).map(event).collect();
