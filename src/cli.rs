@@ -96,6 +96,27 @@ pub struct ServeArgs {
     /// built-in web roots (self-hosted upstreams behind a private CA).
     #[arg(long, env = "CHATWIRE_UPSTREAM_CA")]
     pub upstream_ca: Option<PathBuf>,
+    /// Worker threads of the async runtime (default: the CPUs this process
+    /// may use, container CPU limits included). Fewer threads than CPUs leaves
+    /// cores to other busy processes on the same machine (README, Performance).
+    #[arg(long, env = "CHATWIRE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
+}
+
+impl Cli {
+    /// The runtime's worker threads: the flag or env var where given to
+    /// `serve`, else one per CPU this process may use. (tokio's own
+    /// `TOKIO_WORKER_THREADS` is not read: it aborts on a bad value.)
+    pub fn worker_threads(&self) -> usize {
+        let given = match &self.command {
+            Some(Command::Serve(args)) => args.worker_threads,
+            _ => self.serve.worker_threads,
+        };
+        given.map_or_else(
+            || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            usize::from,
+        )
+    }
 }
 
 #[derive(Debug, Args)]

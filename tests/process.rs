@@ -158,6 +158,72 @@ fn cli_streams_through_the_server_and_sigterm_exits_zero() {
     }
 }
 
+/// The runtime's worker threads come from `--worker-threads` or
+/// `CHATWIRE_WORKER_THREADS` (the serving log line says how many it has), and a
+/// bad value is refused before anything starts. tokio's own
+/// `TOKIO_WORKER_THREADS` is not read: a bad value there used to abort the
+/// process with a panic.
+#[test]
+fn worker_threads_come_from_the_flag_or_env_and_are_checked() {
+    let workers = |lines: &[String]| {
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["fields"]["message"] == "chatwire serving")
+            .map(|v| v["fields"]["worker_threads"].clone())
+    };
+    for (flags, envs, want) in [
+        (
+            &["--log-format", "json"][..],
+            &[
+                ("CHATWIRE_WORKER_THREADS", "3"),
+                ("TOKIO_WORKER_THREADS", "not a number"),
+            ][..],
+            3,
+        ),
+        (
+            &["--log-format", "json", "--worker-threads", "1"][..],
+            &[("CHATWIRE_WORKER_THREADS", "5")][..],
+            1,
+        ),
+    ] {
+        let Served {
+            mut child,
+            addr,
+            stdout,
+            ..
+        } = serve(flags, envs);
+        let out = Command::new(BIN)
+            .args(["invoke", "--addr", &addr, "hello world"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["content"][0]["text"], "hello world");
+        assert!(terminate(&mut child).success());
+        assert_eq!(
+            workers(&stdout.join().unwrap()),
+            Some(serde_json::json!(want)),
+            "{flags:?} {envs:?}"
+        );
+    }
+    for (flags, envs) in [
+        (&["--worker-threads", "0"][..], &[][..]),
+        (&["--worker-threads", "1025"][..], &[][..]),
+        (&[][..], &[("CHATWIRE_WORKER_THREADS", "two")][..]),
+    ] {
+        let out = Command::new(BIN)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(flags)
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flags:?} {envs:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--worker-threads"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
 #[test]
 fn check_config_names_the_bad_key() {
     let dir = std::env::temp_dir().join(format!("chatwire-cfg-{}", std::process::id()));

@@ -156,7 +156,8 @@ pub async fn run_with_health(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    tracing::info!(%addr, "chatwire serving");
+    let worker_threads = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(%addr, worker_threads, "chatwire serving");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let grace = config.shutdown_grace;

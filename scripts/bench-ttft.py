@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Time to first token at concurrency 1, with enough calls for a p99: straight
+at the mock upstream, then through chatwire with each of several worker-thread
+counts (`--worker-threads`), runs alternating.
+
+    python3 scripts/bench-ttft.py --chatwire target/release/chatwire \
+        --mock MOCK_BIN --loadgen LOADGEN_BIN [--workers 2,1] [--calls 1000] \
+        [--reps 3] [--models openai:mock,anthropic:mock] [--delay-ms 0] [--pin]
+
+The mock OpenAI / Anthropic upstream and the gRPC load generator are the
+project's shared benchmark harness's (kept outside this repository; build
+their mock-upstream/ and loadgen/ with `cargo build --release`). Everything
+runs on 127.0.0.1. Per repetition: --calls calls of 200 tokens straight at the
+mock (the direct path), then, for each worker count, a fresh chatwire, 50
+warm-up calls and --calls calls per model. With --pin, chatwire runs on CPU 1
+and the mock and the load generator on CPU 0 (`taskset`), so chatwire's
+threads do not compete with them for a CPU.
+
+Printed as one JSON object: per path, each repetition's p50 and p99 (ms), and
+the added p50 / p99 against the same repetition's direct path.
+"""
+import argparse
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+
+MOCK_PORT, PORT = 9071, 50621
+
+
+def port_open(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_port(port, proc, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if port_open(port):
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited ({proc.returncode}) before listening on {port}")
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--chatwire", required=True, help="a release build of chatwire")
+    ap.add_argument("--mock", required=True)
+    ap.add_argument("--loadgen", required=True)
+    ap.add_argument("--workers", default="2,1", help="worker-thread counts to compare, comma-separated")
+    ap.add_argument("--calls", type=int, default=1000)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--models", default="openai:mock,anthropic:mock")
+    ap.add_argument("--delay-ms", type=int, default=0, help="the mock's delay before the first token")
+    ap.add_argument("--pin", action="store_true", help="chatwire on CPU 1, mock and load generator on CPU 0")
+    args = ap.parse_args()
+    for port in (MOCK_PORT, PORT):
+        if port_open(port):
+            raise SystemExit(f"port {port} is already in use")
+    pin_other = ["taskset", "-c", "0"] if args.pin else []
+    pin_chatwire = ["taskset", "-c", "1"] if args.pin else []
+
+    def loadgen(mode, url, model, n):
+        out = subprocess.run(
+            pin_other + [args.loadgen, "--mode", mode, "--url", url, "--model", model, "-c", "1", "-n", str(n),
+                         "--timeout-s", "30", "--duration-s", "600", "--threads", "1"],
+            capture_output=True, text=True, timeout=900, check=True).stdout
+        r = json.loads(out)
+        if r.get("errors") or not r["ttft_ms"].get("p99"):
+            raise RuntimeError(f"calls failed: {r}")
+        return r["ttft_ms"]
+
+    mock = subprocess.Popen(pin_other + [args.mock], env=dict(os.environ, MOCK_ADDR=f"127.0.0.1:{MOCK_PORT}"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = {}
+    try:
+        wait_port(MOCK_PORT, mock, 10)
+        q = f"tokens=200&first_delay_ms={args.delay_ms}&token_delay_ms=0"
+        urllib.request.urlopen(urllib.request.Request(
+            f"http://127.0.0.1:{MOCK_PORT}/_mock/config?{q}", method="POST"), timeout=10).read()
+        for rep in range(args.reps):
+            direct = loadgen("openai-sse", f"http://127.0.0.1:{MOCK_PORT}/v1/chat/completions", "mock", args.calls)
+            runs.setdefault("direct", []).append(dict(p50=direct["p50"], p99=direct["p99"]))
+            for workers in args.workers.split(","):
+                env = dict(os.environ, CHATWIRE_ADDR=f"127.0.0.1:{PORT}", CHATWIRE_WORKER_THREADS=workers,
+                           RUST_LOG="warn", OPENAI_API_KEY="sk-bench", ANTHROPIC_API_KEY="sk-bench",
+                           OPENAI_BASE_URL=f"http://127.0.0.1:{MOCK_PORT}/v1",
+                           ANTHROPIC_BASE_URL=f"http://127.0.0.1:{MOCK_PORT}")
+                cw = subprocess.Popen(pin_chatwire + [args.chatwire], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    wait_port(PORT, cw, 30)
+                    for model in args.models.split(","):
+                        loadgen("grpc", f"http://127.0.0.1:{PORT}", model, 50)
+                        t = loadgen("grpc", f"http://127.0.0.1:{PORT}", model, args.calls)
+                        runs.setdefault(f"{model}, {workers} worker threads", []).append(dict(
+                            p50=t["p50"], p99=t["p99"],
+                            added_p50=round(t["p50"] - direct["p50"], 3),
+                            added_p99=round(t["p99"] - direct["p99"], 3)))
+                finally:
+                    stop(cw)
+    finally:
+        stop(mock)
+    print(json.dumps(dict(calls=args.calls, delay_ms=args.delay_ms, pinned=args.pin, runs=runs), indent=1))
+
+
+if __name__ == "__main__":
+    main()
