@@ -13,8 +13,10 @@ their mock-upstream/ and loadgen/ with `cargo build --release`). Everything
 runs on 127.0.0.1. Per repetition: --calls calls of 200 tokens straight at the
 mock (the direct path), then, for each worker count, a fresh chatwire, 50
 warm-up calls and --calls calls per model. With --pin, chatwire runs on CPU 1
-and the mock and the load generator on CPU 0 (`taskset`), so chatwire's
-threads do not compete with them for a CPU.
+and the mock and the load generator on another (`taskset`; the first two CPUs this
+process may use), so chatwire's threads do not compete with them for a CPU.
+The direct path is the load generator's OpenAI SSE mode for both upstreams, as
+in the harness's driver.
 
 Printed as one JSON object: per path, each repetition's p50 and p99 (ms), and
 the added p50 / p99 against the same repetition's direct path.
@@ -38,10 +40,10 @@ def port_open(port):
 def wait_port(port, proc, seconds):
     deadline = time.time() + seconds
     while time.time() < deadline:
-        if port_open(port):
-            return
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args} exited ({proc.returncode}) before listening on {port}")
+        if port_open(port):
+            return
         time.sleep(0.1)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
@@ -70,15 +72,21 @@ def main():
     for port in (MOCK_PORT, PORT):
         if port_open(port):
             raise SystemExit(f"port {port} is already in use")
-    pin_other = ["taskset", "-c", "0"] if args.pin else []
-    pin_chatwire = ["taskset", "-c", "1"] if args.pin else []
+    pin_other, pin_chatwire = [], []
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            raise SystemExit("--pin needs two CPUs")
+        pin_other, pin_chatwire = ["taskset", "-c", str(cpus[0])], ["taskset", "-c", str(cpus[1])]
 
     def loadgen(mode, url, model, n):
-        out = subprocess.run(
+        p = subprocess.run(
             pin_other + [args.loadgen, "--mode", mode, "--url", url, "--model", model, "-c", "1", "-n", str(n),
                          "--timeout-s", "30", "--duration-s", "600", "--threads", "1"],
-            capture_output=True, text=True, timeout=900, check=True).stdout
-        r = json.loads(out)
+            capture_output=True, text=True, timeout=900)
+        if p.returncode != 0:
+            raise RuntimeError(f"load generator failed: {p.stderr[-2000:]}")
+        r = json.loads(p.stdout)
         if r.get("errors") or not r["ttft_ms"].get("p99"):
             raise RuntimeError(f"calls failed: {r}")
         return r["ttft_ms"]
@@ -95,7 +103,8 @@ def main():
             direct = loadgen("openai-sse", f"http://127.0.0.1:{MOCK_PORT}/v1/chat/completions", "mock", args.calls)
             runs.setdefault("direct", []).append(dict(p50=direct["p50"], p99=direct["p99"]))
             for workers in args.workers.split(","):
-                env = dict(os.environ, CHATWIRE_ADDR=f"127.0.0.1:{PORT}", CHATWIRE_WORKER_THREADS=workers,
+                env = {k: v for k, v in os.environ.items() if not k.startswith("CHATWIRE_")}
+                env.update(CHATWIRE_ADDR=f"127.0.0.1:{PORT}", CHATWIRE_WORKER_THREADS=workers,
                            RUST_LOG="warn", OPENAI_API_KEY="sk-bench", ANTHROPIC_API_KEY="sk-bench",
                            OPENAI_BASE_URL=f"http://127.0.0.1:{MOCK_PORT}/v1",
                            ANTHROPIC_BASE_URL=f"http://127.0.0.1:{MOCK_PORT}")

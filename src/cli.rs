@@ -109,7 +109,8 @@ impl Cli {
     /// `TOKIO_WORKER_THREADS` is not read: it aborts on a bad value.)
     pub fn worker_threads(&self) -> usize {
         let given = match &self.command {
-            Some(Command::Serve(args)) => args.worker_threads,
+            // `chatwire --worker-threads N serve` counts too.
+            Some(Command::Serve(args)) => args.worker_threads.or(self.serve.worker_threads),
             _ => self.serve.worker_threads,
         };
         given.map_or_else(
@@ -343,5 +344,42 @@ mod json {
             None => ("unknown", Value::Null),
         };
         json!({ "event": kind, "runId": e.run_id, "name": e.name, "tags": e.tags, "metadata": e.metadata, "data": data })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workers(args: &[&str]) -> usize {
+        Cli::try_parse_from(args)
+            .map(|cli| cli.worker_threads())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn worker_threads_from_either_place_of_the_flag() {
+        let default = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        assert_eq!(workers(&["chatwire", "--worker-threads", "3"]), 3);
+        assert_eq!(workers(&["chatwire", "serve", "--worker-threads", "4"]), 4);
+        assert_eq!(workers(&["chatwire", "--worker-threads", "7", "serve"]), 7);
+        assert_eq!(
+            workers(&[
+                "chatwire",
+                "--worker-threads",
+                "2",
+                "serve",
+                "--worker-threads",
+                "5"
+            ]),
+            5
+        );
+        assert_eq!(workers(&["chatwire", "serve"]), default);
+        assert_eq!(workers(&["chatwire", "invoke", "hi"]), default);
+        assert_eq!(
+            workers(&["chatwire", "--worker-threads", "0"]),
+            0,
+            "refused"
+        );
     }
 }

@@ -28,9 +28,10 @@ struct Served {
 
 /// Starts `chatwire` with extra flags and environment (RUST_LOG=info unless given).
 fn serve(extra: &[&str], envs: &[(&str, &str)]) -> Served {
+    // The extra arguments first: they may start with the `serve` subcommand.
     let mut child = Command::new(BIN)
-        .args(["--addr", "127.0.0.1:0"])
         .args(extra)
+        .args(["--addr", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .env_remove("CHATWIRE_CONFIG")
         .envs(envs.iter().copied())
@@ -186,6 +187,11 @@ fn worker_threads_come_from_the_flag_or_env_and_are_checked() {
             &[("CHATWIRE_WORKER_THREADS", "5")][..],
             1,
         ),
+        (
+            &["serve", "--log-format", "json", "--worker-threads", "2"][..],
+            &[("CHATWIRE_WORKER_THREADS", "5")][..],
+            2,
+        ),
     ] {
         let Served {
             mut child,
@@ -211,14 +217,30 @@ fn worker_threads_come_from_the_flag_or_env_and_are_checked() {
         (&["--worker-threads", "1025"][..], &[][..]),
         (&[][..], &[("CHATWIRE_WORKER_THREADS", "two")][..]),
     ] {
-        let out = Command::new(BIN)
+        // Refused before it serves: were it accepted, the server would run,
+        // so the wait is bounded.
+        let mut child = Command::new(BIN)
             .args(["--addr", "127.0.0.1:0"])
             .args(flags)
             .envs(envs.iter().copied())
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{flags:?} {envs:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let status = (0..200)
+            .find_map(|_| {
+                let done = child.try_wait().unwrap();
+                if done.is_none() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                done
+            })
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!("{flags:?} {envs:?}: still running after 10 s, not refused");
+            });
+        assert_eq!(status.code(), Some(2), "{flags:?} {envs:?}");
+        let err = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
         assert!(err.contains("--worker-threads"), "{err}");
         assert!(!err.contains("panicked"), "{err}");
     }
