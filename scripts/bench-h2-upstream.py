@@ -26,34 +26,14 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 
+from bench_common import cpu_seconds, port_open, stop_all, wait_port
+
 MOCK_PORT, NGINX_PORT, PORT = 9001, 9443, 50191
-
-
-def port_open(port):
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_port(port, proc):
-    for _ in range(400):
-        if port_open(port):
-            return
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited ({proc.returncode}) before listening on {port}")
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def mock_config(query):
@@ -129,19 +109,6 @@ def start_nginx(d, stream_limit, spawn):
     proc = spawn([nginx, "-c", f"{d}/nginx.conf"])
     wait_port(NGINX_PORT, proc)
     return f"{d}/ca.pem"
-
-
-def stop_all(procs):
-    """SIGTERM, newest first (nginx's master then stops its worker too), then
-    SIGKILL whatever has not exited after 10 s."""
-    for p in reversed(procs):
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def main():

@@ -30,30 +30,14 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 
+from bench_common import port_open, wait_port
+
 MOCK_PORT, PORT = 9061, 50611
-
-
-def port_open(port):
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_port(port, proc, seconds):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if port_open(port):
-            return
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited ({proc.returncode}) before listening on {port}")
-        time.sleep(0.2)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
 def loadgen(args, c, n):

@@ -24,37 +24,12 @@ the added p50 / p99 against the same repetition's direct path.
 import argparse
 import json
 import os
-import socket
 import subprocess
-import time
 import urllib.request
 
+from bench_common import port_open, stop_all, wait_port
+
 MOCK_PORT, PORT = 9071, 50621
-
-
-def port_open(port):
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_port(port, proc, seconds):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited ({proc.returncode}) before listening on {port}")
-        if port_open(port):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=30)
 
 
 def main():
@@ -120,9 +95,9 @@ def main():
                             added_p50=round(t["p50"] - direct["p50"], 3),
                             added_p99=round(t["p99"] - direct["p99"], 3)))
                 finally:
-                    stop(cw)
+                    stop_all([cw])
     finally:
-        stop(mock)
+        stop_all([mock])
     print(json.dumps(dict(calls=args.calls, delay_ms=args.delay_ms, pinned=args.pin, runs=runs), indent=1))
 
 

@@ -70,14 +70,6 @@ fn openai_chunks(tokens: usize, shaped: bool) -> (String, Vec<usize>) {
     (body, splits)
 }
 
-fn openai_answer(tokens: usize) -> (String, Vec<usize>) {
-    openai_chunks(tokens, true)
-}
-
-fn openai_answer_sorted(tokens: usize) -> (String, Vec<usize>) {
-    openai_chunks(tokens, false)
-}
-
 /// An Anthropic answer, one `content_block_delta` per token, each in its own read.
 fn anthropic_answer(tokens: usize) -> (String, Vec<usize>) {
     let ev =
@@ -104,14 +96,20 @@ fn anthropic_answer(tokens: usize) -> (String, Vec<usize>) {
 
 #[test]
 fn an_openai_token_costs_its_text_id_and_model_and_nothing_else() {
-    expect(per_token(openai_answer, OpenAiDecoder::new), 3.0);
+    expect(
+        per_token(|n| openai_chunks(n, true), OpenAiDecoder::new),
+        3.0,
+    );
 }
 
 /// A chunk of another shape goes through the full parse, which also
 /// allocates the `Vec` of its choices (kept: reading them inline was slower).
 #[test]
 fn an_openai_token_of_another_shape_costs_its_choices_too() {
-    expect(per_token(openai_answer_sorted, OpenAiDecoder::new), 4.0);
+    expect(
+        per_token(|n| openai_chunks(n, false), OpenAiDecoder::new),
+        4.0,
+    );
 }
 
 #[test]

@@ -77,6 +77,15 @@ fn serve(extra: &[&str], envs: &[(&str, &str)]) -> Served {
     }
 }
 
+/// `chatwire invoke TEXT` against the server at `addr`: its JSON output.
+fn invoke(addr: &str, text: &str) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["invoke", "--addr", addr, text])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn terminate(child: &mut Child) -> std::process::ExitStatus {
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -122,11 +131,7 @@ fn cli_streams_through_the_server_and_sigterm_exits_zero() {
         "Write| |me| |a| |1| |verse| |song| |about| |goldfish| |on| |the| |moon|\n"
     );
 
-    let out = Command::new(BIN)
-        .args(["invoke", "--addr", &addr, "hello world"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = invoke(&addr, "hello world");
     assert_eq!(v["content"][0]["text"], "hello world");
     assert_eq!(v["stopReason"], "STOP_REASON_END_TURN");
 
@@ -199,12 +204,10 @@ fn worker_threads_come_from_the_flag_or_env_and_are_checked() {
             stdout,
             ..
         } = serve(flags, envs);
-        let out = Command::new(BIN)
-            .args(["invoke", "--addr", &addr, "hello world"])
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(v["content"][0]["text"], "hello world");
+        assert_eq!(
+            invoke(&addr, "hello world")["content"][0]["text"],
+            "hello world"
+        );
         assert!(terminate(&mut child).success());
         assert_eq!(
             workers(&stdout.join().unwrap()),

@@ -315,10 +315,6 @@ impl Chunk {
         self.end.as_ref().map_or("", |e| &e.finish_reason)
     }
 
-    pub fn stop_sequence(&self) -> &str {
-        self.end.as_ref().map_or("", |e| &e.stop_sequence)
-    }
-
     pub fn metadata(&self) -> &[(String, String)] {
         self.end.as_ref().map_or(&[], |e| &e.metadata)
     }
