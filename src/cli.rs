@@ -19,6 +19,11 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// Worker threads of the async runtime (default: the CPUs this process
+    /// may use, container CPU limits included). Fewer threads than CPUs leaves
+    /// cores to other busy processes on the same machine (README, Performance).
+    #[arg(long, global = true, env = "CHATWIRE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,24 +101,14 @@ pub struct ServeArgs {
     /// built-in web roots (self-hosted upstreams behind a private CA).
     #[arg(long, env = "CHATWIRE_UPSTREAM_CA")]
     pub upstream_ca: Option<PathBuf>,
-    /// Worker threads of the async runtime (default: the CPUs this process
-    /// may use, container CPU limits included). Fewer threads than CPUs leaves
-    /// cores to other busy processes on the same machine (README, Performance).
-    #[arg(long, env = "CHATWIRE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub worker_threads: Option<u16>,
 }
 
 impl Cli {
-    /// The runtime's worker threads: the flag or env var where given to
-    /// `serve`, else one per CPU this process may use. (tokio's own
-    /// `TOKIO_WORKER_THREADS` is not read: it aborts on a bad value.)
+    /// The runtime's worker threads: the flag (before or after the
+    /// subcommand) or env var, else one per CPU this process may use.
+    /// (tokio's own `TOKIO_WORKER_THREADS` is not read: it aborts on a bad value.)
     pub fn worker_threads(&self) -> usize {
-        let given = match &self.command {
-            // `chatwire --worker-threads N serve` counts too.
-            Some(Command::Serve(args)) => args.worker_threads.or(self.serve.worker_threads),
-            _ => self.serve.worker_threads,
-        };
-        given.map_or_else(
+        self.worker_threads.map_or_else(
             || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
             usize::from,
         )

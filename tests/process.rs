@@ -197,6 +197,11 @@ fn worker_threads_come_from_the_flag_or_env_and_are_checked() {
             &[("CHATWIRE_WORKER_THREADS", "5")][..],
             2,
         ),
+        (
+            &["--worker-threads", "7", "serve", "--log-format", "json"][..],
+            &[("CHATWIRE_WORKER_THREADS", "5")][..],
+            7,
+        ),
     ] {
         let Served {
             mut child,
