@@ -2,7 +2,7 @@
 //! then exactly one terminal event — `end` with the folded answer, or `error`
 //! with the status about to end the stream and the partial answer.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, future::Future, pin::Pin};
 
 use futures_util::{stream, StreamExt};
 use tonic::Status;
@@ -20,10 +20,15 @@ use crate::{
     provider::{ChunkStream, Route},
 };
 
+/// The drain's hard stop, awaited across the whole streaming phase (one
+/// future per call: a new one per chunk would join and leave the drain's
+/// shared waiter list each time the next chunk is not ready).
+type Stop = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 enum Phase {
     Start,
     Starting,
-    Streaming(ChunkStream),
+    Streaming(ChunkStream, Stop),
     Failed(Status),
     Done,
 }
@@ -110,21 +115,22 @@ impl Events {
                     Ok((route, chunks)) => {
                         self.agg.set_model(route.model.clone());
                         self.metadata = Self::metadata_for(&self.p, Some(&route));
-                        self.phase = Phase::Streaming(chunks);
+                        self.phase =
+                            Phase::Streaming(chunks, Box::pin(self.service.drain.stopped()));
                     }
                     Err(e) => return Some(self.failed(e)),
                 },
-                Phase::Streaming(mut chunks) => match tokio::select! {
+                Phase::Streaming(mut chunks, mut stop) => match tokio::select! {
                     biased;
                     c = chunks.next() => c,
-                    () = self.service.drain.stopped() => Some(Err(Drain::error())),
+                    () = &mut stop => Some(Err(Drain::error())),
                 } {
                     Some(Ok(c)) => {
                         if let Err(e) = self.agg.push(&c) {
                             // Over the cap: the chunk is not sent, the call ends.
                             return Some(self.failed(e));
                         }
-                        self.phase = Phase::Streaming(chunks);
+                        self.phase = Phase::Streaming(chunks, stop);
                         self.p.obs.chunk_out();
                         let ev = self.event(E::Stream(pb::StreamEvent {
                             chunk: Some(convert::chunk(c)),
