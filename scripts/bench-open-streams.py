@@ -68,6 +68,9 @@ def main():
     ap.add_argument("--streams", type=int, default=1000)
     ap.add_argument("--shared", action="store_true", help="all streams on one HTTP/2 connection")
     ap.add_argument("--token-delay-ms", type=int, default=500)
+    ap.add_argument("--first-delay-ms", type=int, default=0,
+                    help="the mock's delay before each stream's first token: with a delay longer than the "
+                         "run, every call is measured waiting for its first token (as behind a reasoning model)")
     ap.add_argument("--ramp-s", type=float, default=60.0, help="give up waiting for the streams after this")
     ap.add_argument("--h2-upstream", action="store_true",
                     help="relay through nginx (TLS, HTTP/2) in front of the mock, as "
@@ -115,6 +118,10 @@ def main():
                        capture_output=True)
         time.sleep(1)
         idle = rss_kib(cw.pid)
+        if args.first_delay_ms:  # after the warm-up, which must not wait for it
+            urllib.request.urlopen(urllib.request.Request(
+                f"http://127.0.0.1:{MOCK_PORT}/_mock/config?first_delay_ms={args.first_delay_ms}",
+                method="POST"), timeout=5).read()
         n = args.streams
         cmd = [args.loadgen, "--mode", "grpc", "--url", f"http://127.0.0.1:{PORT}", "--model", "openai:mock",
                "-c", str(n), "-n", str(n), "--timeout-s", "600", "--duration-s", "600", "--threads", "1"]
@@ -147,7 +154,7 @@ def main():
         print(json.dumps(dict(
             streams=n, connections="one shared" if args.shared else "one per stream",
             upstream="HTTP/2 over TLS (nginx)" if args.h2_upstream else "HTTP/1.1 (the mock)",
-            token_delay_ms=args.token_delay_ms, open=open_now,
+            token_delay_ms=args.token_delay_ms, first_delay_ms=args.first_delay_ms, open=open_now,
             seconds_to_open_pct=marks, ramp_cpu_s=round(ramp_cpu_s, 2),
             rss_idle_mib=round(idle / 1024, 1), rss_loaded_mib=round(loaded / 1024, 1),
             kib_per_open_stream=round((loaded - idle) / max(open_at_rss, 1), 1),

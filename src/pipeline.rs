@@ -140,16 +140,19 @@ impl Pipeline {
         deadline: Option<Instant>,
     ) -> Result<Started, Error> {
         let obs = CallObs::none();
-        self.start_observed(name, routes, request, fallback_id, deadline, &obs)
+        self.start_observed(name, routes, Arc::new(request), fallback_id, deadline, &obs)
             .await
     }
 
-    /// `start`, recording into the call's metrics and span.
+    /// `start`, recording into the call's metrics and span. The request comes
+    /// shared (one for every attempt, never copied per retry) and the routes
+    /// are walked by index: this future is what a call waiting for its first
+    /// token holds, so nothing large is kept in it by value.
     pub async fn start_observed(
         &self,
         name: &str,
-        routes: Vec<Route>,
-        request: ChatRequest,
+        mut routes: Vec<Route>,
+        request: Arc<ChatRequest>,
         fallback_id: String,
         deadline: Option<Instant>,
         obs: &CallObs,
@@ -200,12 +203,10 @@ impl Pipeline {
                 deadline_error("the total-duration timer fired before the first chunk")
             }
         };
-        // One request for every attempt: shared, never copied per retry.
-        let request = Arc::new(request);
-
         let mut last_err = None;
         let total_routes = routes.len();
-        for (i, route) in routes.into_iter().enumerate() {
+        for i in 0..total_routes {
+            let route = &routes[i];
             if i > 0 {
                 obs.fallback(route.provider.info().name);
             }
@@ -223,49 +224,54 @@ impl Pipeline {
                 };
                 let name = route.provider.info().name;
                 let att = obs.attempt(name, &route.qualified, &route.model, attempt, i);
-                let outcome = att
-                    .scope(tokio::time::timeout_at(
-                        first_at,
-                        first_chunk(route.provider.stream(call)),
-                    ))
-                    .await;
-                if outcome.is_err() {
-                    obs.timer(match (first_at == end_at, end_is_caller) {
-                        (false, _) => "first_chunk",
-                        (true, false) => "total",
-                        (true, true) => "deadline",
-                    });
-                }
-                let err = match outcome {
-                    Err(_) if first_at == end_at => {
-                        let e = end_error();
-                        att.failed(&e);
-                        return Err(e);
+                // In a block of its own, so that `outcome` (176 bytes) is
+                // not kept in this future through the backoff's sleep.
+                let err = {
+                    let outcome = att
+                        .scope(tokio::time::timeout_at(
+                            first_at,
+                            first_chunk(route.provider.stream(call)),
+                        ))
+                        .await;
+                    if outcome.is_err() {
+                        obs.timer(match (first_at == end_at, end_is_caller) {
+                            (false, _) => "first_chunk",
+                            (true, false) => "total",
+                            (true, true) => "deadline",
+                        });
                     }
-                    // The first-chunk timer: a slow target, so the next one is tried.
-                    Err(_) => deadline_error(
-                        "the first-chunk timer fired: the upstream sent no chunk in time",
-                    ),
-                    Ok(Ok((first, rest))) => {
-                        obs.first_token();
-                        att.first_token();
-                        // The permits live as long as the stream.
-                        let chunks = timed(
-                            first,
-                            rest,
-                            route.provider.info().name,
-                            (timers.idle, end_at, end_is_caller),
-                            obs.chunks(att),
-                            permit,
-                        );
-                        let chunks = if route.options.streaming {
-                            chunks
-                        } else {
-                            collapse(chunks, self.fold(""))
-                        };
-                        return Ok(Started { route, chunks });
+                    match outcome {
+                        Err(_) if first_at == end_at => {
+                            let e = end_error();
+                            att.failed(&e);
+                            return Err(e);
+                        }
+                        // The first-chunk timer: a slow target, so the next one is tried.
+                        Err(_) => deadline_error(
+                            "the first-chunk timer fired: the upstream sent no chunk in time",
+                        ),
+                        Ok(Ok((first, rest))) => {
+                            obs.first_token();
+                            att.first_token();
+                            // The permits live as long as the stream.
+                            let chunks = timed(
+                                first,
+                                rest,
+                                route.provider.info().name,
+                                (timers.idle, end_at, end_is_caller),
+                                obs.chunks(att),
+                                permit,
+                            );
+                            let chunks = if route.options.streaming {
+                                chunks
+                            } else {
+                                collapse(chunks, self.fold(""))
+                            };
+                            let route = routes.swap_remove(i);
+                            return Ok(Started { route, chunks });
+                        }
+                        Ok(Err(e)) => e,
                     }
-                    Ok(Err(e)) => e,
                 };
                 att.failed(&err);
                 tracing::debug!(

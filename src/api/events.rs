@@ -98,61 +98,69 @@ impl Events {
         (Ok(ev), self)
     }
 
-    async fn next(mut self) -> Option<(Result<pb::ChatEvent, Status>, Self)> {
+    /// The next event. Not an `async fn`, which would keep a second copy of
+    /// `self` in its future; the future lives as long as the stream does
+    /// (`unfold` holds it between events), so the start, which is awaited
+    /// once, is boxed rather than sized into it.
+    fn next(
+        mut self,
+    ) -> impl Future<Output = Option<(Result<pb::ChatEvent, Status>, Self)>> + Send {
         use pb::chat_event::Event as E;
-        loop {
-            match std::mem::replace(&mut self.phase, Phase::Done) {
-                Phase::Start => {
-                    self.phase = Phase::Starting;
-                    let input = self.p.input.take();
-                    let ev = self.event(E::Start(pb::StartEvent { input }));
-                    return Some((Ok(ev), self));
-                }
-                Phase::Starting => match tokio::select! {
-                    r = self.service.start(&mut self.p) => r,
-                    () = self.service.drain.stopped() => Err(Drain::error()),
-                } {
-                    Ok((route, chunks)) => {
-                        self.agg.set_model(route.model.clone());
-                        self.metadata = Self::metadata_for(&self.p, Some(&route));
-                        self.phase =
-                            Phase::Streaming(chunks, Box::pin(self.service.drain.stopped()));
+        async move {
+            loop {
+                match std::mem::replace(&mut self.phase, Phase::Done) {
+                    Phase::Start => {
+                        self.phase = Phase::Starting;
+                        let input = self.p.input.take().map(|i| *i);
+                        let ev = self.event(E::Start(pb::StartEvent { input }));
+                        return Some((Ok(ev), self));
                     }
-                    Err(e) => return Some(self.failed(e)),
-                },
-                Phase::Streaming(mut chunks, mut stop) => match tokio::select! {
-                    biased;
-                    c = chunks.next() => c,
-                    () = &mut stop => Some(Err(Drain::error())),
-                } {
-                    Some(Ok(c)) => {
-                        if let Err(e) = self.agg.push(&c) {
-                            // Over the cap: the chunk is not sent, the call ends.
-                            return Some(self.failed(e));
+                    Phase::Starting => match tokio::select! {
+                        r = Box::pin(self.service.start(&mut self.p)) => r,
+                        () = self.service.drain.stopped() => Err(Drain::error()),
+                    } {
+                        Ok((route, chunks)) => {
+                            self.agg.set_model(route.model.clone());
+                            self.metadata = Self::metadata_for(&self.p, Some(&route));
+                            self.phase =
+                                Phase::Streaming(chunks, Box::pin(self.service.drain.stopped()));
                         }
-                        self.phase = Phase::Streaming(chunks, stop);
-                        self.p.obs.chunk_out();
-                        let ev = self.event(E::Stream(pb::StreamEvent {
-                            chunk: Some(convert::chunk(c)),
-                        }));
-                        return Some((Ok(ev), self));
-                    }
-                    Some(Err(e)) => return Some(self.failed(e)),
-                    None => {
+                        Err(e) => return Some(self.failed(e)),
+                    },
+                    Phase::Streaming(mut chunks, mut stop) => match tokio::select! {
+                        biased;
+                        c = chunks.next() => c,
+                        () = &mut stop => Some(Err(Drain::error())),
+                    } {
+                        Some(Ok(c)) => {
+                            if let Err(e) = self.agg.push(&c) {
+                                // Over the cap: the chunk is not sent, the call ends.
+                                return Some(self.failed(e));
+                            }
+                            self.phase = Phase::Streaming(chunks, stop);
+                            self.p.obs.chunk_out();
+                            let ev = self.event(E::Stream(pb::StreamEvent {
+                                chunk: Some(convert::chunk(c)),
+                            }));
+                            return Some((Ok(ev), self));
+                        }
+                        Some(Err(e)) => return Some(self.failed(e)),
+                        None => {
+                            self.phase = Phase::Done;
+                            // The answer moves into the event: never copied.
+                            let output = convert::message_out(self.agg.finish());
+                            let ev = self.event(E::End(pb::EndEvent {
+                                output: Some(output),
+                            }));
+                            return Some((Ok(ev), self));
+                        }
+                    },
+                    Phase::Failed(status) => {
                         self.phase = Phase::Done;
-                        // The answer moves into the event: never copied.
-                        let output = convert::message_out(self.agg.finish());
-                        let ev = self.event(E::End(pb::EndEvent {
-                            output: Some(output),
-                        }));
-                        return Some((Ok(ev), self));
+                        return Some((Err(status), self));
                     }
-                },
-                Phase::Failed(status) => {
-                    self.phase = Phase::Done;
-                    return Some((Err(status), self));
+                    Phase::Done => return None,
                 }
-                Phase::Done => return None,
             }
         }
     }

@@ -2,7 +2,7 @@
 //! StreamEvents wraps them (its state machine is `events.rs`); all three share
 //! `prepare` (validate, route) and `Pipeline::start`.
 
-use std::{collections::BTreeMap, pin::Pin, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::{
     convert,
-    drain::{guard, Drain, LOG_VALUE_MAX},
+    drain::{guard, CallGuard, Drain, LOG_VALUE_MAX},
     events::Events,
     status::to_status,
 };
@@ -40,10 +40,12 @@ impl ChatService {
 pub(super) struct Prepared {
     /// The model name as the caller wrote it (an alias or provider:model).
     pub(super) model_name: String,
-    /// The request as received: kept only for StreamEvents' `start` event.
-    pub(super) input: Option<pb::ChatRequest>,
+    /// The request as received: kept only for StreamEvents' `start` event
+    /// (boxed, as is `request`: a call waiting for its first token holds this
+    /// struct in its future, and these two would be most of it).
+    pub(super) input: Option<Box<pb::ChatRequest>>,
     /// Taken by `start` (moved into the pipeline, never copied).
-    request: Option<d::ChatRequest>,
+    request: Option<Arc<d::ChatRequest>>,
     pub(super) routes: Vec<Route>,
     pub(super) run_id: String,
     pub(super) name: String,
@@ -82,7 +84,28 @@ impl Prepared {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// What a unary or server-streaming method returns under `async_trait`.
+type CallFuture<'a, T> = Pin<Box<dyn Future<Output = Result<Response<T>, Status>> + Send + 'a>>;
+
 impl ChatService {
+    /// Counts the call in, validates and routes its request and labels its
+    /// metrics; a refused request is counted out with its status.
+    fn admit(
+        &self,
+        rpc: &'static str,
+        req: Request<pb::ChatRequest>,
+        keep_input: bool,
+    ) -> Result<(CallGuard, Prepared), Status> {
+        let mut call = self.drain.enter(rpc);
+        let obs = call.observe(&self.pipeline.observer, req.metadata());
+        let mut p = self
+            .prepare(req, keep_input)
+            .inspect_err(|s| call.finish(s.code()))?;
+        call.describe(&p.model_name, &p.run_id);
+        p.observed(obs);
+        Ok((call, p))
+    }
+
     /// Validates and routes a request; `keep_input` keeps the request as
     /// received (StreamEvents echoes it in `start`), at the cost of one copy.
     fn prepare(&self, req: Request<pb::ChatRequest>, keep_input: bool) -> Result<Prepared, Status> {
@@ -98,7 +121,7 @@ impl ChatService {
             Instant::now() + t.saturating_sub(margin)
         });
         let input = req.into_inner();
-        let kept = keep_input.then(|| input.clone());
+        let kept = keep_input.then(|| Box::new(input.clone()));
         let config = input.config.clone().unwrap_or_default();
         let model_name = input.model.clone();
         let request = convert::request(input).map_err(|e| to_status(&e))?;
@@ -123,7 +146,7 @@ impl ChatService {
         Ok(Prepared {
             model_name,
             input: kept,
-            request: Some(request),
+            request: Some(Arc::new(request)),
             routes,
             run_id,
             name,
@@ -162,63 +185,73 @@ impl ChatService {
 
 #[tonic::async_trait]
 impl ChatModelService for ChatService {
-    async fn invoke(
-        &self,
+    // Invoke and Stream are written out as `async_trait` would expand them, so
+    // that the request as received is validated and dropped before the
+    // future is built: an `async fn` keeps its argument (here 592 bytes, in
+    // two places) in its future for as long as the call waits.
+    fn invoke<'life0, 'async_trait>(
+        &'life0 self,
         req: Request<pb::ChatRequest>,
-    ) -> Result<Response<pb::ChatMessage>, Status> {
-        let mut call = self.drain.enter("Invoke");
-        let obs = call.observe(&self.pipeline.observer, req.metadata());
-        let mut p = self
-            .prepare(req, false)
-            .inspect_err(|s| call.finish(s.code()))?;
-        call.describe(&p.model_name, &p.run_id);
-        p.observed(obs);
-        let run = async {
-            let (route, mut chunks) = self.start(&mut p).await.map_err(|e| to_status(&e))?;
-            let mut fold = self.pipeline.fold(route.model.clone());
-            while let Some(c) = chunks.next().await {
-                let c = c.map_err(|e| to_status(&e))?;
-                fold.push(&c).map_err(|e| to_status(&e))?;
-                p.obs.chunk_out();
-            }
-            Ok(Response::new(convert::message_out(fold.finish())))
+    ) -> CallFuture<'async_trait, pb::ChatMessage>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        let (mut call, mut p) = match self.admit("Invoke", req, false) {
+            Ok(admitted) => admitted,
+            Err(s) => return Box::pin(std::future::ready(Err(s))),
         };
-        let result = tokio::select! {
-            r = run => r,
-            () = self.drain.stopped() => Err(Drain::status(true)),
-        };
-        call.finish(
+        Box::pin(async move {
+            let run = async {
+                let (route, mut chunks) = self.start(&mut p).await.map_err(|e| to_status(&e))?;
+                let mut fold = self.pipeline.fold(route.model.clone());
+                while let Some(c) = chunks.next().await {
+                    let c = c.map_err(|e| to_status(&e))?;
+                    fold.push(&c).map_err(|e| to_status(&e))?;
+                    p.obs.chunk_out();
+                }
+                Ok(Response::new(convert::message_out(fold.finish())))
+            };
+            let result = tokio::select! {
+                r = run => r,
+                () = self.drain.stopped() => Err(Drain::status(true)),
+            };
+            call.finish(
+                result
+                    .as_ref()
+                    .map_or_else(Status::code, |_| tonic::Code::Ok),
+            );
             result
-                .as_ref()
-                .map_or_else(Status::code, |_| tonic::Code::Ok),
-        );
-        result
+        })
     }
 
     type StreamStream = BoxStream<pb::MessageChunk>;
 
-    async fn stream(
-        &self,
+    fn stream<'life0, 'async_trait>(
+        &'life0 self,
         req: Request<pb::ChatRequest>,
-    ) -> Result<Response<Self::StreamStream>, Status> {
-        let mut call = self.drain.enter("Stream");
-        let obs = call.observe(&self.pipeline.observer, req.metadata());
-        let mut p = self
-            .prepare(req, false)
-            .inspect_err(|s| call.finish(s.code()))?;
-        call.describe(&p.model_name, &p.run_id);
-        p.observed(obs);
-        let started = tokio::select! {
-            r = self.start(&mut p) => r.map_err(|e| to_status(&e)),
-            () = self.drain.stopped() => Err(Drain::status(true)),
+    ) -> CallFuture<'async_trait, Self::StreamStream>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        let (mut call, mut p) = match self.admit("Stream", req, false) {
+            Ok(admitted) => admitted,
+            Err(s) => return Box::pin(std::future::ready(Err(s))),
         };
-        let (_, chunks) = started.inspect_err(|s| call.finish(s.code()))?;
-        let obs = p.obs.clone();
-        let out = chunks.map(move |c| {
-            obs.chunk_out();
-            c.map(convert::chunk).map_err(|e| to_status(&e))
-        });
-        Ok(Response::new(guard(out, call)))
+        Box::pin(async move {
+            let started = tokio::select! {
+                r = self.start(&mut p) => r.map_err(|e| to_status(&e)),
+                () = self.drain.stopped() => Err(Drain::status(true)),
+            };
+            let (_, chunks) = started.inspect_err(|s| call.finish(s.code()))?;
+            let obs = p.obs.clone();
+            let out = chunks.map(move |c| {
+                obs.chunk_out();
+                c.map(convert::chunk).map_err(|e| to_status(&e))
+            });
+            Ok(Response::new(guard(out, call)))
+        })
     }
 
     type StreamEventsStream = BoxStream<pb::ChatEvent>;
@@ -227,13 +260,7 @@ impl ChatModelService for ChatService {
         &self,
         req: Request<pb::ChatRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
-        let mut call = self.drain.enter("StreamEvents");
-        let obs = call.observe(&self.pipeline.observer, req.metadata());
-        let mut p = self
-            .prepare(req, true)
-            .inspect_err(|s| call.finish(s.code()))?;
-        call.describe(&p.model_name, &p.run_id);
-        p.observed(obs);
+        let (call, p) = self.admit("StreamEvents", req, true)?;
         Ok(Response::new(guard(Events::stream(self.clone(), p), call)))
     }
 
@@ -294,3 +321,7 @@ pub(crate) fn grpc_timeout(md: &tonic::metadata::MetadataMap) -> Option<Duration
     // 8 digits of hours is 11,000 years: bound it so no clock arithmetic can overflow.
     Some(t.min(Duration::from_secs(crate::config::MAX_SECS)))
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;

@@ -23,8 +23,13 @@ tokio::task_local! {
 impl Attempt {
     /// Runs `fut` (the provider starting the attempt) with this attempt as
     /// `Attempt::current()`, so the http shell can report into it.
-    pub async fn scope<F: std::future::Future>(&self, fut: F) -> F::Output {
-        ATTEMPT.scope(self.clone(), fut).await
+    /// (Not an `async fn`: that would hold `fut` twice, as its argument and
+    /// inside the task-local future, for as long as the attempt waits.)
+    pub fn scope<F: std::future::Future>(
+        &self,
+        fut: F,
+    ) -> impl std::future::Future<Output = F::Output> {
+        ATTEMPT.scope(self.clone(), fut)
     }
 
     /// The attempt the running provider future belongs to (none outside `scope`).

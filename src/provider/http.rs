@@ -145,7 +145,9 @@ impl<W: Wire> Provider for HttpProvider<W> {
             let status = response.status().as_u16();
             attempt.response(status);
             if !(200..300).contains(&status) {
-                return Err(status_error(&*wire, response)
+                // Boxed: this error path's future is the largest of this
+                // one's, and would size every call's future while it waits.
+                return Err(Box::pin(status_error(&*wire, response))
                     .await
                     .with_provider(name)
                     .with_status(status));
