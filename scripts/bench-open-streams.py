@@ -19,6 +19,10 @@ one (--shared). Printed as one JSON object:
 - CPU per relayed chunk over a 10 s window once they are open (chatwire's
   utime + stime from /proc, divided by the chunks the mock sent meanwhile).
 
+With --first-delay-ms longer than the run (e.g. 600000) every call is measured
+while it waits for its first token, as behind a model that thinks first; the
+delay is set on the mock after the warm-up calls, and no chunk is relayed.
+
 chatwire needs two file descriptors per stream (client and upstream): the
 script raises its limit to the hard limit, which caps --streams. Beyond about
 5,000 streams on one connection (--shared) the load generator's own HTTP/2
@@ -160,7 +164,8 @@ def main():
             kib_per_open_stream=round((loaded - idle) / max(open_at_rss, 1), 1),
             chunks_per_s=round(chunks / (t2 - t1)),
             cpu_cores=round((c2 - c1) / (t2 - t1), 3),
-            us_per_chunk=round((c2 - c1) * 1e6 / max(chunks, 1), 1))))
+            # None while every call waits for its first token (no chunk relayed)
+            us_per_chunk=round((c2 - c1) * 1e6 / chunks, 1) if chunks else None)))
     except RuntimeError as e:  # a process that did not start, nginx or openssl missing
         sys.exit(str(e))
     finally:

@@ -1,6 +1,6 @@
 //! The `ChatModelService` implementation: Invoke folds the Stream chunks,
 //! StreamEvents wraps them (its state machine is `events.rs`); all three share
-//! `prepare` (validate, route) and `Pipeline::start`.
+//! `admit` (count the call in, validate, route) and `Pipeline::start`.
 
 use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc, time::Duration};
 
