@@ -29,16 +29,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.request
 
-from bench_common import cpu_seconds, port_open, stop_all, wait_port
+from bench_common import cpu_seconds, mock_config, port_open, stop_all, wait_port
 
 MOCK_PORT, NGINX_PORT, PORT = 9001, 9443, 50191
-
-
-def mock_config(query):
-    url = f"http://127.0.0.1:{MOCK_PORT}/_mock/config?{query}"
-    urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=5).read()
 
 
 def make_tls(d):
@@ -155,7 +149,7 @@ def main():
             return json.loads(out.stdout)
 
         result = {}
-        mock_config("tokens=200&first_delay_ms=0&token_delay_ms=0")
+        mock_config(MOCK_PORT, "tokens=200&first_delay_ms=0&token_delay_ms=0")
         direct = load(256, 2560, "openai-sse", f"http://127.0.0.1:{MOCK_PORT}/v1/chat/completions", "mock")
         result["direct_c256"] = {"tokens_per_s": direct.get("tokens_per_s")}
         load(32, 256)  # warm-up
@@ -168,7 +162,7 @@ def main():
                 "tokens_per_s": r.get("tokens_per_s"),
                 "errors": r.get("errors"),
             }
-        mock_config("tokens=200&first_delay_ms=0&token_delay_ms=20")
+        mock_config(MOCK_PORT, "tokens=200&first_delay_ms=0&token_delay_ms=20")
         r = load(256, 512)
         result["slow_c256"] = {"ttft_ms": {k: r["ttft_ms"].get(k) for k in ("p50", "p90", "p99", "max")},
                                "errors": r.get("errors")}

@@ -33,9 +33,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.request
 
-from bench_common import port_open, wait_port
+from bench_common import mock_config, port_open, wait_port
 
 MOCK_PORT, PORT = 9061, 50611
 
@@ -97,9 +96,7 @@ def main():
     results = {}
     try:
         wait_port(MOCK_PORT, mock, 10)
-        q = f"tokens={args.tokens}&first_delay_ms=0&token_delay_ms=0"
-        urllib.request.urlopen(urllib.request.Request(
-            f"http://127.0.0.1:{MOCK_PORT}/_mock/config?{q}", method="POST"), timeout=10).read()
+        mock_config(MOCK_PORT, f"tokens={args.tokens}&first_delay_ms=0&token_delay_ms=0")
         for rep in range(args.reps):
             for i, binary in enumerate(args.chatwire.split(",")):
                 r = one_run(args, binary, workdir, f"b{i}-r{rep}")

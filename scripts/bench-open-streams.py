@@ -123,9 +123,7 @@ def main():
         time.sleep(1)
         idle = rss_kib(cw.pid)
         if args.first_delay_ms:  # after the warm-up, which must not wait for it
-            urllib.request.urlopen(urllib.request.Request(
-                f"http://127.0.0.1:{MOCK_PORT}/_mock/config?first_delay_ms={args.first_delay_ms}",
-                method="POST"), timeout=5).read()
+            h2.mock_config(MOCK_PORT, f"first_delay_ms={args.first_delay_ms}")
         n = args.streams
         cmd = [args.loadgen, "--mode", "grpc", "--url", f"http://127.0.0.1:{PORT}", "--model", "openai:mock",
                "-c", str(n), "-n", str(n), "--timeout-s", "600", "--duration-s", "600", "--threads", "1"]

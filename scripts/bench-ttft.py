@@ -25,9 +25,8 @@ import argparse
 import json
 import os
 import subprocess
-import urllib.request
 
-from bench_common import port_open, stop_all, wait_port
+from bench_common import mock_config, port_open, stop_all, wait_port
 
 MOCK_PORT, PORT = 9071, 50621
 
@@ -71,9 +70,7 @@ def main():
     runs = {}
     try:
         wait_port(MOCK_PORT, mock, 10)
-        q = f"tokens=200&first_delay_ms={args.delay_ms}&token_delay_ms=0"
-        urllib.request.urlopen(urllib.request.Request(
-            f"http://127.0.0.1:{MOCK_PORT}/_mock/config?{q}", method="POST"), timeout=10).read()
+        mock_config(MOCK_PORT, f"tokens=200&first_delay_ms={args.delay_ms}&token_delay_ms=0")
         for rep in range(args.reps):
             direct = loadgen("openai-sse", f"http://127.0.0.1:{MOCK_PORT}/v1/chat/completions", "mock", args.calls)
             runs.setdefault("direct", []).append(dict(p50=direct["p50"], p99=direct["p99"]))

@@ -1,9 +1,11 @@
-"""What the benchmark scripts share: waiting for a port, a process's CPU time,
-stopping what they started. Imported by the scripts beside it."""
+"""What the benchmark scripts share: waiting for a port, setting the shared
+harness's mock at run time, a process's CPU time, stopping what they started.
+Imported by the scripts beside it."""
 import os
 import socket
 import subprocess
 import time
+import urllib.request
 
 
 def port_open(port):
@@ -22,6 +24,13 @@ def wait_port(port, proc, seconds=20):
             return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def mock_config(port, query):
+    """Sets the harness's mock on 127.0.0.1:`port` (`POST /_mock/config?query`,
+    e.g. "tokens=200&first_delay_ms=0"); the knobs not named keep their values."""
+    url = f"http://127.0.0.1:{port}/_mock/config?{query}"
+    urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10).read()
 
 
 def cpu_seconds(pid):

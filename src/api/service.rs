@@ -106,6 +106,24 @@ impl ChatService {
         Ok((call, p))
     }
 
+    /// Invoke's and Stream's future: `run` for an admitted call, or the
+    /// status of a refused one, ready.
+    fn admitted<'a, T, F>(
+        &self,
+        rpc: &'static str,
+        req: Request<pb::ChatRequest>,
+        run: impl FnOnce(CallGuard, Prepared) -> F,
+    ) -> CallFuture<'a, T>
+    where
+        T: Send + 'a,
+        F: Future<Output = Result<Response<T>, Status>> + Send + 'a,
+    {
+        match self.admit(rpc, req, false) {
+            Ok((call, p)) => Box::pin(run(call, p)),
+            Err(s) => Box::pin(std::future::ready(Err(s))),
+        }
+    }
+
     /// Validates and routes a request; `keep_input` keeps the request as
     /// received (StreamEvents echoes it in `start`), at the cost of one copy.
     fn prepare(&self, req: Request<pb::ChatRequest>, keep_input: bool) -> Result<Prepared, Status> {
@@ -197,11 +215,7 @@ impl ChatModelService for ChatService {
         'life0: 'async_trait,
         Self: 'async_trait,
     {
-        let (mut call, mut p) = match self.admit("Invoke", req, false) {
-            Ok(admitted) => admitted,
-            Err(s) => return Box::pin(std::future::ready(Err(s))),
-        };
-        Box::pin(async move {
+        self.admitted("Invoke", req, move |mut call, mut p| async move {
             let run = async {
                 let (route, mut chunks) = self.start(&mut p).await.map_err(|e| to_status(&e))?;
                 let mut fold = self.pipeline.fold(route.model.clone());
@@ -235,11 +249,7 @@ impl ChatModelService for ChatService {
         'life0: 'async_trait,
         Self: 'async_trait,
     {
-        let (mut call, mut p) = match self.admit("Stream", req, false) {
-            Ok(admitted) => admitted,
-            Err(s) => return Box::pin(std::future::ready(Err(s))),
-        };
-        Box::pin(async move {
+        self.admitted("Stream", req, move |mut call, mut p| async move {
             let started = tokio::select! {
                 r = self.start(&mut p) => r.map_err(|e| to_status(&e)),
                 () = self.drain.stopped() => Err(Drain::status(true)),
