@@ -249,7 +249,7 @@ import json
 meta = json.loads(r.stdout) if r.returncode == 0 else {"packages": []}
 missing = [t["src_path"] for p in meta["packages"] for t in p["targets"] if not os.path.exists(t["src_path"])]
 check(r.returncode == 0 and not missing, f"every Cargo target's source is in the build context ({missing[:3]})")
-for need in ("build.rs", "proto/chatwire/v1/chatwire.proto", "src/main.rs"):
+for need in ("build.rs", "proto/chatwire/v1/chatwire.proto", "src/main.rs", ".cargo/config.toml"):
     check(os.path.exists(os.path.join(ctx, need)), f"{need} is in the build context")
 sys.exit(1 if bad else 0)
 EOF

@@ -8,6 +8,11 @@ use chatwire::{
 };
 use clap::Parser;
 
+/// mimalloc instead of the system's malloc: see README, "Allocator".
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -759,3 +759,33 @@ fn sigterm_with_a_client_that_stopped_reading_exits_within_the_grace() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The binary allocates with mimalloc (v2), built to commit its arenas' memory
+/// as it is used: `.cargo/config.toml` sets that default at build time, and a
+/// `CFLAGS` of the builder's own would silently drop it (README, "Allocator").
+/// mimalloc prints its version and options on stderr when asked to.
+#[cfg(feature = "mimalloc")]
+#[test]
+fn the_allocator_is_mimalloc_committing_lazily() {
+    let out = Command::new(BIN)
+        .arg("--version")
+        .env("MIMALLOC_VERBOSE", "1")
+        .env_remove("MIMALLOC_ARENA_EAGER_COMMIT")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().any(|l| l.starts_with("mimalloc: v2.")),
+        "mimalloc v2 did not report itself:\n{err}"
+    );
+    let commit = err
+        .lines()
+        .find(|l| l.contains("option 'arena_eager_commit'"))
+        .unwrap_or_default();
+    assert_eq!(
+        commit.trim_end(),
+        "mimalloc: option 'arena_eager_commit': 0",
+        "built with mimalloc's eager arena commit (was CFLAGS set in the environment?):\n{err}"
+    );
+}
