@@ -104,6 +104,47 @@ pub struct ServeArgs {
 }
 
 impl Cli {
+    /// Parses the process's command line as [`Parser::parse`] does (exit code
+    /// 2 on a bad one), also refusing serve's flags given before a subcommand.
+    pub fn parse_command_line() -> Self {
+        Self::try_parse_command_line(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// As [`Parser::try_parse_from`], and refuses serve's flags given on the
+    /// command line before a subcommand: they belong to the default command,
+    /// so `chatwire --addr X serve` would run `serve` without `--addr`, and
+    /// `chatwire --addr X stream hi` would call the default server.
+    /// `--worker-threads` is global and counts wherever it stands.
+    pub fn try_parse_command_line<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{parser::ValueSource, CommandFactory, FromArgMatches};
+        let mut cmd = Self::command();
+        let matches = cmd.try_get_matches_from_mut(args)?;
+        if let Some((name, _)) = matches.subcommand() {
+            let early: Vec<String> = cmd
+                .get_arguments()
+                .filter(|a| !a.is_global_set())
+                .filter(|a| {
+                    matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine)
+                })
+                .map(|a| format!("--{}", a.get_long().unwrap_or(a.get_id().as_str())))
+                .collect();
+            if let Some(first) = early.first() {
+                let flags = early.join(", ");
+                let why = if name == "serve" {
+                    format!("{flags} must come after `serve` (before it, it would be ignored): chatwire serve {first} ...")
+                } else {
+                    format!("{flags} before `{name}` is a flag of `serve` (the default command), which `{name}` does not run; `{name}`'s own flags come after it")
+                };
+                return Err(cmd.error(clap::error::ErrorKind::ArgumentConflict, why));
+            }
+        }
+        Self::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+    }
+
     /// The runtime's worker threads: the flag (before or after the
     /// subcommand) or env var, else one per CPU this process may use.
     /// (tokio's own `TOKIO_WORKER_THREADS` is not read: it aborts on a bad value.)
@@ -343,11 +384,12 @@ mod json {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
     fn workers(args: &[&str]) -> usize {
-        Cli::try_parse_from(args)
+        Cli::try_parse_command_line(args)
             .map(|cli| cli.worker_threads())
             .unwrap_or_default()
     }
@@ -375,6 +417,56 @@ mod tests {
             workers(&["chatwire", "--worker-threads", "0"]),
             0,
             "refused"
+        );
+    }
+
+    /// What `serve` runs with: its own flags, or the top level's when no
+    /// subcommand is given; serve's flags before a subcommand are refused.
+    fn serve_addr(args: &[&str]) -> Result<Option<String>, String> {
+        let cli = Cli::try_parse_command_line(args).map_err(|e| e.to_string())?;
+        Ok(match cli.command {
+            None => cli.serve.addr,
+            Some(Command::Serve(a)) => a.addr,
+            Some(_) => None,
+        })
+    }
+
+    #[test]
+    fn serve_flags_before_a_subcommand_are_refused() {
+        let a = Some("127.0.0.1:9".to_string());
+        assert_eq!(
+            serve_addr(&["chatwire", "--addr", "127.0.0.1:9"]),
+            Ok(a.clone())
+        );
+        assert_eq!(
+            serve_addr(&["chatwire", "serve", "--addr", "127.0.0.1:9"]),
+            Ok(a)
+        );
+        let e = serve_addr(&["chatwire", "--addr", "127.0.0.1:9", "serve"]).unwrap_err();
+        assert!(e.contains("--addr must come after `serve`"), "{e}");
+        let e =
+            serve_addr(&["chatwire", "--playground", "--config", "x.toml", "serve"]).unwrap_err();
+        assert!(e.contains("--config, --playground must come after"), "{e}");
+        let e = serve_addr(&["chatwire", "--addr", "h:1", "stream", "hi"]).unwrap_err();
+        assert!(
+            e.contains("--addr before `stream` is a flag of `serve`"),
+            "{e}"
+        );
+        let e = serve_addr(&["chatwire", "--insecure-no-auth", "check-config", "f"]).unwrap_err();
+        assert!(
+            e.contains("--insecure-no-auth before `check-config`"),
+            "{e}"
+        );
+        // The global flag is not serve's: it counts before any subcommand.
+        assert_eq!(
+            serve_addr(&["chatwire", "--worker-threads", "2", "models"]),
+            Ok(None)
+        );
+        assert_eq!(
+            Cli::try_parse_command_line(["chatwire", "--addr", "h:1", "serve"])
+                .map_err(|e| e.exit_code())
+                .err(),
+            Some(2)
         );
     }
 }

@@ -6,7 +6,6 @@ use chatwire::{
     config::{Config, TlsFiles},
     server,
 };
-use clap::Parser;
 
 /// mimalloc instead of the system's malloc: see README, "Allocator".
 #[cfg(feature = "mimalloc")]
@@ -14,7 +13,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_command_line();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.worker_threads())
         .enable_all()

@@ -789,3 +789,56 @@ fn the_allocator_is_mimalloc_committing_lazily() {
         "built with mimalloc's eager arena commit (was CFLAGS set in the environment?):\n{err}"
     );
 }
+
+/// Serve's flags before a subcommand are refused (they used to be parsed for
+/// the default command and dropped, so `serve` ran on the default address);
+/// the same setting from the environment still reaches `serve`.
+#[test]
+fn serve_flags_before_the_subcommand_are_refused_not_dropped() {
+    let mut child = Command::new(BIN)
+        .args(["--addr", "127.0.0.1:0", "serve"])
+        .env_remove("CHATWIRE_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`chatwire --addr 127.0.0.1:0 serve` started serving instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("--addr must come after `serve`"), "{err}");
+
+    // CHATWIRE_ADDR is read by `serve` as before.
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("CHATWIRE_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .env_remove("CHATWIRE_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let line = BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("chatwire serving"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("served");
+    assert!(line.contains("127.0.0.1:"), "{line}");
+    assert!(
+        !line.contains(":50051"),
+        "an ephemeral port, not the default: {line}"
+    );
+}
