@@ -134,10 +134,15 @@ impl Cli {
                 .collect();
             if let Some(first) = early.first() {
                 let flags = early.join(", ");
-                let why = if name == "serve" {
-                    format!("{flags} must come after `serve` (before it, it would be ignored): chatwire serve {first} ...")
+                let (it, is) = if early.len() == 1 {
+                    ("it", "is a flag")
                 } else {
-                    format!("{flags} before `{name}` is a flag of `serve` (the default command), which `{name}` does not run; `{name}`'s own flags come after it")
+                    ("they", "are flags")
+                };
+                let why = if name == "serve" {
+                    format!("{flags} must come after `serve` (before it, {it} would be ignored): chatwire serve {first} ...")
+                } else {
+                    format!("{flags} before `{name}` {is} of `serve` (the default command), which `{name}` does not run; `{name}`'s own flags come after it")
                 };
                 return Err(cmd.error(clap::error::ErrorKind::ArgumentConflict, why));
             }
