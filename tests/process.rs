@@ -26,12 +26,18 @@ struct Served {
     stderr: std::thread::JoinHandle<String>,
 }
 
-/// Starts `chatwire` with extra flags and environment (RUST_LOG=info unless given).
+/// Starts `chatwire` with extra flags and environment (RUST_LOG=info unless
+/// given), on an ephemeral port of 127.0.0.1.
 fn serve(extra: &[&str], envs: &[(&str, &str)]) -> Served {
     // The extra arguments first: they may start with the `serve` subcommand.
+    start(&[extra, &["--addr", "127.0.0.1:0"]].concat(), envs)
+}
+
+/// Starts `chatwire` with exactly these arguments and environment, and waits
+/// for its serving line.
+fn start(args: &[&str], envs: &[(&str, &str)]) -> Served {
     let mut child = Command::new(BIN)
-        .args(extra)
-        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
         .env("RUST_LOG", "info")
         .env_remove("CHATWIRE_CONFIG")
         .envs(envs.iter().copied())
@@ -58,15 +64,12 @@ fn serve(extra: &[&str], envs: &[(&str, &str)]) -> Served {
         .recv_timeout(Duration::from_secs(30))
         .expect("server started");
     let addr = line
-        .split("127.0.0.1:")
-        .nth(1)
-        .map(|rest| {
-            format!(
-                "127.0.0.1:{}",
-                rest.chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect::<String>()
-            )
+        .find("127.0.0.")
+        .map(|at| {
+            line[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect::<String>()
         })
         .expect("address in the log line");
     Served {
@@ -819,30 +822,12 @@ fn serve_flags_before_the_subcommand_are_refused_not_dropped() {
     assert!(err.contains("--addr must come after `serve`"), "{err}");
 
     // CHATWIRE_ADDR is read by `serve` as before.
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .env("CHATWIRE_ADDR", "127.0.0.2:0")
-        .env("RUST_LOG", "info")
-        .env_remove("CHATWIRE_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let line = BufReader::new(out)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.contains("chatwire serving"));
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(30));
-    let _ = child.kill();
-    let _ = child.wait();
-    let line = line.ok().flatten().expect("served");
+    let mut served = start(&["serve"], &[("CHATWIRE_ADDR", "127.0.0.2:0")]);
+    let _ = served.child.kill();
+    let _ = served.child.wait();
     assert!(
-        line.contains("127.0.0.2:"),
-        "the address from the environment: {line}"
+        served.addr.starts_with("127.0.0.2:"),
+        "the address from the environment: {}",
+        served.addr
     );
 }
