@@ -42,7 +42,9 @@ use crate::{
 pub use frame::{Frame, Framing};
 pub use registry::{pending, Registry, Route};
 pub use relay::Relay;
-pub use settings::{display_url, is_secret_header, secret_header, with_extra_headers, Settings};
+pub use settings::{
+    display_url, is_secret_header, post, secret_header, with_extra_headers, Settings,
+};
 
 /// The chunks of one answer, pulled by the client (backpressure) and dropped
 /// when the client goes away (cancellation reaches the upstream connection).
