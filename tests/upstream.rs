@@ -462,11 +462,28 @@ async fn the_key_never_reaches_an_error_message() {
     // the request carried.
     let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
     let echoed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let (st, seen) = (status.clone(), echoed.clone());
+    // When set, the key is echoed in JSON escapes (`\u0073k-…`, or one
+    // character escaped), as a JSON encoder may write it: its bytes are then
+    // not the key's, but the message read from the JSON is.
+    let escape = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let (st, seen, esc) = (status.clone(), echoed.clone(), escape.clone());
     let up = MockUpstream::start(move |r| {
         let key = sent_key(r);
         seen.lock().unwrap().push(key.clone());
-        echoing_reply(&r.path, st.load(std::sync::atomic::Ordering::SeqCst), &key)
+        let mut reply = echoing_reply(&r.path, st.load(std::sync::atomic::Ordering::SeqCst), &key);
+        let escaped: String = match esc.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => key.clone(),
+            1 => key
+                .chars()
+                .map(|c| format!("\\u{:04x}", c as u32))
+                .collect(),
+            _ => key.replacen('-', "\\u002d", 1),
+        };
+        let body = String::from_utf8(reply.body)
+            .unwrap()
+            .replace(&key, &escaped);
+        reply.body = body.into_bytes();
+        reply
     })
     .await;
     let host = up.url.trim_start_matches("http://").to_string();
@@ -488,11 +505,12 @@ async fn the_key_never_reaches_an_error_message() {
     .await;
     let mut c = srv.client().await;
 
-    for p in &LEAKY {
+    for (p, escaped) in LEAKY.iter().flat_map(|p| (0..3).map(move |e| (p, e))) {
+        escape.store(escaped, std::sync::atomic::Ordering::SeqCst);
         // Errors before the stream: the key echoed in the HTTP error body.
         for code in [400, 401, 403, 404, 429, 500, 503] {
             status.store(code, std::sync::atomic::Ordering::SeqCst);
-            let what = format!("{} HTTP {code}", p.model);
+            let what = format!("{} HTTP {code}, escapes {escaped}", p.model);
             let err = c.invoke(text_request(p.model, "hi")).await.unwrap_err();
             assert_no_key(&err, p.key, p.kept, &what);
             let (chunks, err) = collect_stream(&mut c, text_request(p.model, "hi")).await;
@@ -501,7 +519,7 @@ async fn the_key_never_reaches_an_error_message() {
         }
         // An error inside the stream, after a token: the key echoed in the error event.
         status.store(200, std::sync::atomic::Ordering::SeqCst);
-        let what = format!("{} mid-stream", p.model);
+        let what = format!("{} mid-stream, escapes {escaped}", p.model);
         let (events, err) = collect_events(&mut c, text_request(p.model, "hi")).await;
         assert_no_key(&err.expect("an error status"), p.key, p.kept, &what);
         match events.last().and_then(|e| e.event.as_ref()) {

@@ -292,7 +292,8 @@ impl TokenSource {
             // Only an error body is quoted, redacted whole first; a token is
             // read from the body as sent.
             let detail = token_error_detail(&crate::error::redact(&body));
-            let message = format!("getting a Google access token failed: the token endpoint answered HTTP {status}{detail}");
+            // Redacted again: the detail read from the JSON may spell a secret in escapes.
+            let message = crate::error::redact(&format!("getting a Google access token failed: the token endpoint answered HTTP {status}{detail}"));
             return Err(if (400..500).contains(&status) && status != 429 {
                 Error::new(Kind::PermissionDenied, "PROVIDER_TOKEN_REFUSED", message)
             } else {

@@ -399,8 +399,11 @@ async fn status_error<W: Wire + ?Sized>(wire: &W, response: reqwest::Response) -
         Some(enc) => format!("(a body compressed with {enc}, which chatwire does not ask for)"),
         None => redact(&body),
     };
-    wire.http_error_with_headers(status, &headers, &body)
-        .with_retry_after(retry_after)
+    let mut error = wire.http_error_with_headers(status, &headers, &body);
+    // The body was redacted as bytes, but the message read from its JSON can
+    // spell a key the bytes did not show (`\u0073k-…`, a JSON encoder's escapes).
+    error.message = redact(&error.message);
+    error.with_retry_after(retry_after)
 }
 
 /// The scheme, host and port of a URL (a redirect target's path and query may
