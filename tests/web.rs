@@ -589,6 +589,69 @@ async fn the_health_only_listener_serves_health_and_nothing_else_through_the_dra
     assert!(closed, "the health listener closes with the server");
 }
 
+/// The health port asks no auth: anyone who reaches it can open connections
+/// and leave them idle. Past its cap of 64 a new connection closes the oldest,
+/// so a probe is still answered after 200 idle connections were opened (with
+/// a cap that waited for a free slot, every probe hung).
+#[tokio::test]
+async fn idle_connections_cannot_keep_probes_off_the_health_port() {
+    use tokio::io::AsyncWriteExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let health_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let health_addr = health_listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(server::run_with_health(
+        Config::default(),
+        env(&[]),
+        listener,
+        Some(health_listener),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let serving = ServingStatus::Serving as i32;
+    let mut up = Err(tonic::Status::unavailable("not yet"));
+    for _ in 0..100 {
+        up = health_check(health_addr, "").await;
+        if up.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(up.unwrap(), serving);
+
+    // Idle HTTP/2 connections, past the preface deadline's reach: the client
+    // preface and an empty SETTINGS frame, then nothing.
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        let mut c = tokio::net::TcpStream::connect(health_addr).await.unwrap();
+        c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .await
+            .unwrap();
+        held.push(c);
+        // Each is accepted (and served) before the next, as a slow attacker's would be.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for i in 0..3 {
+        let probe =
+            tokio::time::timeout(Duration::from_secs(10), health_check(health_addr, "")).await;
+        assert_eq!(
+            probe
+                .map_err(|_| "timed out")
+                .and_then(|r| r.map_err(|_| "failed")),
+            Ok(serving),
+            "probe {i} with 200 idle connections opened"
+        );
+    }
+    tx.send(()).unwrap();
+    drop(held);
+    tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
 struct ChatModelServiceClientExt;
 
 impl ChatModelServiceClientExt {
