@@ -215,6 +215,13 @@ impl Pipeline {
             let first_at = (Instant::now() + timers.first_chunk).min(end_at);
             let mut attempt = 0;
             loop {
+                // A deadline already passed (a `grpc-timeout` shorter than the
+                // margin kept before it, or spent in a backoff) sends nothing:
+                // a request upstream would be paid for and never answered.
+                if Instant::now() >= end_at {
+                    obs.timer(if end_is_caller { "deadline" } else { "total" });
+                    return Err(end_error());
+                }
                 let call = Call {
                     model: route.model.clone(),
                     request: request.clone(),

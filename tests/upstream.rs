@@ -179,6 +179,52 @@ async fn the_callers_deadline_drops_the_upstream_request() {
     assert!(up.wait_closed(Duration::from_secs(3)).await);
 }
 
+/// A deadline already spent when the call arrives sends no request upstream:
+/// `grpc-timeout` at or under the margin the server keeps before it (at least
+/// 5 ms) gets DEADLINE_EXCEEDED at once; with one of a nanosecond, tonic's own
+/// deadline layer may answer first (CANCELLED), but nothing goes upstream either.
+#[tokio::test]
+async fn an_expired_deadline_sends_nothing_upstream() {
+    let (up, srv) = setup(
+        Reply::sse(head() + &delta("hi") + &tail()),
+        Config::default(),
+    )
+    .await;
+    let mut c = srv.client().await;
+    // A call with room first: it reaches the upstream, and leaves a pooled
+    // connection on which a request would go out on its first poll.
+    let mut req = tonic::Request::new(text_request(MODEL, "hi"));
+    req.set_timeout(Duration::from_secs(10));
+    c.invoke(req).await.unwrap();
+    assert_eq!(up.requests().len(), 1);
+    let with_timeout = |t: &str| {
+        let mut req = tonic::Request::new(text_request(MODEL, "hi"));
+        req.metadata_mut()
+            .insert("grpc-timeout", t.parse().unwrap());
+        req
+    };
+    for timeout in ["5m", "4m", "1n", "0n"] {
+        let ours = timeout.ends_with('m');
+        let err = c.invoke(with_timeout(timeout)).await.unwrap_err();
+        let (chunks, stream_err) = collect_stream(&mut c, with_timeout(timeout)).await;
+        assert!(chunks.is_empty(), "{timeout}");
+        for e in [Some(err), stream_err] {
+            let e = e.expect("an error status");
+            if ours || e.code() == Code::DeadlineExceeded {
+                assert_eq!(e.code(), Code::DeadlineExceeded, "{timeout}: {e:?}");
+                assert!(e.message().contains("before the first chunk"), "{e:?}");
+            } else {
+                assert_eq!(e.code(), Code::Cancelled, "{timeout}: {e:?}");
+            }
+        }
+    }
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "no more requests reached the upstream"
+    );
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_does_not_grow_the_server() {
     // 50 MB of tokens, offered in 64 KiB pieces as fast as the socket takes them.

@@ -136,7 +136,7 @@ pub fn text_request(model: &str, user: &str) -> pb::ChatRequest {
 /// Calls Stream and collects every chunk and the final status (None = OK).
 pub async fn collect_stream(
     client: &mut ChatModelServiceClient<Channel>,
-    req: pb::ChatRequest,
+    req: impl tonic::IntoRequest<pb::ChatRequest>,
 ) -> (Vec<pb::MessageChunk>, Option<tonic::Status>) {
     let mut out = Vec::new();
     let mut s = match client.stream(req).await {
