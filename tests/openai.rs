@@ -252,6 +252,68 @@ async fn a_base_url_alone_configures_it_and_sends_no_authorization() {
     assert!(status.message().contains("OPENAI_API_KEY"));
 }
 
+/// A tool call whose arguments are `depth` objects nested (itself included).
+fn deep_tool_call_body(depth: usize) -> String {
+    let args = "{\"a\":".repeat(depth - 1) + "{}" + &"}".repeat(depth - 1);
+    let mut b = delta(
+        json!({"role": "assistant", "content": null, "tool_calls": [
+            {"index": 0, "id": "call_d", "type": "function", "function": {"name": "deep", "arguments": args}}]}),
+        Value::Null,
+    );
+    b += &delta(json!({}), json!("tool_calls"));
+    b += DONE;
+    b
+}
+
+/// Tool-call arguments nested deeper than a gRPC client decodes as a Struct
+/// (most stop at 100 protobuf levels, three per JSON level) would make the
+/// whole answer undecodable (prost: "recursion limit reached", the text lost
+/// with it): past 30 levels the call is an invalid one, its text kept; 30
+/// levels are a tool call as usual. Invoke and StreamEvents' end event alike.
+#[tokio::test]
+async fn tool_arguments_too_deep_for_a_struct_are_an_invalid_call() {
+    for (depth, valid) in [(30, true), (31, false), (40, false), (120, false)] {
+        let (_up, srv) = setup(
+            deep_tool_call_body(depth),
+            &[("OPENAI_API_KEY", "k")],
+            Config::default(),
+        )
+        .await;
+        let mut c = srv.client().await;
+        let m = c
+            .invoke(text_request(MODEL, "go deep"))
+            .await
+            .unwrap_or_else(|e| panic!("depth {depth}: the answer decodes: {e:?}"))
+            .into_inner();
+        let (events, status) = collect_events(&mut c, text_request(MODEL, "go deep")).await;
+        assert!(status.is_none(), "depth {depth}: {status:?}");
+        let end = match events.last().and_then(|e| e.event.clone()) {
+            Some(Event::End(e)) => e.output.expect("the end event's message"),
+            other => panic!("depth {depth}: {other:?}"),
+        };
+        for (what, m) in [("Invoke", &m), ("StreamEvents", &end)] {
+            if valid {
+                assert_eq!(m.tool_calls.len(), 1, "{what} depth {depth}");
+                assert!(m.invalid_tool_calls.is_empty(), "{what} depth {depth}");
+            } else {
+                assert!(m.tool_calls.is_empty(), "{what} depth {depth}");
+                let bad = &m.invalid_tool_calls[0];
+                assert_eq!((bad.id.as_str(), bad.name.as_str()), ("call_d", "deep"));
+                assert!(
+                    bad.arguments.starts_with("{\"a\":{\"a\":"),
+                    "{what}: the text is kept"
+                );
+                assert!(
+                    bad.error
+                        .contains(&format!("{depth} levels deep, more than the 30")),
+                    "{what}: {}",
+                    bad.error
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn parallel_tool_calls_and_tool_messages_in_the_request() {
     let (up, srv) = setup(tools_body(), &[("OPENAI_API_KEY", "k")], Config::default()).await;

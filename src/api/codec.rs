@@ -14,7 +14,7 @@ use tonic::{
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 /// How deep JSON (a Struct) may nest in a request, as the README states it.
-pub const MAX_JSON_DEPTH: usize = 30;
+pub const MAX_JSON_DEPTH: usize = crate::chat::MAX_JSON_DEPTH;
 
 /// A response stream's encode buffer: tonic's default allocates 8 KiB per open
 /// stream and keeps it for the stream's life, for messages that are mostly

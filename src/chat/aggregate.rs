@@ -310,7 +310,9 @@ impl Aggregator {
     }
 
     /// The final message (or `error.partial`): the answer moves into it; tool
-    /// arguments are parsed once, here.
+    /// arguments are parsed once, here. Arguments nested deeper than
+    /// `MAX_JSON_DEPTH` are an invalid call: as a Struct they would make the
+    /// whole answer undecodable for most gRPC clients.
     pub fn finish(self) -> FinalMessage {
         let mut tool_calls = Vec::new();
         let mut invalid_tool_calls = Vec::new();
@@ -322,6 +324,20 @@ impl Aggregator {
                 call.arguments.as_str()
             };
             match serde_json::from_str::<serde_json::Value>(raw) {
+                Ok(serde_json::Value::Object(arguments))
+                    if nesting_of(&arguments) > super::MAX_JSON_DEPTH =>
+                {
+                    invalid_tool_calls.push(InvalidToolCall {
+                        error: format!(
+                            "arguments nest objects and arrays {} levels deep, more than the {} a gRPC client can decode as a google.protobuf.Struct (most stop at 100 protobuf levels, about 3 per JSON level); the text is kept here",
+                            nesting_of(&arguments),
+                            super::MAX_JSON_DEPTH
+                        ),
+                        id: call.id,
+                        name: call.name,
+                        arguments: call.arguments,
+                    });
+                }
                 Ok(serde_json::Value::Object(arguments)) => tool_calls.push(ToolCall {
                     id: call.id,
                     name: call.name,
@@ -377,6 +393,27 @@ pub fn delta_size(d: &Delta) -> usize {
         } => id.len() + name.len() + arguments.len(),
         Delta::Citation(c) => c.cited_text.len() + c.url.len() + c.title.len() + c.kind.len(),
     }
+}
+
+/// How deeply objects and arrays nest in `object` (itself one level), without
+/// recursion.
+fn nesting_of(object: &serde_json::Map<String, serde_json::Value>) -> usize {
+    let mut deepest = 1;
+    let mut stack: Vec<(&serde_json::Value, usize)> = object.values().map(|v| (v, 2)).collect();
+    while let Some((v, depth)) = stack.pop() {
+        match v {
+            serde_json::Value::Object(m) => {
+                deepest = deepest.max(depth);
+                stack.extend(m.values().map(|c| (c, depth + 1)));
+            }
+            serde_json::Value::Array(a) => {
+                deepest = deepest.max(depth);
+                stack.extend(a.iter().map(|c| (c, depth + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn kind_of(v: &serde_json::Value) -> &'static str {

@@ -2,6 +2,12 @@
 //! no protobuf, no provider JSON.
 //!
 //! Layer: the lowest, beside `error`; imports nothing of the crate but `error`.
+/// How deeply JSON (objects and arrays) may nest where it travels as a
+/// `google.protobuf.Struct`: requests deeper than this cannot be decoded
+/// (prost's limit of 100 protobuf levels, two or three per JSON level), and
+/// an answer's tool-call arguments deeper than this are an invalid call.
+pub const MAX_JSON_DEPTH: usize = 30;
+
 pub mod aggregate;
 pub mod budget;
 pub mod types;
