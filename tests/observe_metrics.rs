@@ -410,3 +410,40 @@ streaming = true
         .unwrap();
     assert_eq!(res.status(), 404);
 }
+
+/// The metrics port keeps at most 64 connections and a new one closes the
+/// oldest: connections opened and left idle cannot keep a scrape out (with a
+/// cap that waited for a free slot, a scrape waited for hyper's 10 s header
+/// timeout to free one, longer than Prometheus's default scrape timeout).
+#[tokio::test]
+async fn idle_connections_cannot_keep_a_scrape_out() {
+    let port = free_port();
+    let config = Config::from_toml(&format!("metrics_addr = \"127.0.0.1:{port}\"\n")).unwrap();
+    let _srv = TestServer::start(config, env(&[])).await;
+    // The metrics listener starts beside the server: wait for it.
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    scrape(port).await;
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        held.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+        // Each is accepted before the next, as a slow attacker's would be.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    for i in 0..3 {
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), scrape(port)).await;
+        assert!(got.is_ok(), "scrape {i} with 100 idle connections opened");
+    }
+    drop(held);
+}

@@ -7,7 +7,7 @@
 //! `other`), a gRPC code name, an ErrorInfo reason (a constant), an HTTP
 //! status, a timer's name. Never a caller's free text, never a secret.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+use std::{collections::VecDeque, convert::Infallible, net::SocketAddr, sync::Arc};
 
 use http_body_util::Full;
 use hyper::{body::Bytes, Method, Request, Response, StatusCode};
@@ -16,7 +16,7 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::{Registry, Unit},
 };
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::net::TcpListener;
 
 use crate::error::Error;
 
@@ -261,7 +261,9 @@ impl Metrics {
 /// The content type of `render`'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Scrapes served at once at most (a scrape is small; more wait in the backlog).
+/// Connections kept open at most: past it, a new connection closes the oldest
+/// (which is most likely idle: a scrape takes milliseconds), so connections
+/// opened and left idle cannot keep a scrape out.
 const MAX_SCRAPE_CONNECTIONS: usize = 64;
 
 /// Binds the metrics listener and serves `GET /metrics` on it until the task is aborted.
@@ -279,11 +281,8 @@ pub async fn listen(
 
 /// Serves `GET /metrics` (HTTP/1.1) on an already bound listener.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    let slots = Arc::new(Semaphore::new(MAX_SCRAPE_CONNECTIONS));
+    let mut open: VecDeque<tokio::task::AbortHandle> = VecDeque::new();
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
@@ -292,9 +291,18 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                 continue;
             }
         };
+        open.retain(|c| !c.is_finished());
+        if open.len() >= MAX_SCRAPE_CONNECTIONS {
+            if let Some(oldest) = open.pop_front() {
+                tracing::debug!(
+                    max_connections = MAX_SCRAPE_CONNECTIONS,
+                    "metrics: closing the oldest connection to serve a new one"
+                );
+                oldest.abort();
+            }
+        }
         let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
+        let task = tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let res = respond(&metrics, &req);
                 async move { Ok::<_, Infallible>(res) }
@@ -307,6 +315,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
             // A scrape that stalls is cut after a minute, whatever it is doing.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(60), conn).await;
         });
+        open.push_back(task.abort_handle());
     }
 }
 
