@@ -225,6 +225,33 @@ async fn an_expired_deadline_sends_nothing_upstream() {
     );
 }
 
+/// A 200 of the wrong content type (a gateway's JSON error, an HTML page) is
+/// a protocol error that quotes the body, redacted: the caller learns why.
+#[tokio::test]
+async fn a_200_of_the_wrong_type_quotes_its_body() {
+    let key = "sk-ant-wrongtype-0123456789abcdef";
+    let body = format!(r#"{{"error":{{"message":"Budget exceeded for key {key}"}}}}"#);
+    let up = MockUpstream::start(move |_| Reply::json(200, body.clone())).await;
+    let srv = TestServer::start(
+        Config::default(),
+        env(&[("ANTHROPIC_API_KEY", key), ("ANTHROPIC_BASE_URL", &up.url)]),
+    )
+    .await;
+    let mut c = srv.client().await;
+    let err = c.invoke(text_request(MODEL, "hi")).await.unwrap_err();
+    let (chunks, stream_err) = collect_stream(&mut c, text_request(MODEL, "hi")).await;
+    assert!(chunks.is_empty());
+    for e in [err, stream_err.expect("an error status")] {
+        assert_eq!(reason(&e), "UPSTREAM_PROTOCOL_ERROR", "{e:?}");
+        assert!(e.message().contains("not text/event-stream"), "{e:?}");
+        assert!(
+            e.message().contains("its body: Budget exceeded for key"),
+            "{e:?}"
+        );
+        assert!(!e.message().contains(key), "{e:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_does_not_grow_the_server() {
     // 50 MB of tokens, offered in 64 KiB pieces as fast as the socket takes them.

@@ -152,8 +152,9 @@ impl<W: Wire> Provider for HttpProvider<W> {
                     .with_provider(name)
                     .with_status(status));
             }
-            check_content_type(wire.framing(), response.headers())
-                .map_err(|e| e.with_provider(name))?;
+            if let Err(e) = check_content_type(wire.framing(), response.headers()) {
+                return Err(Box::pin(quote_body(e, response)).await.with_provider(name));
+            }
             let mut pump = Pump::new(
                 wire.framing(),
                 max_frame,
@@ -447,6 +448,21 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
     let secs: f64 = v.trim().parse().ok()?;
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+}
+
+/// A 2xx answer of the wrong content type, its body quoted (redacted, capped):
+/// a gateway or proxy that answers 200 with a JSON error says why there.
+async fn quote_body(mut error: Error, response: reqwest::Response) -> Error {
+    if content_encoding(response.headers()).is_some() {
+        return error;
+    }
+    let body = read_capped(response).await;
+    let said = redact(&generic_error_message(&body));
+    let said: String = said.trim().chars().take(500).collect();
+    if !said.is_empty() {
+        error.message = format!("{}; its body: {said}", error.message);
+    }
+    error
 }
 
 /// At most `MAX_ERROR_BODY` bytes of an error body (read a little further, so
