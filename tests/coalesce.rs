@@ -65,3 +65,35 @@ async fn chunks_that_arrive_together_share_http2_frames_and_all_arrive_in_order(
         chunks.len()
     );
 }
+
+/// The first chunk waits for no coalescing turn: it leaves alone, in the
+/// first DATA frame, though the rest of the burst is already on its way (the
+/// time to the first token is what a caller feels; under load each turn waits
+/// for every other ready task). Before, it waited until turns stopped bringing
+/// more, and shared its frame with the chunks read meanwhile.
+#[tokio::test]
+async fn the_first_chunk_of_a_burst_leaves_alone_at_once() {
+    use prost::Message;
+    let (body, splits) = burst();
+    let up = MockUpstream::start(move |_| Reply::sse(body.clone()).splits(splits.clone())).await;
+    let base = format!("{}/v1", up.url);
+    let srv = TestServer::start(Config::default(), env(&[("OPENAI_BASE_URL", &base)])).await;
+    let mut h2 = h2_connect(srv.addr).await;
+    for _ in 0..5 {
+        let resp = h2_send(&mut h2, "Stream", &text_request("openai:m", "go")).unwrap();
+        let mut body = resp.await.unwrap().into_body();
+        let first = body.data().await.expect("a DATA frame").unwrap();
+        let len = u32::from_be_bytes(first[1..5].try_into().unwrap()) as usize;
+        assert_eq!(
+            first.len(),
+            5 + len,
+            "the first DATA frame holds one gRPC message, not {} bytes of several",
+            first.len()
+        );
+        let chunk = chatwire::pb::MessageChunk::decode(&first[5..]).unwrap();
+        assert_eq!(chunk_text(&[chunk]), "t0 ");
+        while let Some(d) = body.data().await {
+            let _ = body.flow_control().release_capacity(d.unwrap().len());
+        }
+    }
+}

@@ -34,6 +34,7 @@ async fn a_burst_leaves_in_order_and_its_queue_shrinks_back() {
         provider: "openai",
         turns: 0,
         fresh: false,
+        delivered: false,
         lease: None,
     };
     for i in 0..=40 {
