@@ -5,7 +5,8 @@ counts (`--worker-threads`), runs alternating.
 
     python3 scripts/bench-ttft.py --chatwire target/release/chatwire \
         --mock MOCK_BIN --loadgen LOADGEN_BIN [--workers 2,1] [--calls 1000] \
-        [--reps 3] [--models openai:mock,anthropic:mock] [--delay-ms 0] [--pin]
+        [--reps 3] [--models openai:mock,anthropic:mock] [--delay-ms 0] [--pin] \
+        [-c 1] [--shared]
 
 The mock OpenAI / Anthropic upstream and the gRPC load generator are the
 project's shared benchmark harness's (kept outside this repository; build
@@ -17,6 +18,9 @@ and the mock and the load generator on another (`taskset`; the first two CPUs th
 process may use), so chatwire's threads do not compete with them for a CPU.
 The direct path is the load generator's OpenAI SSE mode for both upstreams, as
 in the harness's driver.
+
+With -c N, N calls at once (each on its own gRPC connection, or all on one
+with --shared), the direct path at the same concurrency.
 
 Printed as one JSON object: per path, each repetition's p50 and p99 (ms), and
 the added p50 / p99 against the same repetition's direct path.
@@ -42,6 +46,9 @@ def main():
     ap.add_argument("--models", default="openai:mock,anthropic:mock")
     ap.add_argument("--delay-ms", type=int, default=0, help="the mock's delay before the first token")
     ap.add_argument("--pin", action="store_true", help="chatwire on CPU 1, mock and load generator on CPU 0")
+    ap.add_argument("-c", "--concurrency", type=int, default=1,
+                    help="calls at once (the load generator's -c; one gRPC connection per call unless --shared)")
+    ap.add_argument("--shared", action="store_true", help="every call on one gRPC connection")
     args = ap.parse_args()
     for port in (MOCK_PORT, PORT):
         if port_open(port):
@@ -54,9 +61,11 @@ def main():
         pin_other, pin_chatwire = ["taskset", "-c", str(cpus[0])], ["taskset", "-c", str(cpus[1])]
 
     def loadgen(mode, url, model, n):
+        channel = ["--grpc-channel", "shared"] if args.shared and mode == "grpc" else []
         p = subprocess.run(
-            pin_other + [args.loadgen, "--mode", mode, "--url", url, "--model", model, "-c", "1", "-n", str(n),
-                         "--timeout-s", "30", "--duration-s", "600", "--threads", "1"],
+            pin_other + [args.loadgen, "--mode", mode, "--url", url, "--model", model,
+                         "-c", str(args.concurrency), "-n", str(n),
+                         "--timeout-s", "60", "--duration-s", "600", "--threads", "1"] + channel,
             capture_output=True, text=True, timeout=900)
         if p.returncode != 0:
             raise RuntimeError(f"load generator failed: {p.stderr[-2000:]}")
@@ -85,7 +94,7 @@ def main():
                 try:
                     wait_port(PORT, cw, 30)
                     for model in args.models.split(","):
-                        loadgen("grpc", f"http://127.0.0.1:{PORT}", model, 50)
+                        loadgen("grpc", f"http://127.0.0.1:{PORT}", model, max(50, 2 * args.concurrency))
                         t = loadgen("grpc", f"http://127.0.0.1:{PORT}", model, args.calls)
                         runs.setdefault(f"{model}, {workers} worker threads", []).append(dict(
                             p50=t["p50"], p99=t["p99"],
@@ -95,7 +104,8 @@ def main():
                     stop_all([cw])
     finally:
         stop_all([mock])
-    print(json.dumps(dict(calls=args.calls, delay_ms=args.delay_ms, pinned=args.pin, runs=runs), indent=1))
+    print(json.dumps(dict(calls=args.calls, concurrency=args.concurrency, shared=args.shared,
+                          delay_ms=args.delay_ms, pinned=args.pin, runs=runs), indent=1))
 
 
 if __name__ == "__main__":
