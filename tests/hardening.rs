@@ -712,3 +712,50 @@ async fn redaction_hides_upstream_echoes_but_is_no_oracle_for_callers() {
         );
     }
 }
+
+/// A request whose gRPC framing is broken gets INTERNAL from tonic, as the
+/// gRPC specification asks (docs/CONTRACT.md says so); a well-framed message
+/// that is not a ChatRequest is INVALID_ARGUMENT. Nothing panics, the
+/// connection serves the next call.
+#[tokio::test]
+async fn broken_grpc_framing_is_internal_an_undecodable_message_invalid_argument() {
+    use bytes::Bytes;
+    use common::raw_h2::*;
+    let srv = TestServer::start(Config::default(), env(&[])).await;
+    let mut h2 = h2_connect(srv.addr).await;
+    let good = grpc_body(&text_request("fake:echo", "hi"));
+    let mut cut = good.to_vec();
+    cut.truncate(good.len() - 2);
+    let mut compressed = good.to_vec();
+    compressed[0] = 1;
+    let mut bad_flag = good.to_vec();
+    bad_flag[0] = 7;
+    let not_protobuf: &[u8] = &[0, 0, 0, 0, 3, 0xff, 0xff, 0xff];
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        ("a message cut short", cut, "13"),
+        (
+            "the compressed flag without grpc-encoding",
+            compressed,
+            "13",
+        ),
+        ("flag 7", bad_flag, "13"),
+        ("no message", Vec::new(), "13"),
+        (
+            "bytes that are not a ChatRequest",
+            not_protobuf.to_vec(),
+            "3",
+        ),
+    ];
+    for rpc in ["Invoke", "Stream"] {
+        for (what, body, want) in &cases {
+            let (resp, mut stream) = h2.send_request(grpc_request(rpc), false).unwrap();
+            stream.send_data(Bytes::from(body.clone()), true).unwrap();
+            let (_, code, message) = read_stream(resp).await;
+            assert_eq!(&code, want, "{rpc}, {what}: {message}");
+        }
+    }
+    let resp = h2_send(&mut h2, "Stream", &text_request("fake:echo", "hi")).unwrap();
+    let (chunks, code, message) = read_stream(resp).await;
+    assert_eq!(code, "0", "{message}");
+    assert!(!chunks.is_empty());
+}
