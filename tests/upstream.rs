@@ -252,6 +252,27 @@ async fn a_200_of_the_wrong_type_quotes_its_body() {
     }
 }
 
+/// A stream mislabelled (`text/plain`) is refused at once, its body quoted
+/// only as far as it comes within a second: it is not read on, generating and
+/// billing, until the first-chunk timer ends the call as a slow target.
+#[tokio::test]
+async fn a_mislabelled_endless_stream_is_refused_without_reading_it_on() {
+    let up = MockUpstream::start(move |_| {
+        Reply::new(200, "text/plain", head() + &delta("hi")).hold_open()
+    })
+    .await;
+    let srv = TestServer::start(
+        Config::from_toml("[timers]\nfirst_chunk_secs = 30\n").unwrap(),
+        env(&[("ANTHROPIC_API_KEY", "k"), ("ANTHROPIC_BASE_URL", &up.url)]),
+    )
+    .await;
+    let mut c = srv.client().await;
+    let err = c.invoke(text_request(MODEL, "hi")).await.unwrap_err();
+    assert_eq!(reason(&err), "UPSTREAM_PROTOCOL_ERROR", "{err:?}");
+    assert!(err.message().contains("not text/event-stream"), "{err:?}");
+    assert!(up.wait_closed(Duration::from_secs(3)).await);
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_does_not_grow_the_server() {
     // 50 MB of tokens, offered in 64 KiB pieces as fast as the socket takes them.

@@ -404,7 +404,7 @@ async fn status_error<W: Wire + ?Sized>(wire: &W, response: reqwest::Response) -
     }
     let encoding = content_encoding(response.headers());
     let headers = response.headers().clone();
-    let body = read_capped(response).await;
+    let body = read_capped(response, MAX_ERROR_BODY).await;
     let body = match encoding {
         Some(enc) => format!("(a body compressed with {enc}, which chatwire does not ask for)"),
         None => redact(&body),
@@ -459,13 +459,24 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
 }
 
+/// How much of a wrong-typed 2xx body is read to quote it, and for how long:
+/// a gateway's JSON error is short and whole at once, while a real stream
+/// mislabelled (`text/plain`, none) would go on, generating and billing, for
+/// as long as it was read.
+const QUOTE_BYTES: usize = 4096;
+const QUOTE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A 2xx answer of the wrong content type, its body quoted (redacted, capped):
-/// a gateway or proxy that answers 200 with a JSON error says why there.
+/// a gateway or proxy that answers 200 with a JSON error says why there. At
+/// most `QUOTE_BYTES` within `QUOTE_WAIT`; else nothing is quoted.
 async fn quote_body(mut error: Error, response: reqwest::Response) -> Error {
     if content_encoding(response.headers()).is_some() {
         return error;
     }
-    let body = read_capped(response).await;
+    let Ok(body) = tokio::time::timeout(QUOTE_WAIT, read_capped(response, QUOTE_BYTES)).await
+    else {
+        return error;
+    };
     let said = redact(&generic_error_message(&body));
     let said: String = said.trim().chars().take(500).collect();
     if !said.is_empty() {
@@ -474,20 +485,20 @@ async fn quote_body(mut error: Error, response: reqwest::Response) -> Error {
     error
 }
 
-/// At most `MAX_ERROR_BODY` bytes of an error body (read a little further, so
-/// an echoed key at the edge is whole when it is redacted; cut after that).
-async fn read_capped(mut response: reqwest::Response) -> String {
+/// At most `max` bytes of an error body (read a little further, so an echoed
+/// key at the edge is whole when it is redacted; cut after that).
+async fn read_capped(mut response: reqwest::Response, max: usize) -> String {
     const SLACK: usize = 1024;
     let mut body = Vec::new();
     while let Ok(Some(bytes)) = response.chunk().await {
         body.extend_from_slice(&bytes);
-        if body.len() >= MAX_ERROR_BODY + SLACK {
-            body.truncate(MAX_ERROR_BODY + SLACK);
+        if body.len() >= max + SLACK {
+            body.truncate(max + SLACK);
             break;
         }
     }
     let text = redact(&String::from_utf8_lossy(&body));
-    match text.char_indices().nth(MAX_ERROR_BODY) {
+    match text.char_indices().nth(max) {
         Some((cut, _)) => text[..cut].to_string(),
         None => text,
     }
