@@ -90,7 +90,7 @@ impl Wire for Anthropic {
             codec::merge_provider_options(&mut body, options, wire::OWNED, "anthropic")?;
         }
         let body = codec::json_body(&body, "anthropic")?;
-        let mut rb = super::post(client, self.settings.endpoint("/v1/messages"))
+        let mut rb = super::post(client, &self.settings.endpoint("/v1/messages"))
             .header("anthropic-version", API_VERSION)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "text/event-stream");

@@ -67,7 +67,7 @@ impl Wire for AnthropicVertex {
         body.remove("model");
         body.insert("anthropic_version".into(), VERTEX_VERSION.into());
         let body = crate::provider::codec::json_body(&body, "vertex")?;
-        let mut rb = crate::provider::post(client, url)
+        let mut rb = crate::provider::post(client, &url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "text/event-stream");
         rb = crate::provider::with_extra_headers(rb, &self.settings.headers)?;

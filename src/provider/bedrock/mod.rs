@@ -152,7 +152,7 @@ impl Wire for Bedrock {
             .cloned()
             .partition(|(k, _)| super::is_secret_header(k));
         signed.extend(plain.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let mut rb = super::post(client, url.clone());
+        let mut rb = super::post(client, &url);
         for (k, v) in &signed {
             rb = rb.header(*k, *v);
         }

@@ -140,7 +140,7 @@ impl Wire for Gemini {
     ) -> Result<reqwest::RequestBuilder, Error> {
         let url = self.url(&call.model)?;
         let body = request_body(call, self.settings.default_max_tokens)?;
-        let mut req = super::post(client, url)
+        let mut req = super::post(client, &url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(crate::provider::codec::json_body(&body, NAME)?);
         req = super::with_extra_headers(req, &self.settings.headers)?;

@@ -52,7 +52,7 @@ impl Wire for GeminiVertex {
             .site
             .model_url("google", model, "streamGenerateContent?alt=sse")?;
         let body = request_body(call, self.settings.default_max_tokens)?;
-        let req = crate::provider::post(client, url)
+        let req = crate::provider::post(client, &url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(crate::provider::codec::json_body(&body, "vertex")?);
         crate::provider::with_extra_headers(req, &self.settings.headers)

@@ -155,7 +155,7 @@ impl Wire for Ollama {
         call: &Call,
     ) -> Result<reqwest::RequestBuilder, Error> {
         let body = request_body(call, self.settings.default_max_tokens)?;
-        let mut req = super::post(client, self.settings.bearer_endpoint("/api/chat"))
+        let mut req = super::post(client, &self.settings.bearer_endpoint("/api/chat"))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(crate::provider::codec::json_body(&body, NAME)?);
         req = super::with_extra_headers(req, &self.settings.headers)?;

@@ -172,7 +172,7 @@ impl Wire for Azure {
             &call.options,
             self.settings.default_max_tokens,
         )?;
-        let mut rb = crate::provider::post(client, self.url(&call.model)?)
+        let mut rb = crate::provider::post(client, &self.url(&call.model)?)
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(crate::provider::codec::json_body(&body, "azure")?);

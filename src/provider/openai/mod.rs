@@ -116,7 +116,7 @@ fn sse_post(
     path: &str,
     body: &serde_json::Value,
 ) -> Result<reqwest::RequestBuilder, Error> {
-    let mut rb = crate::provider::post(client, settings.bearer_endpoint(path))
+    let mut rb = crate::provider::post(client, &settings.bearer_endpoint(path))
         .header(reqwest::header::ACCEPT, "text/event-stream")
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(crate::provider::codec::json_body(body, "openai")?);
