@@ -446,4 +446,55 @@ async fn idle_connections_cannot_keep_a_scrape_out() {
         assert!(got.is_ok(), "scrape {i} with 100 idle connections opened");
     }
     drop(held);
+
+    // A kept-alive connection that has scraped (Prometheus's) outlives
+    // connections that never sent a request: those are closed first.
+    let mut kept = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    assert_eq!(raw_scrape(&mut kept).await.ok(), Some(200));
+    let mut silent = Vec::new();
+    for _ in 0..100 {
+        silent.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let again =
+        tokio::time::timeout(std::time::Duration::from_secs(5), raw_scrape(&mut kept)).await;
+    assert_eq!(
+        again.ok().and_then(Result::ok),
+        Some(200),
+        "the connection that scraped was kept through 100 silent connects"
+    );
+    drop(silent);
+}
+
+/// One `GET /metrics` on a kept-alive HTTP/1.1 connection: the status code.
+async fn raw_scrape(conn: &mut tokio::net::TcpStream) -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n")
+        .await?;
+    let mut buf = Vec::new();
+    let mut piece = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut piece).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&piece[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = text[..end].to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if buf.len() >= end + 4 + len {
+                return Ok(head[9..12].parse().unwrap());
+            }
+        }
+    }
 }

@@ -643,8 +643,53 @@ async fn idle_connections_cannot_keep_probes_off_the_health_port() {
             "probe {i} with 200 idle connections opened"
         );
     }
-    tx.send(()).unwrap();
     drop(held);
+
+    // A long-lived connection that spoke (a Watch subscriber, a load
+    // balancer's checker) outlives bare TCP connects that never sent the
+    // preface: those are closed first. (Raw HTTP/2: tonic's channel would
+    // reconnect unseen.)
+    let health_check_raw = |h2: &mut common::raw_h2::H2Client| {
+        let req = http::Request::builder()
+            .method("POST")
+            .uri("http://localhost/grpc.health.v1.Health/Check")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let (resp, mut stream) = h2.send_request(req, false)?;
+        let m = HealthCheckRequest {
+            service: String::new(),
+        }
+        .encode_to_vec();
+        let mut body = vec![0u8];
+        body.extend_from_slice(&(m.len() as u32).to_be_bytes());
+        body.extend_from_slice(&m);
+        stream.send_data(Bytes::from(body), true)?;
+        Ok::<_, h2::Error>(resp)
+    };
+    let mut kept = common::raw_h2::h2_connect(health_addr).await;
+    let resp = health_check_raw(&mut kept).unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+    let mut silent = Vec::new();
+    for _ in 0..200 {
+        silent.push(tokio::net::TcpStream::connect(health_addr).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let again = match health_check_raw(&mut kept) {
+        Ok(resp) => tokio::time::timeout(Duration::from_secs(10), resp)
+            .await
+            .map_err(|_| "timed out".to_string())
+            .and_then(|r| r.map(|r| r.status().as_u16()).map_err(|e| e.to_string())),
+        Err(e) => Err(e.to_string()),
+    };
+    assert_eq!(
+        again,
+        Ok(200),
+        "the connection that spoke was kept through 200 silent connects"
+    );
+    drop(silent);
+    tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(5), handle)
         .await
         .unwrap()

@@ -7,7 +7,15 @@
 //! `other`), a gRPC code name, an ErrorInfo reason (a constant), an HTTP
 //! status, a timer's name. Never a caller's free text, never a secret.
 
-use std::{collections::VecDeque, convert::Infallible, net::SocketAddr, sync::Arc};
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
 
 use http_body_util::Full;
 use hyper::{body::Bytes, Method, Request, Response, StatusCode};
@@ -261,9 +269,10 @@ impl Metrics {
 /// The content type of `render`'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Connections kept open at most: past it, a new connection closes the oldest
-/// (which is most likely idle: a scrape takes milliseconds), so connections
-/// opened and left idle cannot keep a scrape out.
+/// Connections kept open at most: past it, a new connection closes another,
+/// the oldest of those that never sent a request, else the oldest (a scrape
+/// takes milliseconds; Prometheus's kept-alive connection has sent requests),
+/// so connections opened and left idle cannot keep a scrape out.
 const MAX_SCRAPE_CONNECTIONS: usize = 64;
 
 /// Binds the metrics listener and serves `GET /metrics` on it until the task is aborted.
@@ -281,7 +290,8 @@ pub async fn listen(
 
 /// Serves `GET /metrics` (HTTP/1.1) on an already bound listener.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    let mut open: VecDeque<tokio::task::AbortHandle> = VecDeque::new();
+    // Each open connection's task, and whether it has sent a request.
+    let mut open: VecDeque<(tokio::task::AbortHandle, Arc<AtomicBool>)> = VecDeque::new();
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -291,19 +301,25 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                 continue;
             }
         };
-        open.retain(|c| !c.is_finished());
+        open.retain(|(c, _)| !c.is_finished());
         if open.len() >= MAX_SCRAPE_CONNECTIONS {
-            if let Some(oldest) = open.pop_front() {
+            let silent = open
+                .iter()
+                .position(|(_, asked)| !asked.load(Ordering::Relaxed));
+            if let Some((victim, _)) = open.remove(silent.unwrap_or(0)) {
                 tracing::debug!(
                     max_connections = MAX_SCRAPE_CONNECTIONS,
-                    "metrics: closing the oldest connection to serve a new one"
+                    "metrics: closing a connection to serve a new one"
                 );
-                oldest.abort();
+                victim.abort();
             }
         }
         let metrics = metrics.clone();
+        let asked = Arc::new(AtomicBool::new(false));
+        let asks = asked.clone();
         let task = tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                asks.store(true, Ordering::Relaxed);
                 let res = respond(&metrics, &req);
                 async move { Ok::<_, Infallible>(res) }
             });
@@ -315,7 +331,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
             // A scrape that stalls is cut after a minute, whatever it is doing.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(60), conn).await;
         });
-        open.push_back(task.abort_handle());
+        open.push_back((task.abort_handle(), asked));
     }
 }
 

@@ -8,9 +8,11 @@
 //! It asks no auth, so anyone who reaches it can open connections and leave
 //! them idle (answering keepalive pings). Under a cap that waits for a slot,
 //! a few dozen such connections would keep every probe out and have the pod
-//! marked unready and restarted; here, at the cap, a new connection closes the
-//! oldest instead. A probe opens a connection per check and is done within
-//! milliseconds, so it is always served.
+//! marked unready and restarted; here, at the cap, a new connection closes
+//! another instead: the oldest of those that never sent the HTTP/2 preface,
+//! else the oldest. A probe opens a connection per check and is done within
+//! milliseconds, so it is served unless more than 64 new connections that
+//! speak HTTP/2 arrive while it is in flight.
 
 use std::{
     collections::VecDeque,
@@ -90,12 +92,19 @@ impl Stream for Evicting {
         };
         this.open.retain(|c| c.strong_count() > 0);
         if this.open.len() >= MAX_CONNECTIONS {
-            if let Some(oldest) = this.open.pop_front().and_then(|c| c.upgrade()) {
+            // A connection that never spoke first (a bare TCP connect costs an
+            // attacker least), else the oldest (a probe is the newest).
+            let silent = this.open.iter().position(|c| {
+                c.upgrade()
+                    .is_some_and(|c| !c.spoke.load(Ordering::Relaxed))
+            });
+            let victim = this.open.remove(silent.unwrap_or(0));
+            if let Some(victim) = victim.and_then(|c| c.upgrade()) {
                 tracing::debug!(
                     max_connections = MAX_CONNECTIONS,
-                    "health listener: closing its oldest connection to serve a new one"
+                    "health listener: closing a connection to serve a new one"
                 );
-                oldest.close();
+                victim.close();
             }
         }
         let close = Arc::new(Close::default());
@@ -108,6 +117,8 @@ impl Stream for Evicting {
 #[derive(Default)]
 struct Close {
     closed: AtomicBool,
+    /// The connection sent the HTTP/2 preface.
+    spoke: AtomicBool,
     /// The connection's task, woken to see the close while it waits to read.
     reader: AtomicWaker,
 }
@@ -145,7 +156,11 @@ impl AsyncRead for Evictable {
         // Registered before the check, so a close in between still wakes it.
         this.close.reader.register(cx.waker());
         this.close.check()?;
-        Pin::new(&mut this.conn).poll_read(cx, buf)
+        let read = Pin::new(&mut this.conn).poll_read(cx, buf);
+        if !this.conn.awaiting_preface() {
+            this.close.spoke.store(true, Ordering::Relaxed);
+        }
+        read
     }
 }
 
@@ -158,6 +173,20 @@ impl AsyncWrite for Evictable {
         let this = self.get_mut();
         this.close.check()?;
         Pin::new(&mut this.conn).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.close.check()?;
+        Pin::new(&mut this.conn).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.conn.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
