@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time to first token at concurrency 1, with enough calls for a p99: straight
+"""Time to first token (at concurrency 1 unless -c), with enough calls for a p99: straight
 at the mock upstream, then through chatwire with each of several worker-thread
 counts (`--worker-threads`), runs alternating.
 

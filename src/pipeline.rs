@@ -216,8 +216,9 @@ impl Pipeline {
             let mut attempt = 0;
             loop {
                 // A deadline already passed (a `grpc-timeout` shorter than the
-                // margin kept before it, or spent in a backoff) sends nothing:
-                // a request upstream would be paid for and never answered.
+                // margin kept before it, or used up by earlier attempts before a
+                // fallback target) sends nothing: a request upstream would be
+                // paid for and never answered.
                 if Instant::now() >= end_at {
                     obs.timer(if end_is_caller { "deadline" } else { "total" });
                     return Err(end_error());

@@ -325,12 +325,12 @@ impl Aggregator {
             };
             match serde_json::from_str::<serde_json::Value>(raw) {
                 Ok(serde_json::Value::Object(arguments))
-                    if nesting_of(&arguments) > super::MAX_JSON_DEPTH =>
+                    if nesting_of(&arguments, super::MAX_JSON_DEPTH + 1)
+                        > super::MAX_JSON_DEPTH =>
                 {
                     invalid_tool_calls.push(InvalidToolCall {
                         error: format!(
-                            "arguments nest objects and arrays {} levels deep, more than the {} a gRPC client can decode as a google.protobuf.Struct (most stop at 100 protobuf levels, about 3 per JSON level); the text is kept here",
-                            nesting_of(&arguments),
+                            "arguments nest objects and arrays more than {} levels deep, more than a gRPC client can decode as a google.protobuf.Struct (most stop at 100 protobuf levels, about 3 per JSON level); the text is kept here",
                             super::MAX_JSON_DEPTH
                         ),
                         id: call.id,
@@ -396,11 +396,14 @@ pub fn delta_size(d: &Delta) -> usize {
 }
 
 /// How deeply objects and arrays nest in `object` (itself one level), without
-/// recursion.
-fn nesting_of(object: &serde_json::Map<String, serde_json::Value>) -> usize {
+/// recursion; the walk stops once `enough` levels are found.
+fn nesting_of(object: &serde_json::Map<String, serde_json::Value>, enough: usize) -> usize {
     let mut deepest = 1;
     let mut stack: Vec<(&serde_json::Value, usize)> = object.values().map(|v| (v, 2)).collect();
     while let Some((v, depth)) = stack.pop() {
+        if deepest >= enough {
+            break;
+        }
         match v {
             serde_json::Value::Object(m) => {
                 deepest = deepest.max(depth);

@@ -3,9 +3,10 @@
 //!
 //! Layer: the lowest, beside `error`; imports nothing of the crate but `error`.
 /// How deeply JSON (objects and arrays) may nest where it travels as a
-/// `google.protobuf.Struct`: requests deeper than this cannot be decoded
-/// (prost's limit of 100 protobuf levels, two or three per JSON level), and
-/// an answer's tool-call arguments deeper than this are an invalid call.
+/// `google.protobuf.Struct`: requests much deeper than this cannot be decoded
+/// (prost's limit of 100 protobuf levels, two or three per JSON level; about
+/// 32 levels of objects still decode), and an answer's tool-call arguments
+/// deeper than this are an invalid call.
 pub const MAX_JSON_DEPTH: usize = 30;
 
 pub mod aggregate;

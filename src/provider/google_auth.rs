@@ -338,13 +338,16 @@ fn token_error_detail(body: &str) -> String {
             .to_string(),
         _ => String::new(),
     };
-    match (error.is_empty(), e.error_description.is_empty()) {
+    // Redacted before they are cut: a secret cut short would escape redaction.
+    let error = crate::error::redact(&error);
+    let description = crate::error::redact(&e.error_description);
+    match (error.is_empty(), description.is_empty()) {
         (true, true) => String::new(),
         (false, true) => format!(": {}", crate::error::log_safe(&error, 200)),
         (_, false) => format!(
             ": {} ({})",
             crate::error::log_safe(&error, 100),
-            crate::error::log_safe(&e.error_description, 300)
+            crate::error::log_safe(&description, 300)
         ),
     }
 }
@@ -409,6 +412,21 @@ fn pem_der(pem: &str) -> Option<Vec<u8>> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// A secret the token endpoint echoes where the detail is cut is redacted
+    /// first, so no head of it is left after the cut.
+    #[test]
+    fn a_secret_at_the_cut_of_a_token_error_is_redacted_first() {
+        let secret = "gsa-private-LEAK-0123456789abcdef";
+        crate::error::register_secret(secret);
+        let body = serde_json::json!({
+            "error": "invalid_grant",
+            "error_description": format!("{}{secret}", "x".repeat(290)),
+        })
+        .to_string();
+        let detail = token_error_detail(&body);
+        assert!(!detail.contains("gsa-pri"), "{detail}");
+    }
 
     fn source() -> Arc<TokenSource> {
         Arc::new(TokenSource::new(

@@ -235,7 +235,8 @@ fn content_filter_error(status: u16, body: &str) -> Option<Error> {
             "UPSTREAM_CONTENT_FILTER",
             format!(
                 "Azure OpenAI's content filter refused the prompt (HTTP {status}){what}: {}",
-                crate::error::log_safe(&message, 500)
+                // Redacted before it is cut: a key cut short would escape redaction.
+                crate::error::log_safe(&crate::error::redact(&message), 500)
             ),
         )
         .with_status(status),
