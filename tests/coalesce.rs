@@ -42,12 +42,18 @@ fn burst() -> (String, Vec<usize>) {
     (body, splits)
 }
 
-#[tokio::test]
-async fn chunks_that_arrive_together_share_http2_frames_and_all_arrive_in_order() {
+/// The server, its OpenAI upstream answering every call with `burst()`.
+async fn serve_burst() -> (MockUpstream, TestServer) {
     let (body, splits) = burst();
     let up = MockUpstream::start(move |_| Reply::sse(body.clone()).splits(splits.clone())).await;
     let base = format!("{}/v1", up.url);
     let srv = TestServer::start(Config::default(), env(&[("OPENAI_BASE_URL", &base)])).await;
+    (up, srv)
+}
+
+#[tokio::test]
+async fn chunks_that_arrive_together_share_http2_frames_and_all_arrive_in_order() {
+    let (_up, srv) = serve_burst().await;
     let mut h2 = h2_connect(srv.addr).await;
 
     let resp = h2_send(&mut h2, "Stream", &text_request("openai:m", "go")).unwrap();
@@ -74,10 +80,7 @@ async fn chunks_that_arrive_together_share_http2_frames_and_all_arrive_in_order(
 #[tokio::test]
 async fn the_first_chunk_of_a_burst_leaves_alone_at_once() {
     use prost::Message;
-    let (body, splits) = burst();
-    let up = MockUpstream::start(move |_| Reply::sse(body.clone()).splits(splits.clone())).await;
-    let base = format!("{}/v1", up.url);
-    let srv = TestServer::start(Config::default(), env(&[("OPENAI_BASE_URL", &base)])).await;
+    let (_up, srv) = serve_burst().await;
     let mut h2 = h2_connect(srv.addr).await;
     for _ in 0..5 {
         let resp = h2_send(&mut h2, "Stream", &text_request("openai:m", "go")).unwrap();

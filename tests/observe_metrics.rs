@@ -431,16 +431,7 @@ async fn idle_connections_cannot_keep_a_scrape_out() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     scrape(port).await;
-    let mut held = Vec::new();
-    for _ in 0..100 {
-        held.push(
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .unwrap(),
-        );
-        // Each is accepted before the next, as a slow attacker's would be.
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
+    let held = silent_connections(port, 100).await;
     for i in 0..3 {
         let got = tokio::time::timeout(std::time::Duration::from_secs(5), scrape(port)).await;
         assert!(got.is_ok(), "scrape {i} with 100 idle connections opened");
@@ -453,15 +444,7 @@ async fn idle_connections_cannot_keep_a_scrape_out() {
         .await
         .unwrap();
     assert_eq!(raw_scrape(&mut kept).await.ok(), Some(200));
-    let mut silent = Vec::new();
-    for _ in 0..100 {
-        silent.push(
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .unwrap(),
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
+    let silent = silent_connections(port, 100).await;
     let again =
         tokio::time::timeout(std::time::Duration::from_secs(5), raw_scrape(&mut kept)).await;
     assert_eq!(
@@ -470,6 +453,21 @@ async fn idle_connections_cannot_keep_a_scrape_out() {
         "the connection that scraped was kept through 100 silent connects"
     );
     drop(silent);
+}
+
+/// `n` connections that send nothing, each accepted before the next is
+/// opened (as a slow attacker's would be).
+async fn silent_connections(port: u16, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    held
 }
 
 /// One `GET /metrics` on a kept-alive HTTP/1.1 connection: the status code.

@@ -471,8 +471,15 @@ async fn health_check(addr: std::net::SocketAddr, service: &str) -> Result<i32, 
         .map(|r| r.into_inner().status)
 }
 
-#[tokio::test]
-async fn the_health_only_listener_serves_health_and_nothing_else_through_the_drain() {
+/// The server with a health-only listener, both on 127.0.0.1:0, once the
+/// health port answers SERVING: (main address, health address, the shutdown
+/// trigger, the server's task).
+async fn serve_with_health() -> (
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), chatwire::error::Error>>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let health_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -487,7 +494,6 @@ async fn the_health_only_listener_serves_health_and_nothing_else_through_the_dra
             let _ = rx.await;
         },
     ));
-    let serving = ServingStatus::Serving as i32;
     let mut up = Err(tonic::Status::unavailable("not yet"));
     for _ in 0..100 {
         up = health_check(health_addr, "").await;
@@ -496,7 +502,14 @@ async fn the_health_only_listener_serves_health_and_nothing_else_through_the_dra
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(up.unwrap(), serving);
+    assert_eq!(up.unwrap(), ServingStatus::Serving as i32);
+    (addr, health_addr, tx, handle)
+}
+
+#[tokio::test]
+async fn the_health_only_listener_serves_health_and_nothing_else_through_the_drain() {
+    let (addr, health_addr, tx, handle) = serve_with_health().await;
+    let serving = ServingStatus::Serving as i32;
     assert_eq!(
         health_check(health_addr, "chatwire.v1.ChatModelService")
             .await
@@ -596,29 +609,8 @@ async fn the_health_only_listener_serves_health_and_nothing_else_through_the_dra
 #[tokio::test]
 async fn idle_connections_cannot_keep_probes_off_the_health_port() {
     use tokio::io::AsyncWriteExt;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let health_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let health_addr = health_listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(server::run_with_health(
-        Config::default(),
-        env(&[]),
-        listener,
-        Some(health_listener),
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let (_, health_addr, tx, handle) = serve_with_health().await;
     let serving = ServingStatus::Serving as i32;
-    let mut up = Err(tonic::Status::unavailable("not yet"));
-    for _ in 0..100 {
-        up = health_check(health_addr, "").await;
-        if up.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(up.unwrap(), serving);
 
     // Idle HTTP/2 connections, past the preface deadline's reach: the client
     // preface and an empty SETTINGS frame, then nothing.
