@@ -97,10 +97,11 @@ pub(super) async fn status_error<W: Wire + ?Sized>(wire: &W, response: reqwest::
     }
     let encoding = content_encoding(response.headers());
     let headers = response.headers().clone();
+    // Redacted whole as it is read (`read_capped`).
     let body = read_capped(response, MAX_ERROR_BODY).await;
     let body = match encoding {
         Some(enc) => format!("(a body compressed with {enc}, which chatwire does not ask for)"),
-        None => redact(&body),
+        None => body,
     };
     let mut error = wire.http_error_with_headers(status, &headers, &body);
     // The body was redacted as bytes, but the message read from its JSON can
